@@ -1,0 +1,342 @@
+//! Partner authentication: Ed25519-signed JWTs checked against the registry.
+//!
+//! Each partner signs its own short-lived tokens (`sub` = its id, `aud` =
+//! `crosswalk`) with its private key; the registry holds only the public key. A
+//! token is accepted when, in this order:
+//! 1. its header names `EdDSA` (so `none`, HMAC and every other algorithm are
+//!    refused before any key is touched: an HS256 token "signed" with a partner's
+//!    public key never reaches a verifier);
+//! 2. its `sub` is a partner in the registry, and that partner is active;
+//! 3. its signature verifies with that partner's registered key;
+//! 4. `aud` is `crosswalk`, `exp` and `iat` are present, `exp` has not passed,
+//!    `nbf` (if present) and `iat` are not in the future, and `exp - iat` is within
+//!    `auth.max_token_lifetime_secs` (all with `auth.leeway_secs` of clock skew);
+//! 5. if the partner is bound to a client certificate, the connection presented
+//!    that certificate.
+//!
+//! The partner's kind always comes from the registry, never from the token.
+//! Times are checked against the [`Clock`] passed in, not by jsonwebtoken, so that
+//! expiry is testable without sleeping.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::config::{Config, ConfigError, PartnerKind, parse_fingerprint};
+
+/// The audience every partner token must name.
+pub const AUDIENCE: &str = "crosswalk";
+
+/// A partner as the gateway knows it at run time, with its parsed key.
+pub struct RegisteredPartner {
+    pub id: String,
+    pub kind: PartnerKind,
+    pub name: String,
+    pub active: bool,
+    key: DecodingKey,
+    cert_fingerprint: Option<[u8; 32]>,
+}
+
+impl fmt::Debug for RegisteredPartner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegisteredPartner")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The partner registry, built from the configuration at start-up.
+#[derive(Debug, Default)]
+pub struct Registry {
+    partners: HashMap<String, RegisteredPartner>,
+}
+
+impl Registry {
+    /// Parses every partner's public key; a key that is not an Ed25519 SPKI PEM
+    /// fails start-up naming the partner.
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let mut partners = HashMap::new();
+        for (id, p) in &config.partners {
+            let key = parse_ed25519_public_key(&p.public_key).map_err(|problem| {
+                ConfigError::new(&config.source, format!("partners.{id}.public_key"), problem)
+            })?;
+            let cert_fingerprint = p.cert_fingerprint.as_deref().and_then(parse_fingerprint);
+            partners.insert(
+                id.clone(),
+                RegisteredPartner {
+                    id: id.clone(),
+                    kind: p.kind,
+                    name: p.name.clone(),
+                    active: p.active,
+                    key,
+                    cert_fingerprint,
+                },
+            );
+        }
+        Ok(Self { partners })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&RegisteredPartner> {
+        self.partners.get(id)
+    }
+}
+
+/// `DecodingKey::from_ed_pem` accepts any PEM it can classify, so the key type is
+/// checked here explicitly: an RSA or EC key in the registry is a configuration
+/// error, not a partner that can never log in.
+fn parse_ed25519_public_key(pem: &str) -> Result<DecodingKey, &'static str> {
+    use rustls::pki_types::SubjectPublicKeyInfoDer;
+    use rustls::pki_types::pem::PemObject as _;
+    // The DER of an Ed25519 SubjectPublicKeyInfo is a fixed 12-byte prefix
+    // (SEQUENCE, AlgorithmIdentifier id-Ed25519, BIT STRING) and the 32-byte key.
+    const ED25519_SPKI_PREFIX: [u8; 12] = [
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    let spki = SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes())
+        .map_err(|_| "is not a PEM public key (-----BEGIN PUBLIC KEY-----)")?;
+    let der = spki.as_ref();
+    if der.len() != 44 || der[..12] != ED25519_SPKI_PREFIX {
+        return Err("is not an Ed25519 public key");
+    }
+    Ok(DecodingKey::from_ed_der(&der[12..]))
+}
+
+/// Why a token was refused. The text is safe to log and to return: it never
+/// includes the token or key material.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    #[error("no bearer token in the Authorization header")]
+    MissingToken,
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    #[error("the token's algorithm is not EdDSA")]
+    UnsupportedAlgorithm,
+    #[error("the token has no {0} claim")]
+    MissingClaim(&'static str),
+    #[error("the token's sub is not a registered partner")]
+    UnknownPartner,
+    #[error("the partner is not active")]
+    InactivePartner,
+    #[error("the token's signature does not verify with the partner's key")]
+    BadSignature,
+    #[error("the token's audience is not crosswalk")]
+    WrongAudience,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token lives longer than the gateway allows")]
+    LifetimeTooLong,
+    #[error("the partner must present its client certificate")]
+    CertificateRequired,
+}
+
+impl AuthError {
+    /// A stable label for metrics and logs.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::Malformed => "malformed",
+            Self::UnsupportedAlgorithm => "unsupported_algorithm",
+            Self::MissingClaim(_) => "missing_claim",
+            Self::UnknownPartner => "unknown_partner",
+            Self::InactivePartner => "inactive_partner",
+            Self::BadSignature => "bad_signature",
+            Self::WrongAudience => "wrong_audience",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::LifetimeTooLong => "lifetime_too_long",
+            Self::CertificateRequired => "certificate_required",
+        }
+    }
+
+    /// What the caller is told. Unknown, inactive and badly signed tokens get the
+    /// same answer so that the registry cannot be enumerated; the log keeps the
+    /// precise reason.
+    pub fn public_detail(self) -> String {
+        match self {
+            Self::UnknownPartner | Self::InactivePartner | Self::BadSignature => {
+                "the token is not signed by an active registered partner".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The partner a request was authenticated as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatedPartner {
+    pub id: String,
+    pub kind: PartnerKind,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    /// A string or an array; jsonwebtoken checks it names `crosswalk`.
+    aud: serde_json::Value,
+    /// Optional here so that a missing claim is reported as missing, not as a
+    /// malformed token; [`Verifier::check_times`] requires both.
+    iat: Option<i64>,
+    exp: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
+}
+
+/// Checks partner tokens. Shared by every request.
+pub struct Verifier {
+    registry: Arc<Registry>,
+    validation: Validation,
+    max_lifetime_secs: i64,
+    leeway_secs: i64,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier").finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    pub fn new(registry: Arc<Registry>, config: &Config, clock: Arc<dyn Clock>) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        // Time is checked below against our clock; jsonwebtoken checks the
+        // signature, the audience and that the claims are present.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iat", "aud", "sub"]);
+        Self {
+            registry,
+            validation,
+            max_lifetime_secs: i64::try_from(config.auth.max_token_lifetime_secs)
+                .unwrap_or(i64::MAX),
+            leeway_secs: i64::try_from(config.auth.leeway_secs).unwrap_or(i64::MAX),
+            clock,
+        }
+    }
+
+    /// Verifies `token`; `peer_cert` is the SHA-256 of the client certificate the
+    /// connection presented, if any.
+    pub fn verify(
+        &self,
+        token: &str,
+        peer_cert: Option<&[u8; 32]>,
+    ) -> Result<AuthenticatedPartner, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(AuthError::UnsupportedAlgorithm);
+        }
+        // The signature can only be checked once we know whose key to use, so the
+        // subject is read first; nothing else from the unverified claims is used.
+        let unverified: UnverifiedSubject = jsonwebtoken::dangerous::insecure_decode_claims(token)
+            .map_err(|_| AuthError::Malformed)?;
+        let sub = unverified.sub.ok_or(AuthError::MissingClaim("sub"))?;
+        let partner = self.registry.get(&sub).ok_or(AuthError::UnknownPartner)?;
+        if !partner.active {
+            return Err(AuthError::InactivePartner);
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &partner.key, &self.validation)
+            .map_err(|e| map_jwt_error(e.kind()))?;
+        self.check_times(&data.claims)?;
+        if let Some(required) = &partner.cert_fingerprint
+            && peer_cert != Some(required)
+        {
+            return Err(AuthError::CertificateRequired);
+        }
+        Ok(AuthenticatedPartner {
+            id: partner.id.clone(),
+            kind: partner.kind,
+        })
+    }
+
+    fn check_times(&self, claims: &Claims) -> Result<(), AuthError> {
+        let exp = claims.exp.ok_or(AuthError::MissingClaim("exp"))?;
+        let iat = claims.iat.ok_or(AuthError::MissingClaim("iat"))?;
+        let now = self.clock.now().timestamp();
+        if now > exp.saturating_add(self.leeway_secs) {
+            return Err(AuthError::Expired);
+        }
+        let not_before = claims.nbf.unwrap_or(iat).max(iat);
+        if not_before > now.saturating_add(self.leeway_secs) {
+            return Err(AuthError::NotYetValid);
+        }
+        if exp.saturating_sub(iat) > self.max_lifetime_secs {
+            return Err(AuthError::LifetimeTooLong);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct UnverifiedSubject {
+    sub: Option<String>,
+}
+
+fn map_jwt_error(kind: &jsonwebtoken::errors::ErrorKind) -> AuthError {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::InvalidSignature | K::InvalidEddsaKey => AuthError::BadSignature,
+        K::InvalidAudience => AuthError::WrongAudience,
+        K::InvalidAlgorithm | K::UnsupportedAlgorithm | K::InvalidAlgorithmName => {
+            AuthError::UnsupportedAlgorithm
+        }
+        K::MissingRequiredClaim(claim) => AuthError::MissingClaim(match claim.as_str() {
+            "exp" => "exp",
+            "iat" => "iat",
+            "aud" => "aud",
+            _ => "sub",
+        }),
+        _ => AuthError::Malformed,
+    }
+}
+
+/// Mints a development token for `partner_id`, signed with the Ed25519 key at
+/// `key_path` (PKCS#8 PEM). Partners' own systems do the same with any JWT library.
+pub fn issue_token(
+    config: &Config,
+    partner_id: &str,
+    key_path: &Path,
+    ttl: Duration,
+    clock: &dyn Clock,
+) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        config.partners.contains_key(partner_id),
+        "partner {partner_id:?} is not in the registry ({})",
+        config.source.display()
+    );
+    let ttl_secs = ttl.as_secs();
+    anyhow::ensure!(ttl_secs > 0, "--ttl must be at least 1s");
+    anyhow::ensure!(
+        ttl_secs <= config.auth.max_token_lifetime_secs,
+        "--ttl {ttl_secs}s exceeds auth.max_token_lifetime_secs ({}s); the gateway would refuse it",
+        config.auth.max_token_lifetime_secs
+    );
+    let pem = std::fs::read(key_path)
+        .with_context(|| format!("reading the partner key {}", key_path.display()))?;
+    let key = EncodingKey::from_ed_pem(&pem)
+        .map_err(|_| anyhow::anyhow!("{} is not an Ed25519 PKCS#8 PEM key", key_path.display()))?;
+    let now = clock.now().timestamp();
+    let claims = Claims {
+        sub: partner_id.to_owned(),
+        aud: serde_json::Value::from(AUDIENCE),
+        iat: Some(now),
+        nbf: Some(now),
+        exp: Some(now.saturating_add(i64::try_from(ttl_secs)?)),
+        jti: Some(uuid::Uuid::new_v4().to_string()),
+    };
+    jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).context("signing the token")
+}

@@ -1,0 +1,505 @@
+//! Configuration: one TOML file, every setting overridable from the environment.
+//!
+//! The file holds the partner registry, the key file paths and the limits. It is
+//! read once at start-up into [`Config`]; nothing else in the gateway reads files or
+//! environment variables for settings.
+//!
+//! # Precedence
+//! file  <  `CROSSWALK_*` variables  <  `DATABASE_URL`  <  command-line flags.
+//!
+//! An environment variable names a setting by its path in the file, upper-cased,
+//! with `__` between levels and `_` standing for `-` inside a key:
+//! `CROSSWALK_SERVER__LISTEN=0.0.0.0:8443`,
+//! `CROSSWALK_PARTNERS__CBO_NORTH__ACTIVE=false`. Values are read as TOML
+//! (`false`, `30`, `"text"`); anything that does not parse as TOML is taken as a
+//! string. A variable that names no known setting fails start-up, so a typo cannot
+//! silently leave a default in force. `CROSSWALK_CONFIG` (the file's path) is the
+//! one `CROSSWALK_*` variable that is not a setting.
+//!
+//! # Errors
+//! Every failure names the file and the key: `keys-example/crosswalk.toml:
+//! partners.pd.kind: unknown variant ...`. Key *contents* never appear in a message.
+//!
+//! # Adding a setting
+//! Add the field to the struct below with a `#[serde(default = ...)]` if it has one,
+//! document why it exists, check it in [`Config::validate`] if it has a range, and
+//! add it to `keys::example_config` so `crosswalk keys generate` writes it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The default place `serve` looks for its configuration: the example set, so that
+/// a fresh clone runs with no setup.
+pub const DEFAULT_CONFIG_PATH: &str = "keys-example/crosswalk.toml";
+
+/// The variable that names the configuration file instead of `--config`.
+pub const CONFIG_PATH_VAR: &str = "CROSSWALK_CONFIG";
+
+const ENV_PREFIX: &str = "CROSSWALK_";
+
+/// Everything the gateway needs to start, validated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    pub keys: KeyPaths,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// The partner registry, keyed by partner id. Keyed rather than a list so that
+    /// one partner's setting can be overridden from the environment by name.
+    #[serde(default)]
+    pub partners: BTreeMap<String, PartnerConfig>,
+    /// The directory of the configuration file: relative key paths resolve here.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    /// Where the configuration came from, for messages.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Loopback by default: exposing the gateway is a deliberate operator choice.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` (the embedded default) or `postgres://...`.
+    #[serde(default = "default_database_url")]
+    pub database_url: String,
+    /// Bounds the memory one request can make the gateway hold.
+    #[serde(default = "default_body_limit")]
+    pub request_body_limit_bytes: usize,
+    /// A request still running after this long is answered 408 and dropped, so a
+    /// slow client cannot hold a worker forever.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    /// How long a graceful shutdown waits for in-flight requests before giving up.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            database_url: default_database_url(),
+            request_body_limit_bytes: default_body_limit(),
+            request_timeout_secs: default_request_timeout(),
+            shutdown_grace_secs: default_shutdown_grace(),
+        }
+    }
+}
+
+/// Paths to key material, relative to the configuration file's directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPaths {
+    /// 32 random bytes, hex: the root of every pseudonym and linkage key.
+    pub master_secret: PathBuf,
+    /// The vault's age identity: what unseals identifiers at rest.
+    pub vault_identity: PathBuf,
+    /// The gateway's Ed25519 key (PKCS#8 PEM) for what the gateway asserts.
+    pub signing_key: PathBuf,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// The CA whose client certificates are accepted for mutual TLS.
+    pub client_ca: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Partner tokens must be short-lived: `exp - iat` above this is refused.
+    #[serde(default = "default_max_token_lifetime")]
+    pub max_token_lifetime_secs: u64,
+    /// Tolerated clock skew between a partner's clock and ours.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            max_token_lifetime_secs: default_max_token_lifetime(),
+            leeway_secs: default_leeway(),
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerConfig {
+    pub kind: PartnerKind,
+    pub name: String,
+    /// An inactive partner's tokens are refused; the entry stays for the audit trail.
+    #[serde(default = "default_true")]
+    pub active: bool,
+    /// Ed25519 public key (SPKI PEM) that verifies the partner's tokens.
+    pub public_key: String,
+    /// `sha256:` and the hex SHA-256 of a client certificate's DER. When set, the
+    /// partner's tokens are accepted only over a connection presenting that
+    /// certificate, so a stolen token alone is not enough.
+    #[serde(default)]
+    pub cert_fingerprint: Option<String>,
+    /// The partner's age recipient (`age1...`), for what is encrypted to it.
+    #[serde(default)]
+    pub age_recipient: Option<String>,
+}
+
+impl fmt::Debug for PartnerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartnerConfig")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("active", &self.active)
+            .field("cert_bound", &self.cert_fingerprint.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a partner is. It comes from the registry, never from a token's claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PartnerKind {
+    Police,
+    Health,
+    Cbo,
+    Evaluator,
+    Admin,
+}
+
+impl PartnerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Police => "police",
+            Self::Health => "health",
+            Self::Cbo => "cbo",
+            Self::Evaluator => "evaluator",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for PartnerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+fn default_database_url() -> String {
+    "sqlite://data/crosswalk.db".to_owned()
+}
+fn default_body_limit() -> usize {
+    1024 * 1024
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+fn default_shutdown_grace() -> u64 {
+    30
+}
+fn default_max_token_lifetime() -> u64 {
+    3600
+}
+fn default_leeway() -> u64 {
+    30
+}
+fn default_true() -> bool {
+    true
+}
+
+/// A configuration that could not be loaded. The message names the file and the
+/// key; it never quotes key material.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {key}: {problem}", file.display())]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub key: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(file: &Path, key: impl Into<String>, problem: impl fmt::Display) -> Self {
+        Self {
+            file: file.to_owned(),
+            key: key.into(),
+            problem: problem.to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies `CROSSWALK_*` overrides and `DATABASE_URL` from `env`,
+    /// and validates the result.
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                path,
+                "(file)",
+                format!("cannot read the configuration: {e}"),
+            )
+        })?;
+        Self::from_toml(&text, path, env)
+    }
+
+    /// Parses configuration text; `path` is used for messages and relative paths.
+    pub fn from_toml(
+        text: &str,
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| {
+            let key = e
+                .span()
+                .map_or_else(|| "(syntax)".to_owned(), |s| line_of(text, s.start));
+            ConfigError::new(path, key, e.message())
+        })?;
+        let mut database_url = None;
+        for (name, value) in env {
+            if name == "DATABASE_URL" {
+                database_url = Some(value);
+            } else if let Some(setting) = name.strip_prefix(ENV_PREFIX)
+                && name != CONFIG_PATH_VAR
+            {
+                apply_override(&mut table, setting, &value)
+                    .map_err(|problem| ConfigError::new(path, name.clone(), problem))?;
+            }
+        }
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                ConfigError::new(path, key, e.into_inner().message())
+            })?;
+        if let Some(url) = database_url {
+            config.server.database_url = url;
+        }
+        path.clone_into(&mut config.source);
+        config.base_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_owned);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: ranges, formats, and that partner ids are usable.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, problem: &str| Err(ConfigError::new(&self.source, key, problem));
+        if self.auth.max_token_lifetime_secs == 0 {
+            return err("auth.max_token_lifetime_secs", "must be at least 1");
+        }
+        if self.server.request_body_limit_bytes == 0 {
+            return err("server.request_body_limit_bytes", "must be at least 1");
+        }
+        if self.server.request_timeout_secs == 0 {
+            return err("server.request_timeout_secs", "must be at least 1");
+        }
+        if !(self.server.database_url.starts_with("sqlite:")
+            || self.server.database_url.starts_with("postgres://")
+            || self.server.database_url.starts_with("postgresql://"))
+        {
+            return err(
+                "server.database_url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            );
+        }
+        for (id, partner) in &self.partners {
+            let key = |field: &str| format!("partners.{id}.{field}");
+            if !is_valid_partner_id(id) {
+                return err(
+                    &format!("partners.{id}"),
+                    "a partner id is 1-64 characters of a-z, 0-9 and '-'",
+                );
+            }
+            if partner.name.trim().is_empty() {
+                return err(&key("name"), "must not be empty");
+            }
+            if let Some(fp) = &partner.cert_fingerprint
+                && parse_fingerprint(fp).is_none()
+            {
+                return err(
+                    &key("cert_fingerprint"),
+                    "must be \"sha256:\" followed by 64 hex digits",
+                );
+            }
+            if let Some(recipient) = &partner.age_recipient
+                && recipient.parse::<age::x25519::Recipient>().is_err()
+            {
+                return err(&key("age_recipient"), "is not an age X25519 recipient");
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a key path against the configuration file's directory.
+    pub fn key_path(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+}
+
+/// Partner ids appear in URLs, logs and file names, so they are kept plain.
+pub fn is_valid_partner_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// `sha256:<64 hex>` to the 32 fingerprint bytes.
+pub fn parse_fingerprint(text: &str) -> Option<[u8; 32]> {
+    let hex_part = text.strip_prefix("sha256:")?;
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_part.to_ascii_lowercase(), &mut out).ok()?;
+    Some(out)
+}
+
+/// Formats a certificate fingerprint the way the configuration holds it.
+pub fn format_fingerprint(der: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(der)))
+}
+
+fn line_of(text: &str, offset: usize) -> String {
+    let line = text[..offset.min(text.len())].matches('\n').count() + 1;
+    format!("line {line}")
+}
+
+/// Sets the setting `CROSSWALK_<SETTING>` names. Path segments are matched to the
+/// keys already present case-insensitively, with `_` also matching `-`, so that
+/// `PARTNERS__CBO_NORTH__ACTIVE` reaches `[partners.cbo-north] active`.
+fn apply_override(table: &mut toml::Table, setting: &str, raw: &str) -> Result<(), String> {
+    let segments: Vec<&str> = setting.split("__").collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err("names no setting (use __ between levels)".to_owned());
+    }
+    let mut current = table;
+    for (i, segment) in segments.iter().enumerate() {
+        let key = current
+            .keys()
+            .find(|k| k.replace('-', "_").eq_ignore_ascii_case(segment))
+            .cloned()
+            .unwrap_or_else(|| segment.to_ascii_lowercase());
+        if i + 1 == segments.len() {
+            current.insert(key, parse_env_value(raw));
+            return Ok(());
+        }
+        let entry = current
+            .entry(key)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("{segment} is a value, not a section"))?;
+    }
+    Ok(())
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    #[derive(Deserialize)]
+    struct Probe {
+        v: toml::Value,
+    }
+    toml::from_str::<Probe>(&format!("v = {raw}"))
+        .map_or_else(|_| toml::Value::String(raw.to_owned()), |p| p.v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [keys]
+        master_secret = "gateway/master.key"
+        vault_identity = "gateway/vault.age"
+        signing_key = "gateway/signing.key.pem"
+        tls_cert = "tls/server.pem"
+        tls_key = "tls/server.key.pem"
+        client_ca = "tls/ca.pem"
+
+        [partners.cbo-north]
+        kind = "cbo"
+        name = "North CBO"
+        public_key = "unused here"
+    "#;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_toml(
+            text,
+            Path::new("conf/crosswalk.toml"),
+            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+    }
+
+    #[test]
+    fn defaults_apply_and_paths_resolve_against_the_file() {
+        let config = load(MINIMAL, &[]).expect("valid");
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(config.server.database_url, "sqlite://data/crosswalk.db");
+        assert_eq!(
+            config.key_path(&config.keys.tls_cert),
+            PathBuf::from("conf/tls/server.pem")
+        );
+        assert!(config.partners["cbo-north"].active);
+    }
+
+    #[test]
+    fn environment_overrides_reach_nested_and_hyphenated_keys() {
+        let config = load(
+            MINIMAL,
+            &[
+                ("CROSSWALK_PARTNERS__CBO_NORTH__ACTIVE", "false"),
+                ("CROSSWALK_SERVER__LISTEN", "0.0.0.0:9000"),
+                ("CROSSWALK_AUTH__MAX_TOKEN_LIFETIME_SECS", "60"),
+                ("DATABASE_URL", "postgres://db/x"),
+                ("CROSSWALK_CONFIG", "ignored.toml"),
+            ],
+        )
+        .expect("valid");
+        assert!(!config.partners["cbo-north"].active);
+        assert_eq!(config.server.listen.port(), 9000);
+        assert_eq!(config.auth.max_token_lifetime_secs, 60);
+        assert_eq!(config.server.database_url, "postgres://db/x");
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_key() {
+        let bad_kind = MINIMAL.replace("kind = \"cbo\"", "kind = \"cob\"");
+        let e = load(&bad_kind, &[]).expect_err("bad kind");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("conf/crosswalk.toml: partners.cbo-north.kind:"),
+            "{text}"
+        );
+
+        let e = load(MINIMAL, &[("CROSSWALK_SERVER__LISTN", "x")]).expect_err("typo");
+        assert!(e.to_string().contains("listn"), "{e}");
+
+        let e =
+            load(MINIMAL, &[("CROSSWALK_AUTH__MAX_TOKEN_LIFETIME_SECS", "0")]).expect_err("zero");
+        assert_eq!(e.key, "auth.max_token_lifetime_secs");
+
+        let e = load("[keys\n", &[]).expect_err("syntax");
+        assert_eq!(e.key, "line 1");
+    }
+
+    #[test]
+    fn fingerprints_round_trip() {
+        let fp = format_fingerprint(b"certificate bytes");
+        assert!(parse_fingerprint(&fp).is_some());
+        assert!(parse_fingerprint("sha1:abcd").is_none());
+    }
+}

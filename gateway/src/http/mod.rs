@@ -1,0 +1,121 @@
+//! The HTTP layer: one router per resource, thin handlers that call the domain.
+//!
+//! A request flows one way: authenticate (the [`AuthenticatedPartner`] extractor)
+//! → parse and validate → decide (policy) → act (domain + store, one transaction
+//! with its audit entry) → shape the response from the decision. Handlers never
+//! hold SQL; errors leave as `application/problem+json` ([`problem`]).
+//!
+//! # Adding a resource
+//! 1. Add `http/<resource>.rs` with its handlers, each annotated with
+//!    `#[utoipa::path(...)]`, and a `pub(crate) fn router() -> Router<AppState>`.
+//! 2. Give it one error enum implementing `IntoResponse` via [`Problem`].
+//! 3. Merge its router in [`router`] and list its paths in [`openapi::ApiDoc`].
+
+pub mod auth;
+pub mod metrics;
+pub mod openapi;
+pub mod problem;
+mod system;
+mod whoami;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::HeaderName;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use self::auth::AuthenticatedPartner;
+use crate::auth::Verifier;
+use crate::config::Config;
+use crate::store::Store;
+
+/// Everything a handler may need, shared by all requests. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub verifier: Arc<Verifier>,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+/// What the TLS layer learned about the connection a request came on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConnectionInfo {
+    /// SHA-256 of the client certificate's DER, when one was presented.
+    pub client_cert: Option<[u8; 32]>,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole API with its middleware.
+pub fn router(state: AppState) -> Router {
+    let limits = &state.config.server;
+    let api = Router::new()
+        .merge(system::router())
+        .merge(whoami::router())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ));
+    // Each `layer` wraps everything added before it: the last one is outermost.
+    api.fallback(not_found)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            limits.request_body_limit_bytes,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(limits.request_timeout_secs),
+        ))
+        .layer(middleware::map_response(problem::problem_for_bare_errors))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// The span every log line of a request carries: request id, method and route
+/// template. Never the raw path or query, which may hold record ids or worse.
+fn request_span(request: &Request) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(unmatched)", MatchedPath::as_str);
+    tracing::info_span!(
+        "request",
+        request_id,
+        method = %request.method(),
+        route,
+        partner = tracing::field::Empty
+    )
+}
+
+async fn not_found() -> problem::Problem {
+    problem::Problem::new(axum::http::StatusCode::NOT_FOUND)
+}
+
+async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "(unmatched)".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    state.metrics.observe_request(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}

@@ -1,0 +1,41 @@
+//! The OpenAPI document, generated from the handlers' annotations and served at
+//! `/openapi.json`. Add each new handler to `paths(...)`.
+
+use utoipa::Modify;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Crosswalk",
+        description = "Privacy-preserving data exchange gateway for community-responder programs."
+    ),
+    paths(
+        super::system::healthz,
+        super::system::readyz,
+        super::system::metrics,
+        super::system::openapi,
+        super::whoami::whoami,
+    ),
+    components(schemas(super::problem::Problem, super::problem::FieldError)),
+    modifiers(&PartnerToken)
+)]
+pub struct ApiDoc;
+
+/// Declares the bearer scheme partner tokens use.
+struct PartnerToken;
+
+impl Modify for PartnerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "partner_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT (EdDSA), sub = partner id, aud = crosswalk")
+                    .build(),
+            ),
+        );
+    }
+}

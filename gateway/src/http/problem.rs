@@ -1,0 +1,104 @@
+//! RFC 9457 problem details: the one shape every error response takes.
+//!
+//! Handlers return their own error enums; each maps itself to a [`Problem`]. The
+//! `Internal` case of each enum logs its cause and returns a bare 500 problem, so
+//! no database message or stack ever reaches a partner.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// One problem+json document.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem; `about:blank` when the status says it all.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// For validation failures: each offending field and what is wrong with it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// JSON pointer-like path of the field, e.g. `subject.dob`.
+    pub field: String,
+    pub problem: String,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode) -> Self {
+        Self {
+            kind: "about:blank".to_owned(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: None,
+            errors: Vec::new(),
+        }
+    }
+
+    #[must_use]
+    pub fn with_type(mut self, kind: &str, title: &str) -> Self {
+        self.kind = format!("https://crosswalk.invalid/problems/{kind}");
+        title.clone_into(&mut self.title);
+        self
+    }
+
+    #[must_use]
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    #[must_use]
+    pub fn with_field(mut self, field: impl Into<String>, problem: impl Into<String>) -> Self {
+        self.errors.push(FieldError {
+            field: field.into(),
+            problem: problem.into(),
+        });
+        self
+    }
+
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
+        let mut response = (status, body).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response
+    }
+}
+
+/// Middleware: turns any error response that is not already problem+json (a 404
+/// for an unknown route, a 405, a 408 from the timeout, a 413 from the body limit)
+/// into one, so that partners only ever parse one error shape.
+pub async fn problem_for_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if (status.is_client_error() || status.is_server_error()) && !is_problem {
+        let mut problem = Problem::new(status).into_response();
+        for name in [header::ALLOW, header::WWW_AUTHENTICATE, header::RETRY_AFTER] {
+            if let Some(value) = response.headers().get(&name) {
+                problem.headers_mut().insert(name, value.clone());
+            }
+        }
+        return problem;
+    }
+    response
+}

@@ -1,0 +1,85 @@
+//! Operational endpoints: liveness, readiness, metrics and the API description.
+//! None of them needs a token, and none reveals a record or a secret.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use utoipa::OpenApi as _;
+
+use super::AppState;
+use super::problem::Problem;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    status: &'static str,
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "system",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub(crate) async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    status: &'static str,
+    database: &'static str,
+    keys: &'static str,
+}
+
+/// Ready to serve: the database answers and the keys are loaded (they are loaded
+/// before the listener opens, so a running gateway always has them).
+#[utoipa::path(get, path = "/readyz", tag = "system", responses(
+    (status = 200, description = "Ready", body = Readiness),
+    (status = 503, description = "The database does not answer", body = Problem,
+        content_type = "application/problem+json")))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => Json(Readiness {
+            status: "ready",
+            database: "ok",
+            keys: "loaded",
+        })
+        .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+                .with_detail("the database does not answer")
+                .into_response()
+        }
+    }
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses((status = 200, description = "Metrics", content_type = "text/plain")))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// This API's OpenAPI 3 description, generated from the code.
+#[utoipa::path(get, path = "/openapi.json", tag = "system",
+    responses((status = 200, description = "OpenAPI document", content_type = "application/json")))]
+pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(super::openapi::ApiDoc::openapi())
+}

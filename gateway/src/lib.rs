@@ -1,0 +1,29 @@
+//! Crosswalk: a privacy-preserving data exchange gateway for community-responder
+//! and co-responder programs. See `../shared/design.md` for the map and README.md
+//! for running it.
+//!
+//! # Layout
+//! - [`cli`]: the `crosswalk` commands; thin, each loads what it needs and calls in.
+//! - [`config`]: the one TOML file and its `CROSSWALK_*` overrides.
+//! - [`secrets`]: the gateway's own keys (master secret, vault identity, signing key).
+//! - [`keys`]: `crosswalk keys generate`, a fresh development key set.
+//! - [`auth`]: partner tokens (Ed25519 JWTs) checked against the registry.
+//! - [`store`]: the database (SQLite or PostgreSQL through one sqlx code path).
+//! - [`http`]: routers, handlers, problem+json errors, metrics, OpenAPI.
+//! - [`server`]: TLS, the accept loop and graceful shutdown.
+//! - [`clock`]: the one place that reads the time.
+//! - [`telemetry`]: logging set-up.
+//!
+//! A request flows one way: authenticate → parse and validate → decide (policy) →
+//! act (domain + store, one transaction with its audit entry) → shape the response.
+
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod keys;
+pub mod secrets;
+pub mod server;
+pub mod store;
+pub mod telemetry;

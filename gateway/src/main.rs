@@ -1,0 +1,5 @@
+//! The `crosswalk` binary: see [`crosswalk::cli`] for the commands.
+
+fn main() -> std::process::ExitCode {
+    crosswalk::cli::main()
+}

@@ -1,0 +1,248 @@
+//! Serving: TLS (rustls, 1.2 and 1.3 only), optional client certificates, and a
+//! graceful shutdown that drains in-flight requests.
+//!
+//! [`run`] takes its listener and its shutdown future as arguments, so the same
+//! code serves `crosswalk serve` on 127.0.0.1:8443 and a test on port 0.
+//! The accept loop is our own (tokio-rustls + hyper-util) rather than a wrapper
+//! crate's, because handlers need to know which client certificate the connection
+//! presented, and that is only visible at the TLS layer.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
+
+use crate::auth::{Registry, Verifier};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ConfigError};
+use crate::http::{self, AppState, ConnectionInfo};
+use crate::secrets::GatewayKeys;
+use crate::store::Store;
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything loaded and checked before the listener opens: a gateway that starts
+/// has its keys, its registry and a migrated database.
+pub struct Gateway {
+    pub router: Router,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub store: Store,
+    pub config: Arc<Config>,
+}
+
+impl Gateway {
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let keys = GatewayKeys::load(&config)?;
+        let registry = Arc::new(Registry::from_config(&config)?);
+        let tls = Arc::new(tls_config(&config)?);
+        let store = Store::connect(&config.server.database_url)
+            .await
+            .context("opening the database (server.database_url / DATABASE_URL)")?;
+        store.migrate().await.context("applying migrations")?;
+        store.check_master_key(&keys.master.key_check()).await?;
+        let config = Arc::new(config);
+        let state = AppState {
+            verifier: Arc::new(Verifier::new(registry, &config, clock)),
+            config: Arc::clone(&config),
+            store: store.clone(),
+            metrics: Arc::default(),
+        };
+        Ok(Self {
+            router: http::router(state),
+            tls,
+            store,
+            config,
+        })
+    }
+}
+
+/// `crosswalk serve`: load, listen, serve until SIGTERM or Ctrl-C.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let gateway = Gateway::build(config, Arc::new(SystemClock)).await?;
+    let addr = gateway.config.server.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        backend = %gateway.store.backend(),
+        "crosswalk listening on https://{local}"
+    );
+    let grace = Duration::from_secs(gateway.config.server.shutdown_grace_secs);
+    run(
+        listener,
+        gateway.tls,
+        gateway.router,
+        shutdown_signal(),
+        grace,
+    )
+    .await;
+    gateway.store.close().await;
+    tracing::info!("crosswalk stopped");
+    Ok(())
+}
+
+/// Serves `router` over TLS on `listener` until `shutdown` resolves, then stops
+/// accepting and waits up to `grace` for in-flight requests to finish.
+pub async fn run(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, _remote) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Usually EMFILE: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let acceptor = acceptor.clone();
+                let router = router.clone();
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let tls_stream =
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!("TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let info = ConnectionInfo {
+                        client_cert: tls_stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(<[_]>::first)
+                            .map(|cert| sha256(cert.as_ref())),
+                    };
+                    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                        request.extensions_mut().insert(info);
+                        router.clone().oneshot(request)
+                    });
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
+                    if let Err(e) = watcher.watch(connection.into_owned()).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!("in-flight requests still running after {}s; stopping", grace.as_secs());
+        }
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// TLS 1.2 and 1.3 only, with client certificates from the configured CA
+/// requested but optional: partners bound to a certificate are checked per token.
+pub fn tls_config(config: &Config) -> Result<rustls::ServerConfig, ConfigError> {
+    let err = |key: &str, problem: String| ConfigError::new(&config.source, key, problem);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+
+    let cert_path = config.key_path(&config.keys.tls_cert);
+    let certs = CertificateDer::pem_file_iter(&cert_path)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| err("keys.tls_cert", format!("{}: {e}", cert_path.display())))?;
+    if certs.is_empty() {
+        return Err(err(
+            "keys.tls_cert",
+            format!("{}: no certificate", cert_path.display()),
+        ));
+    }
+    let key_path = config.key_path(&config.keys.tls_key);
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| err("keys.tls_key", format!("{}: {e}", key_path.display())))?;
+
+    let ca_path = config.key_path(&config.keys.client_ca);
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&ca_path)
+        .map_err(|e| err("keys.client_ca", format!("{}: {e}", ca_path.display())))?
+    {
+        let cert =
+            cert.map_err(|e| err("keys.client_ca", format!("{}: {e}", ca_path.display())))?;
+        roots
+            .add(cert)
+            .map_err(|e| err("keys.client_ca", format!("{}: {e}", ca_path.display())))?;
+    }
+    let client_verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| err("keys.client_ca", e.to_string()))?;
+
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| err("keys.tls_cert", e.to_string()))?
+        .with_client_cert_verifier(client_verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| err("keys.tls_key", format!("does not match keys.tls_cert: {e}")))?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tls)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,196 @@
+//! Storage: repositories over sqlx, one code path for SQLite and PostgreSQL.
+//!
+//! The gateway talks to its database through sqlx's `Any` driver: the same
+//! runtime-checked queries (with `$1`-style placeholders, which the SQLite driver
+//! accepts too) run on the embedded SQLite default and on PostgreSQL. Columns stay
+//! integers, text and blobs so that both backends decode them the same way. Nothing
+//! outside this module writes SQL, and nothing in here knows about HTTP.
+//!
+//! # Adding a migration
+//! Add `NNNN_what.sql` to **both** `migrations/sqlite/` and `migrations/postgres/`
+//! with the same number, written in each dialect. Migrations are embedded in the
+//! binary at build time; `crosswalk migrate` and `serve` apply what is missing.
+//!
+//! # Adding a repository
+//! Add a `impl Store` block (or a submodule) with one method per query. A method
+//! that looks a row up returns `Result<Option<T>, StoreError>`: "not found" is a
+//! value, not an error. Give each query a span named `db.<table>.<op>`.
+
+use std::path::Path;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions as _, Row as _};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Which database the gateway is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Sqlite => "SQLite",
+            Self::Postgres => "PostgreSQL",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("database URL must start with sqlite: or postgres://")]
+    UnsupportedUrl,
+    #[error("cannot create the database directory {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "this database was created with a different master secret; refusing to start \
+         (pseudonyms and links would silently break)"
+    )]
+    KeyMismatch,
+}
+
+/// The database handle shared by every request. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    // The URL may hold a password, so it is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects to `url`: `sqlite://PATH` (file created if missing, WAL journal) or
+    /// `postgres://...`.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if url.starts_with("sqlite:") {
+            (Backend::Sqlite, prepare_sqlite_url(url)?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let options = AnyConnectOptions::from_str(&url)?
+            .log_statements(tracing::log::LevelFilter::Trace)
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                // SQLite has one writer at a time; a few readers are all WAL can use.
+                Backend::Sqlite => 4,
+                Backend::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        if backend == Backend::Sqlite {
+            // WAL is a property of the file: once set it holds for every connection.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+        }
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies the migrations this binary carries that the database lacks.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whether the database answers, for `/readyz`.
+    #[tracing::instrument(name = "db.ping", skip(self))]
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Records the master secret's key-check value on first start and refuses a
+    /// database that was created under another one.
+    #[tracing::instrument(name = "db.gateway_meta.check_key", skip_all)]
+    pub async fn check_master_key(&self, key_check: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let existing = sqlx::query("SELECT value FROM gateway_meta WHERE name = $1")
+            .bind("master_key_check")
+            .fetch_optional(&mut *tx)
+            .await?;
+        match existing {
+            Some(row) => {
+                let stored: String = row.try_get("value")?;
+                if stored != key_check {
+                    return Err(StoreError::KeyMismatch);
+                }
+            }
+            None => {
+                sqlx::query("INSERT INTO gateway_meta (name, value) VALUES ($1, $2)")
+                    .bind("master_key_check")
+                    .bind(key_check)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Makes sure the SQLite file can be created: its directory exists and the URL
+/// asks for create-if-missing.
+fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if !path.is_empty()
+        && path != ":memory:"
+        && let Some(dir) = Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(if url.contains("mode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}

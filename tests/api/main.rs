@@ -1,0 +1,9 @@
+//! Integration tests: the real `crosswalk` binary over real TLS, on SQLite and on
+//! PostgreSQL. See `helpers` for how each test gets its own server and database.
+
+mod helpers;
+
+mod auth;
+mod startup;
+mod system;
+mod tls;
