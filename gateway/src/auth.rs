@@ -340,3 +340,106 @@ pub fn issue_token(
     };
     jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).context("signing the token")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use chrono::{TimeZone as _, Utc};
+
+    use super::*;
+    use crate::clock::FixedClock;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn example_config() -> Config {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../keys-example/crosswalk.toml");
+        Config::load(&path, std::iter::empty()).expect("example config")
+    }
+
+    fn verifier_at(now: i64) -> Verifier {
+        let config = example_config();
+        let registry = Arc::new(Registry::from_config(&config).expect("registry"));
+        let clock = FixedClock(Utc.timestamp_opt(now, 0).single().expect("time"));
+        Verifier::new(registry, &config, Arc::new(clock))
+    }
+
+    fn token(iat: i64, exp: i64, nbf: Option<i64>) -> String {
+        let config = example_config();
+        let pem = std::fs::read(config.key_path(Path::new("partners/pd.key.pem"))).expect("key");
+        let claims = Claims {
+            sub: "pd".to_owned(),
+            aud: serde_json::Value::from(AUDIENCE),
+            iat: Some(iat),
+            exp: Some(exp),
+            nbf,
+            jti: None,
+        };
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::EdDSA),
+            &claims,
+            &EncodingKey::from_ed_pem(&pem).expect("pem"),
+        )
+        .expect("sign")
+    }
+
+    #[test]
+    fn expiry_is_judged_by_the_clock_with_leeway() {
+        let t = token(NOW - 600, NOW, None);
+        assert!(verifier_at(NOW).verify(&t, None).is_ok());
+        assert!(
+            verifier_at(NOW + 30).verify(&t, None).is_ok(),
+            "within leeway"
+        );
+        assert_eq!(
+            verifier_at(NOW + 31).verify(&t, None),
+            Err(AuthError::Expired)
+        );
+    }
+
+    #[test]
+    fn tokens_from_the_future_wait_for_their_time() {
+        let t = token(NOW, NOW + 600, Some(NOW + 120));
+        assert_eq!(
+            verifier_at(NOW).verify(&t, None),
+            Err(AuthError::NotYetValid)
+        );
+        assert!(verifier_at(NOW + 120).verify(&t, None).is_ok());
+        let issued_ahead = token(NOW + 300, NOW + 600, None);
+        assert_eq!(
+            verifier_at(NOW).verify(&issued_ahead, None),
+            Err(AuthError::NotYetValid)
+        );
+    }
+
+    #[test]
+    fn lifetime_is_capped_by_configuration() {
+        let at_cap = token(NOW, NOW + 3600, None);
+        assert!(verifier_at(NOW).verify(&at_cap, None).is_ok());
+        let over = token(NOW, NOW + 3601, None);
+        assert_eq!(
+            verifier_at(NOW).verify(&over, None),
+            Err(AuthError::LifetimeTooLong)
+        );
+    }
+
+    #[test]
+    fn the_registry_refuses_keys_that_are_not_ed25519() {
+        // An ECDSA P-256 public key (from a TLS key pair) where Ed25519 belongs.
+        let ec = rcgen::KeyPair::generate().expect("P-256").public_key_pem();
+        assert_eq!(
+            parse_ed25519_public_key(&ec).err(),
+            Some("is not an Ed25519 public key")
+        );
+        assert!(parse_ed25519_public_key("not pem").is_err());
+    }
+
+    #[test]
+    fn debug_output_holds_no_key_material() {
+        let config = example_config();
+        let registry = Registry::from_config(&config).expect("registry");
+        let printed = format!("{registry:?}");
+        assert!(!printed.contains("BEGIN"), "{printed}");
+        assert!(!printed.contains(&config.partners["pd"].public_key[30..60]));
+    }
+}

@@ -12,7 +12,8 @@
 //! binary at build time; `crosswalk migrate` and `serve` apply what is missing.
 //!
 //! # Adding a repository
-//! Add a `impl Store` block (or a submodule) with one method per query. A method
+//! Add a submodule `store/<table>.rs` with an `impl Store` block (or free
+//! functions taking a [`Tx`]) and one method per query. A method
 //! that looks a row up returns `Result<Option<T>, StoreError>`: "not found" is a
 //! value, not an error. Give each query a span named `db.<table>.<op>`.
 
@@ -25,6 +26,9 @@ use sqlx::{AnyPool, ConnectOptions as _, Row as _};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// A transaction on either backend: writes and their audit entries share one.
+pub type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
 /// Which database the gateway is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +118,17 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Starts a transaction. Everything a request writes, and its audit entry,
+    /// goes through one.
+    pub async fn begin(&self) -> Result<Tx<'static>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// The pool, for repository submodules of this module only.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// Applies the migrations this binary carries that the database lacks.
