@@ -50,6 +50,8 @@ pub struct Config {
     pub keys: KeyPaths,
     #[serde(default)]
     pub auth: AuthConfig,
+    #[serde(default)]
+    pub linkage: LinkageConfig,
     /// The partner registry, keyed by partner id. Keyed rather than a list so that
     /// one partner's setting can be overridden from the environment by name.
     #[serde(default)]
@@ -127,6 +129,23 @@ impl Default for AuthConfig {
         Self {
             max_token_lifetime_secs: default_max_token_lifetime(),
             leeway_secs: default_leeway(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkageConfig {
+    /// ISO 3166 region assumed for phone numbers typed without a country code,
+    /// so that `(916) 555-0142` and `+1 916 555 0142` normalize alike.
+    #[serde(default = "default_phone_region")]
+    pub default_phone_region: String,
+}
+
+impl Default for LinkageConfig {
+    fn default() -> Self {
+        Self {
+            default_phone_region: default_phone_region(),
         }
     }
 }
@@ -211,6 +230,9 @@ fn default_max_token_lifetime() -> u64 {
 }
 fn default_leeway() -> u64 {
     30
+}
+fn default_phone_region() -> String {
+    "US".to_owned()
 }
 fn default_true() -> bool {
     true

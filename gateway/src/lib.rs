@@ -23,6 +23,8 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod normalize;
+pub mod pseudonym;
 pub mod secrets;
 pub mod server;
 pub mod store;

@@ -20,6 +20,34 @@ impl MasterSecret {
         Self(SecretBox::new(Box::new(bytes)))
     }
 
+    /// Reads a master secret file (64 hex digits), or creates one with fresh
+    /// random bytes (mode 0600) if `path` does not exist.
+    pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
+        use std::io::Write as _;
+        let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not 64 hex digits");
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let mut bytes = [0u8; 32];
+                hex::decode_to_slice(text.trim(), &mut bytes).map_err(|_| invalid())?;
+                Ok(Self::from_bytes(bytes))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut bytes = [0u8; 32];
+                rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut bytes)
+                    .map_err(std::io::Error::other)?;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(path)?;
+                writeln!(file, "{}", hex::encode(bytes))?;
+                file.sync_all()?;
+                Ok(Self::from_bytes(bytes))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// A value that identifies this secret without revealing it, stored in the
     /// database so that the gateway refuses to run against data made under a
     /// different master secret.

@@ -46,6 +46,10 @@ max_token_lifetime_secs = 3600
 # Tolerated clock skew, in seconds.
 leeway_secs = 30
 
+[linkage]
+# Region assumed for phone numbers written without a country code (ISO 3166 code).
+default_phone_region = "US"
+
 # The partner registry. Each partner signs its own tokens (EdDSA, sub = its id,
 # aud = "crosswalk") with partners/ID.key.pem; the gateway holds only the public key.
 "#,

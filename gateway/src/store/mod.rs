@@ -24,6 +24,8 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions as _, Row as _};
 
+pub mod subjects;
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -173,6 +175,40 @@ impl Store {
             }
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// A fact from `gateway_meta`.
+    #[tracing::instrument(name = "db.gateway_meta.get", skip(tx))]
+    pub async fn meta_get(tx: &mut Tx<'_>, name: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT value FROM gateway_meta WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?;
+        Ok(row.map(|r| r.try_get("value")).transpose()?)
+    }
+
+    /// Sets a fact in `gateway_meta`.
+    #[tracing::instrument(name = "db.gateway_meta.set", skip(tx, value))]
+    pub async fn meta_set(tx: &mut Tx<'_>, name: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO gateway_meta (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a fact from `gateway_meta`.
+    #[tracing::instrument(name = "db.gateway_meta.delete", skip(tx))]
+    pub async fn meta_delete(tx: &mut Tx<'_>, name: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM gateway_meta WHERE name = $1")
+            .bind(name)
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 

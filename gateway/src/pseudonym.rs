@@ -1,0 +1,155 @@
+//! Partner-facing and study pseudonyms for subjects.
+//!
+//! A pseudonym is computed from the gateway's random internal subject id — never
+//! from identifiers — under a key of its own for each partner and each study, so:
+//! - one partner always sees the same pseudonym for one person;
+//! - two partners (two CBOs, police and health) see unrelated values and cannot
+//!   join their data; likewise two studies;
+//! - nobody without the gateway's master secret can compute or reverse one (it is
+//!   a keyed BLAKE3 hash of a random id, a re-identification code in the sense of
+//!   HIPAA §164.514(c)).
+//!
+//! Form: a prefix naming the audience kind, then 26 lower-case base32 characters
+//! (128 bits): `cwp-` for partners, `cws-` for studies, e.g.
+//! `cwp-k3v7q2x4m5n6b7c8d9f2g3h4j5`.
+//!
+//! Keys are derived from the master secret under the versioned contexts below.
+//! Rotating the master secret changes every pseudonym: that is what rotation is
+//! for. When two subjects are merged, the surviving (older) subject keeps its
+//! pseudonyms and the other's stop being issued.
+
+use std::fmt;
+
+use data_encoding::BASE32_NOPAD;
+
+use crate::secrets::MasterSecret;
+
+const PARTNER_CONTEXT: &str = "crosswalk 2026-11 partner pseudonym key v1";
+const STUDY_CONTEXT: &str = "crosswalk 2026-11 study pseudonym key v1";
+
+/// A subject's pseudonym for one audience. Not secret (it is what partners see),
+/// but still printed only in full by `Display`, which is used to build responses.
+#[derive(Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct Pseudonym(String);
+
+impl Pseudonym {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Pseudonym {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Pseudonym {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Enough to tell two apart in a test failure, not enough to look one up.
+        write!(f, "Pseudonym({}…)", &self.0[..self.0.len().min(8)])
+    }
+}
+
+/// Derives pseudonyms. Holds only derived keys, never the master secret.
+pub struct Pseudonymizer {
+    partner_root: [u8; 32],
+    study_root: [u8; 32],
+}
+
+impl fmt::Debug for Pseudonymizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pseudonymizer([redacted])")
+    }
+}
+
+impl Pseudonymizer {
+    pub fn new(master: &MasterSecret) -> Self {
+        Self {
+            partner_root: master.derive(PARTNER_CONTEXT),
+            study_root: master.derive(STUDY_CONTEXT),
+        }
+    }
+
+    /// The pseudonym `partner_id` sees for the subject `subject_id`.
+    pub fn for_partner(&self, partner_id: &str, subject_id: &str) -> Pseudonym {
+        Self::derive(&self.partner_root, "cwp-", partner_id, subject_id)
+    }
+
+    /// The pseudonym the study `study_id` uses for the subject `subject_id`.
+    pub fn for_study(&self, study_id: &str, subject_id: &str) -> Pseudonym {
+        Self::derive(&self.study_root, "cws-", study_id, subject_id)
+    }
+
+    fn derive(root: &[u8; 32], prefix: &str, audience: &str, subject_id: &str) -> Pseudonym {
+        // The audience's own key, then the subject under it: two audiences' values
+        // are outputs of unrelated keys.
+        let audience_key = blake3::keyed_hash(root, audience.as_bytes());
+        let digest = blake3::keyed_hash(audience_key.as_bytes(), subject_id.as_bytes());
+        let encoded = BASE32_NOPAD
+            .encode(&digest.as_bytes()[..16])
+            .to_ascii_lowercase();
+        Pseudonym(format!("{prefix}{encoded}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn pseudonymizer(seed: u8) -> Pseudonymizer {
+        Pseudonymizer::new(&MasterSecret::from_bytes([seed; 32]))
+    }
+
+    #[test]
+    fn the_form_is_a_prefix_and_26_base32_characters() {
+        let p = pseudonymizer(1).for_partner("pd", "subject-1");
+        assert!(p.as_str().starts_with("cwp-"));
+        let body = &p.as_str()[4..];
+        assert_eq!(body.len(), 26);
+        assert!(
+            body.chars()
+                .all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c))
+        );
+        assert!(
+            pseudonymizer(1)
+                .for_study("demo-study", "subject-1")
+                .as_str()
+                .starts_with("cws-")
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn stable_for_one_audience_and_different_across_audiences(
+            subject in "[a-f0-9-]{8,36}",
+            a in "[a-z][a-z0-9-]{0,20}",
+            b in "[a-z][a-z0-9-]{0,20}",
+        ) {
+            let p = pseudonymizer(7);
+            prop_assert_eq!(p.for_partner(&a, &subject), pseudonymizer(7).for_partner(&a, &subject));
+            prop_assert_eq!(p.for_study(&a, &subject), p.for_study(&a, &subject));
+            if a != b {
+                prop_assert_ne!(p.for_partner(&a, &subject), p.for_partner(&b, &subject));
+                prop_assert_ne!(p.for_study(&a, &subject), p.for_study(&b, &subject));
+            }
+            // A partner and a study of the same name still differ.
+            let (partner, study) = (p.for_partner(&a, &subject), p.for_study(&a, &subject));
+            prop_assert_ne!(&partner.as_str()[4..], &study.as_str()[4..]);
+        }
+
+        #[test]
+        fn different_subjects_and_master_secrets_give_different_pseudonyms(
+            s1 in "[a-f0-9]{32}", s2 in "[a-f0-9]{32}",
+        ) {
+            let p = pseudonymizer(3);
+            if s1 != s2 {
+                prop_assert_ne!(p.for_partner("pd", &s1), p.for_partner("pd", &s2));
+            }
+            prop_assert_ne!(p.for_partner("pd", &s1), pseudonymizer(4).for_partner("pd", &s1));
+        }
+    }
+}
