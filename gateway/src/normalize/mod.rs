@@ -7,11 +7,50 @@
 //! the same value.
 //!
 //! Every type here holds raw identifiers, so none of them prints its contents:
-//! `Debug` shows which fields are present, never their values.
+//! `Debug` shows which fields are present, never their values; and no error
+//! message quotes the value it rejects.
+//!
+//! # Layout
+//! - `text`: folding free text to lower-case ASCII words (NFKC,
+//!   transliteration, punctuation), shared by names, cities and streets;
+//! - [`normalize_name`], [`normalize_city`]; [`canonical_given_name`] (the
+//!   nickname table, for the linkage engine);
+//! - [`normalize_dob`]; [`normalize_phone`] (with a fast path for NANP numbers
+//!   whose equivalence to the library is property-tested);
+//! - [`normalize_street`], [`normalize_state`], [`normalize_zip`],
+//!   [`normalize_email`], [`normalize_sex`].
+//!
+//! # Adding a field
+//! 1. Add it to [`IdentityInput`] and [`Identity`] and to their
+//!    `redacted_debug!` lists.
+//! 2. Write `normalize_<field>(&str) -> Result<T, String>` in its own file:
+//!    idempotent, never quoting its input in the error, with unit tests.
+//! 3. Call it from [`normalize`] through `check(...)`, and add it to the
+//!    property tests in `proptests.rs` (idempotence, no panic, no quoting).
 
 use std::fmt;
 
 use chrono::NaiveDate;
+
+mod address;
+mod dob;
+mod email;
+mod name;
+mod nicknames;
+mod phone;
+mod sex;
+mod text;
+
+#[cfg(test)]
+mod proptests;
+
+pub use address::{normalize_state, normalize_street, normalize_zip};
+pub use dob::normalize_dob;
+pub use email::normalize_email;
+pub use name::{NameParts, normalize_city, normalize_name};
+pub use nicknames::canonical_given_name;
+pub use phone::normalize_phone;
+pub use sex::normalize_sex;
 
 /// An identity as a partner sent it. `None` means the field was not given;
 /// `Some("")` is an error (an empty identifier is a mistake, not an absence).
@@ -102,3 +141,113 @@ redacted_debug!(Identity {
     phone,
     email
 });
+
+/// What normalization needs from its caller: nothing here reads a clock or a
+/// config file.
+#[derive(Debug, Clone, Copy)]
+pub struct NormalizeOptions {
+    /// Region in which a phone number typed without a country code is read:
+    /// `(916) 555-0142` is `+19165550142` under `US`.
+    pub default_region: phonenumber::country::Id,
+    /// The caller's today, from its clock: a date of birth after it is an
+    /// error, and two-digit years resolve to the latest year not after it.
+    pub today: NaiveDate,
+}
+
+impl NormalizeOptions {
+    pub fn new(default_region: phonenumber::country::Id, today: NaiveDate) -> Self {
+        Self {
+            default_region,
+            today,
+        }
+    }
+}
+
+/// Normalizes every field of `input`, or reports every field that could not
+/// be normalized (not just the first), in field order.
+///
+/// A suffix found in the surname (`Smith Jr`) wins over one found in the given
+/// name (`John Jr`); either lands in [`Identity::name_suffix`].
+pub fn normalize(
+    input: &IdentityInput,
+    options: &NormalizeOptions,
+) -> Result<Identity, Vec<FieldProblem>> {
+    // No allocation unless a field is bad.
+    let mut problems = Vec::new();
+    let given = check(
+        &mut problems,
+        "given_name",
+        input.given_name.as_deref(),
+        normalize_name,
+    );
+    let surname = check(
+        &mut problems,
+        "surname",
+        input.surname.as_deref(),
+        normalize_name,
+    );
+    let dob = check(&mut problems, "dob", input.dob.as_deref(), |dob| {
+        normalize_dob(dob, options.today)
+    });
+    let sex = check(&mut problems, "sex", input.sex.as_deref(), normalize_sex);
+    let street = check(
+        &mut problems,
+        "street",
+        input.street.as_deref(),
+        normalize_street,
+    );
+    let city = check(&mut problems, "city", input.city.as_deref(), normalize_city);
+    let state = check(
+        &mut problems,
+        "state",
+        input.state.as_deref(),
+        normalize_state,
+    );
+    let zip = check(&mut problems, "zip", input.zip.as_deref(), normalize_zip);
+    let phone = check(&mut problems, "phone", input.phone.as_deref(), |phone| {
+        normalize_phone(phone, options.default_region)
+    });
+    let email = check(
+        &mut problems,
+        "email",
+        input.email.as_deref(),
+        normalize_email,
+    );
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let name_suffix = surname
+        .as_ref()
+        .and_then(|parts| parts.suffix)
+        .or_else(|| given.as_ref().and_then(|parts| parts.suffix))
+        .map(str::to_owned);
+    Ok(Identity {
+        given_name: given.map(|parts| parts.words),
+        surname: surname.map(|parts| parts.words),
+        name_suffix,
+        dob,
+        sex,
+        street,
+        city,
+        state,
+        zip,
+        phone,
+        email,
+    })
+}
+
+/// Runs one field's normalizer when the field was given, recording its problem.
+fn check<T>(
+    problems: &mut Vec<FieldProblem>,
+    field: &'static str,
+    value: Option<&str>,
+    normalize_field: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<T> {
+    match normalize_field(value?) {
+        Ok(normalized) => Some(normalized),
+        Err(problem) => {
+            problems.push(FieldProblem { field, problem });
+            None
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! Common US English (and some Spanish) nicknames, mapped to one canonical given
+//! name per family, so that `Bill`, `Billy` and `William` can share a linkage
+//! token.
+//!
+//! Decisions:
+//! - One canonical per family, the formal name: `bill` → `william`.
+//! - Spelling variants of the formal name join the family when they are
+//!   pronounced alike (`catherine`, `kathryn` → `katherine`; `stephen` →
+//!   `steven`; `phillip` → `philip`).
+//! - A nickname shared by two families maps to the more common one in US records
+//!   (`chris` → `christopher`, `alex` → `alexander`, `pat` → `patricia`, `sam`
+//!   → `samuel`, `jerry` → `gerald`). This only ever adds agreement between two
+//!   spellings; it never separates two records that already agreed.
+//! - A canonical form is never itself a key, so the mapping is idempotent (a
+//!   test checks it).
+
+/// Maps a normalized given-name word (lower-case ASCII, as produced by
+/// [`super::normalize_name`]) to its canonical form; a name that is not a known
+/// nickname is returned as it is. Pass one word, for example the first word of
+/// a given name. Does not allocate.
+pub fn canonical_given_name(name: &str) -> &str {
+    match NICKNAMES.binary_search_by(|(nickname, _)| (*nickname).cmp(name)) {
+        Ok(index) => NICKNAMES[index].1,
+        Err(_) => name,
+    }
+}
+
+/// `(nickname, canonical)`, sorted by nickname (a test checks the order).
+static NICKNAMES: &[(&str, &str)] = &[
+    ("abbie", "abigail"),
+    ("abby", "abigail"),
+    ("abe", "abraham"),
+    ("al", "albert"),
+    ("alex", "alexander"),
+    ("alf", "alfred"),
+    ("alfie", "alfred"),
+    ("alison", "allison"),
+    ("allie", "allison"),
+    ("ally", "allison"),
+    ("andy", "andrew"),
+    ("angie", "angela"),
+    ("anne", "ann"),
+    ("annie", "ann"),
+    ("archie", "archibald"),
+    ("arnie", "arnold"),
+    ("babs", "barbara"),
+    ("barb", "barbara"),
+    ("barbie", "barbara"),
+    ("barney", "bernard"),
+    ("bea", "beatrice"),
+    ("becca", "rebecca"),
+    ("becky", "rebecca"),
+    ("bella", "isabella"),
+    ("ben", "benjamin"),
+    ("benji", "benjamin"),
+    ("benny", "benjamin"),
+    ("bernie", "bernard"),
+    ("bert", "albert"),
+    ("bertie", "albert"),
+    ("bess", "elizabeth"),
+    ("bessie", "elizabeth"),
+    ("beth", "elizabeth"),
+    ("betsy", "elizabeth"),
+    ("betty", "elizabeth"),
+    ("bill", "william"),
+    ("billy", "william"),
+    ("bob", "robert"),
+    ("bobbie", "robert"),
+    ("bobby", "robert"),
+    ("brad", "bradley"),
+    ("cal", "calvin"),
+    ("cassie", "cassandra"),
+    ("cat", "katherine"),
+    ("cate", "katherine"),
+    ("catherine", "katherine"),
+    ("cathy", "katherine"),
+    ("charlie", "charles"),
+    ("chas", "charles"),
+    ("chaz", "charles"),
+    ("chris", "christopher"),
+    ("chrissy", "christine"),
+    ("christy", "christine"),
+    ("chuck", "charles"),
+    ("chuy", "jesus"),
+    ("cindy", "cynthia"),
+    ("cliff", "clifford"),
+    ("concha", "concepcion"),
+    ("conchita", "concepcion"),
+    ("connie", "constance"),
+    ("curt", "curtis"),
+    ("dan", "daniel"),
+    ("danny", "daniel"),
+    ("dave", "david"),
+    ("davey", "david"),
+    ("davy", "david"),
+    ("deb", "deborah"),
+    ("debbie", "deborah"),
+    ("debby", "deborah"),
+    ("debra", "deborah"),
+    ("dick", "richard"),
+    ("dickie", "richard"),
+    ("dom", "dominic"),
+    ("don", "donald"),
+    ("donnie", "donald"),
+    ("donny", "donald"),
+    ("dot", "dorothy"),
+    ("dottie", "dorothy"),
+    ("doug", "douglas"),
+    ("drew", "andrew"),
+    ("ed", "edward"),
+    ("eddie", "edward"),
+    ("eddy", "edward"),
+    ("elisabeth", "elizabeth"),
+    ("eliza", "elizabeth"),
+    ("ellie", "eleanor"),
+    ("emmy", "emily"),
+    ("ernie", "ernest"),
+    ("flo", "florence"),
+    ("fran", "frances"),
+    ("frankie", "frank"),
+    ("frannie", "frances"),
+    ("fred", "frederick"),
+    ("freddie", "frederick"),
+    ("freddy", "frederick"),
+    ("frederic", "frederick"),
+    ("fredrick", "frederick"),
+    ("gabe", "gabriel"),
+    ("gene", "eugene"),
+    ("geoff", "jeffrey"),
+    ("geoffrey", "jeffrey"),
+    ("gerry", "gerald"),
+    ("gil", "gilbert"),
+    ("ginger", "virginia"),
+    ("ginny", "virginia"),
+    ("greg", "gregory"),
+    ("gregg", "gregory"),
+    ("gus", "augustus"),
+    ("hal", "henry"),
+    ("hank", "henry"),
+    ("harry", "henry"),
+    ("hattie", "harriet"),
+    ("herb", "herbert"),
+    ("herbie", "herbert"),
+    ("howie", "howard"),
+    ("isabel", "isabella"),
+    ("isabelle", "isabella"),
+    ("izzy", "isabella"),
+    ("jack", "john"),
+    ("jackie", "jacqueline"),
+    ("jake", "jacob"),
+    ("jamie", "james"),
+    ("janie", "jane"),
+    ("jeff", "jeffrey"),
+    ("jen", "jennifer"),
+    ("jenn", "jennifer"),
+    ("jennie", "jennifer"),
+    ("jenny", "jennifer"),
+    ("jerry", "gerald"),
+    ("jess", "jessica"),
+    ("jessie", "jessica"),
+    ("jim", "james"),
+    ("jimmie", "james"),
+    ("jimmy", "james"),
+    ("joanie", "joan"),
+    ("joe", "joseph"),
+    ("joey", "joseph"),
+    ("johnny", "john"),
+    ("jon", "jonathan"),
+    ("jonny", "jonathan"),
+    ("josh", "joshua"),
+    ("josie", "josephine"),
+    ("judi", "judith"),
+    ("judy", "judith"),
+    ("kat", "katherine"),
+    ("kate", "katherine"),
+    ("katharine", "katherine"),
+    ("kathie", "katherine"),
+    ("kathryn", "katherine"),
+    ("kathy", "katherine"),
+    ("katie", "katherine"),
+    ("katy", "katherine"),
+    ("ken", "kenneth"),
+    ("kenny", "kenneth"),
+    ("kim", "kimberly"),
+    ("kimmy", "kimberly"),
+    ("kitty", "katherine"),
+    ("lalo", "eduardo"),
+    ("larry", "lawrence"),
+    ("laurence", "lawrence"),
+    ("len", "leonard"),
+    ("lenny", "leonard"),
+    ("les", "lester"),
+    ("liam", "william"),
+    ("libby", "elizabeth"),
+    ("liz", "elizabeth"),
+    ("liza", "elizabeth"),
+    ("lizzie", "elizabeth"),
+    ("lizzy", "elizabeth"),
+    ("lola", "dolores"),
+    ("lou", "louis"),
+    ("louie", "louis"),
+    ("lupe", "guadalupe"),
+    ("lupita", "guadalupe"),
+    ("maddie", "madeline"),
+    ("maddy", "madeline"),
+    ("madeleine", "madeline"),
+    ("maggie", "margaret"),
+    ("mandy", "amanda"),
+    ("manny", "manuel"),
+    ("manolo", "manuel"),
+    ("marge", "margaret"),
+    ("margie", "margaret"),
+    ("marty", "martin"),
+    ("matt", "matthew"),
+    ("matty", "matthew"),
+    ("meg", "margaret"),
+    ("memo", "guillermo"),
+    ("mick", "michael"),
+    ("mickey", "michael"),
+    ("mike", "michael"),
+    ("mikey", "michael"),
+    ("missy", "melissa"),
+    ("mitch", "mitchell"),
+    ("molly", "mary"),
+    ("nacho", "ignacio"),
+    ("nate", "nathan"),
+    ("ned", "edward"),
+    ("nell", "eleanor"),
+    ("nellie", "eleanor"),
+    ("nick", "nicholas"),
+    ("nicky", "nicholas"),
+    ("nicolas", "nicholas"),
+    ("norm", "norman"),
+    ("ollie", "oliver"),
+    ("paco", "francisco"),
+    ("pam", "pamela"),
+    ("pancho", "francisco"),
+    ("pat", "patricia"),
+    ("patsy", "patricia"),
+    ("patty", "patricia"),
+    ("peg", "margaret"),
+    ("peggy", "margaret"),
+    ("penny", "penelope"),
+    ("pepe", "jose"),
+    ("pete", "peter"),
+    ("phil", "philip"),
+    ("phillip", "philip"),
+    ("polly", "mary"),
+    ("randy", "randall"),
+    ("ray", "raymond"),
+    ("reggie", "reginald"),
+    ("rich", "richard"),
+    ("richie", "richard"),
+    ("rick", "richard"),
+    ("ricky", "richard"),
+    ("rob", "robert"),
+    ("robbie", "robert"),
+    ("robby", "robert"),
+    ("ron", "ronald"),
+    ("ronnie", "ronald"),
+    ("rosie", "rose"),
+    ("rudy", "rudolph"),
+    ("russ", "russell"),
+    ("sadie", "sarah"),
+    ("sally", "sarah"),
+    ("sam", "samuel"),
+    ("sammie", "samantha"),
+    ("sammy", "samuel"),
+    ("sandy", "sandra"),
+    ("sara", "sarah"),
+    ("sid", "sidney"),
+    ("stan", "stanley"),
+    ("steph", "stephanie"),
+    ("stephen", "steven"),
+    ("steve", "steven"),
+    ("stevie", "steven"),
+    ("stewart", "stuart"),
+    ("stu", "stuart"),
+    ("sue", "susan"),
+    ("susie", "susan"),
+    ("suzy", "susan"),
+    ("tammy", "tamara"),
+    ("ted", "edward"),
+    ("teddy", "edward"),
+    ("terence", "terrence"),
+    ("teresa", "theresa"),
+    ("terri", "theresa"),
+    ("terry", "terrence"),
+    ("tess", "theresa"),
+    ("theo", "theodore"),
+    ("tim", "timothy"),
+    ("timmy", "timothy"),
+    ("tina", "christine"),
+    ("toby", "tobias"),
+    ("tom", "thomas"),
+    ("tommy", "thomas"),
+    ("tony", "anthony"),
+    ("topher", "christopher"),
+    ("tori", "victoria"),
+    ("tricia", "patricia"),
+    ("trish", "patricia"),
+    ("trudy", "gertrude"),
+    ("val", "valerie"),
+    ("vic", "victor"),
+    ("vicki", "victoria"),
+    ("vickie", "victoria"),
+    ("vicky", "victoria"),
+    ("vince", "vincent"),
+    ("vinnie", "vincent"),
+    ("vinny", "vincent"),
+    ("wally", "walter"),
+    ("walt", "walter"),
+    ("wes", "wesley"),
+    ("will", "william"),
+    ("willie", "william"),
+    ("willy", "william"),
+    ("zach", "zachary"),
+    ("zack", "zachary"),
+    ("zak", "zachary"),
+    ("zeke", "ezekiel"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_unique_and_large_enough() {
+        for pair in NICKNAMES.windows(2) {
+            assert!(
+                pair[0].0 < pair[1].0,
+                "{} must sort before {}",
+                pair[0].0,
+                pair[1].0
+            );
+        }
+        assert!(NICKNAMES.len() >= 150, "{} entries", NICKNAMES.len());
+    }
+
+    #[test]
+    fn canonical_forms_are_fixed_points() {
+        for (nickname, canonical) in NICKNAMES {
+            assert_ne!(nickname, canonical);
+            assert_eq!(
+                canonical_given_name(canonical),
+                *canonical,
+                "{nickname} → {canonical}"
+            );
+            // Every entry is a folded word, so normalized input can reach it.
+            assert!(
+                nickname.bytes().all(|b| b.is_ascii_lowercase()),
+                "{nickname}"
+            );
+        }
+    }
+
+    #[test]
+    fn families_share_a_canonical_name() {
+        for (names, canonical) in [
+            (
+                &["bill", "billy", "will", "willy", "william"][..],
+                "william",
+            ),
+            (&["bob", "bobby", "rob", "robbie", "robert"], "robert"),
+            (&["liz", "beth", "betty", "lizzy", "elizabeth"], "elizabeth"),
+            (&["jim", "jimmy", "james"], "james"),
+            (&["mike", "michael"], "michael"),
+            (
+                &["kate", "katie", "kathy", "catherine", "katherine"],
+                "katherine",
+            ),
+        ] {
+            for name in names {
+                assert_eq!(canonical_given_name(name), canonical, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_names_pass_through() {
+        assert_eq!(canonical_given_name("oyvind"), "oyvind");
+        assert_eq!(canonical_given_name(""), "");
+        assert_eq!(canonical_given_name("bill john"), "bill john");
+    }
+}
