@@ -1,0 +1,440 @@
+//! `crosswalk link LEFT.csv RIGHT.csv`: offline linkage of two CSV files, for
+//! back-filling historical data or measuring linkage on an operator's own data.
+//!
+//! Each row is read through the column mapping into an
+//! [`IdentityInput`], normalized with the same [`normalize`] as a live
+//! submission, fingerprinted and linked one-to-one by [`batch`](super::batch).
+//! The output is CSV `left_id,right_id,score`, one line per linked pair.
+//!
+//! Bad input:
+//! - a mapped column (or the id column) missing from a header, or a row that
+//!   cannot be read, stops the run with an error naming the file, the row and
+//!   the column;
+//! - a row whose identity does not normalize is reported on the diagnostics
+//!   stream (file, row, column and field — never the value) and skipped;
+//! - an unlinkable row is skipped and counted.
+//!
+//! Empty cells are absent fields. Cells and headers are trimmed.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use rayon::prelude::*;
+
+use super::batch::{Link, link_one_to_one};
+use super::fingerprint::{Fingerprint, fingerprint};
+use super::keys::LinkageKeys;
+use crate::normalize::{IdentityInput, NormalizeOptions, normalize};
+
+/// An identifier field a CSV column can be mapped to: the referral subject's
+/// field names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    GivenName,
+    Surname,
+    Dob,
+    Sex,
+    Street,
+    City,
+    State,
+    Zip,
+    Phone,
+    Email,
+}
+
+impl Field {
+    pub const ALL: [Self; 10] = [
+        Self::GivenName,
+        Self::Surname,
+        Self::Dob,
+        Self::Sex,
+        Self::Street,
+        Self::City,
+        Self::State,
+        Self::Zip,
+        Self::Phone,
+        Self::Email,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::GivenName => "given_name",
+            Self::Surname => "surname",
+            Self::Dob => "dob",
+            Self::Sex => "sex",
+            Self::Street => "street",
+            Self::City => "city",
+            Self::State => "state",
+            Self::Zip => "zip",
+            Self::Phone => "phone",
+            Self::Email => "email",
+        }
+    }
+
+    fn slot(self, input: &mut IdentityInput) -> &mut Option<String> {
+        match self {
+            Self::GivenName => &mut input.given_name,
+            Self::Surname => &mut input.surname,
+            Self::Dob => &mut input.dob,
+            Self::Sex => &mut input.sex,
+            Self::Street => &mut input.street,
+            Self::City => &mut input.city,
+            Self::State => &mut input.state,
+            Self::Zip => &mut input.zip,
+            Self::Phone => &mut input.phone,
+            Self::Email => &mut input.email,
+        }
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Field {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|f| f.name()).collect();
+                format!("unknown field {s:?}; expected one of {}", names.join(", "))
+            })
+    }
+}
+
+/// `FIELD=COLUMN`: the column of a CSV file that holds a field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldMapping {
+    pub field: Field,
+    pub column: String,
+}
+
+impl FromStr for FieldMapping {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (field, column) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?} is not FIELD=COLUMN"))?;
+        let column = column.trim();
+        if column.is_empty() {
+            return Err(format!("{s:?} names no column"));
+        }
+        Ok(Self {
+            field: field.trim().parse()?,
+            column: column.to_owned(),
+        })
+    }
+}
+
+/// What to link.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkFiles<'a> {
+    pub left: &'a Path,
+    pub right: &'a Path,
+    /// Carried through to the output, never hashed.
+    pub id_column: &'a str,
+    pub map: &'a [FieldMapping],
+}
+
+/// Why a run stopped. Names files, rows, columns and fields; never a cell's value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    #[error("{}: {source}", file.display())]
+    Open { file: PathBuf, source: io::Error },
+    #[error("{field} is mapped more than once")]
+    DuplicateField { field: Field },
+    #[error("{}: the header has no column {column:?} (for {what})", file.display())]
+    MissingColumn {
+        file: PathBuf,
+        column: String,
+        what: String,
+    },
+    #[error("{}: row {row}{}: {problem}", file.display(), at_column(.column.as_deref()))]
+    BadRow {
+        file: PathBuf,
+        /// 1-based data row; 0 is the header.
+        row: u64,
+        column: Option<String>,
+        problem: String,
+    },
+    #[error("writing the output: {0}")]
+    Output(#[source] io::Error),
+}
+
+fn at_column(column: Option<&str>) -> String {
+    column
+        .map(|c| format!(", column {c:?}"))
+        .unwrap_or_default()
+}
+
+/// Counts for one side of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SideSummary {
+    pub rows: usize,
+    /// Rows skipped because their identity did not normalize.
+    pub invalid: usize,
+    /// Rows skipped because their identity has too few usable fields.
+    pub unlinkable: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkSummary {
+    pub left: SideSummary,
+    pub right: SideSummary,
+    pub links: usize,
+}
+
+/// `crosswalk link` as the CLI runs it: keys from the configuration, today
+/// from the system clock, links to stdout, skipped rows and a summary to stderr.
+pub fn run_cli(config: &crate::config::Config, request: &LinkFiles<'_>) -> anyhow::Result<()> {
+    use crate::clock::Clock as _;
+    let master = crate::secrets::GatewayKeys::load(config)?.master;
+    // Fingerprints made here never leave the run, so any key version will do.
+    let keys = LinkageKeys::derive(&master, 1);
+    let today = crate::clock::SystemClock.now().date_naive();
+    let options = NormalizeOptions::new(config.linkage.phone_region(), today);
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let summary = link_files(request, &keys, &options, &mut out, &mut io::stderr())?;
+    out.flush()?;
+    eprintln!(
+        "crosswalk link: {} pairs linked; left: {} rows, {} invalid, {} unlinkable; right: {} rows, {} invalid, {} unlinkable",
+        summary.links,
+        summary.left.rows,
+        summary.left.invalid,
+        summary.left.unlinkable,
+        summary.right.rows,
+        summary.right.invalid,
+        summary.right.unlinkable
+    );
+    Ok(())
+}
+
+/// Runs `crosswalk link`: writes `left_id,right_id,score` lines to `out`, and a
+/// line per skipped row to `diagnostics`.
+pub fn link_files(
+    request: &LinkFiles<'_>,
+    keys: &LinkageKeys,
+    options: &NormalizeOptions,
+    out: &mut dyn Write,
+    diagnostics: &mut dyn Write,
+) -> Result<LinkSummary, LinkError> {
+    for (i, m) in request.map.iter().enumerate() {
+        if request.map[..i].iter().any(|other| other.field == m.field) {
+            return Err(LinkError::DuplicateField { field: m.field });
+        }
+    }
+    // Both files' headers are checked before any row is processed.
+    let left_rows = read_rows(request.left, request.id_column, request.map)?;
+    let right_rows = read_rows(request.right, request.id_column, request.map)?;
+    let left = fingerprint_side(
+        request,
+        request.left,
+        left_rows,
+        keys,
+        *options,
+        diagnostics,
+    );
+    let right = fingerprint_side(
+        request,
+        request.right,
+        right_rows,
+        keys,
+        *options,
+        diagnostics,
+    );
+    let links = link_one_to_one(&left.fingerprints, &right.fingerprints);
+    write_links(&links, &left.ids, &right.ids, out).map_err(LinkError::Output)?;
+    Ok(LinkSummary {
+        left: left.summary,
+        right: right.summary,
+        links: links.len(),
+    })
+}
+
+/// One file's linkable rows.
+struct Side {
+    ids: Vec<String>,
+    fingerprints: Vec<Fingerprint>,
+    summary: SideSummary,
+}
+
+/// A row as read: its 1-based number, its id, and its identity as typed.
+struct RawRow {
+    row: u64,
+    id: String,
+    input: IdentityInput,
+}
+
+/// Normalizes and fingerprints one file's rows (in parallel), reporting the
+/// rows it skips.
+fn fingerprint_side(
+    request: &LinkFiles<'_>,
+    path: &Path,
+    rows: Vec<RawRow>,
+    keys: &LinkageKeys,
+    options: NormalizeOptions,
+    diagnostics: &mut dyn Write,
+) -> Side {
+    let results: Vec<_> = rows
+        .par_iter()
+        .map(|row| normalize(&row.input, &options).map(|identity| fingerprint(&identity, keys)))
+        .collect();
+
+    let mut side = Side {
+        ids: Vec::with_capacity(rows.len()),
+        fingerprints: Vec::with_capacity(rows.len()),
+        summary: SideSummary {
+            rows: rows.len(),
+            ..SideSummary::default()
+        },
+    };
+    for (row, result) in rows.into_iter().zip(results) {
+        match result {
+            Ok(fp) if fp.is_linkable() => {
+                side.ids.push(row.id);
+                side.fingerprints.push(fp);
+            }
+            Ok(_) => side.summary.unlinkable += 1,
+            Err(problems) => {
+                side.summary.invalid += 1;
+                for p in problems {
+                    let column = request
+                        .map
+                        .iter()
+                        .find(|m| m.field.name() == p.field)
+                        .map_or("-", |m| m.column.as_str());
+                    // The problem text never quotes the value (normalize's contract).
+                    let _ = writeln!(
+                        diagnostics,
+                        "crosswalk link: {}: row {}, column {column:?} ({}): {}; row skipped",
+                        path.display(),
+                        row.row,
+                        p.field,
+                        p.problem
+                    );
+                }
+            }
+        }
+    }
+    if side.summary.unlinkable > 0 {
+        let _ = writeln!(
+            diagnostics,
+            "crosswalk link: {}: {} rows skipped as unlinkable (too few usable fields)",
+            path.display(),
+            side.summary.unlinkable
+        );
+    }
+    side
+}
+
+fn read_rows(path: &Path, id_column: &str, map: &[FieldMapping]) -> Result<Vec<RawRow>, LinkError> {
+    let file = File::open(path).map_err(|source| LinkError::Open {
+        file: path.to_owned(),
+        source,
+    })?;
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(BufReader::new(file));
+    let headers = reader
+        .headers()
+        .map_err(|e| bad_row(path, 0, None, &e))?
+        .clone();
+    let find = |column: &str, what: String| {
+        headers
+            .iter()
+            .position(|h| h == column)
+            .ok_or_else(|| LinkError::MissingColumn {
+                file: path.to_owned(),
+                column: column.to_owned(),
+                what,
+            })
+    };
+    let id_index = find(id_column, "--id-column".to_owned())?;
+    let columns: Vec<(Field, usize)> = map
+        .iter()
+        .map(|m| Ok((m.field, find(&m.column, m.field.name().to_owned())?)))
+        .collect::<Result<_, LinkError>>()?;
+
+    let mut rows = Vec::new();
+    let mut record = csv::StringRecord::new();
+    for row in 1u64.. {
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return Err(bad_row(path, row, Some(&headers), &e)),
+        }
+        let cell = |i: usize| record.get(i).filter(|v| !v.is_empty());
+        let id = cell(id_index).ok_or_else(|| LinkError::BadRow {
+            file: path.to_owned(),
+            row,
+            column: Some(id_column.to_owned()),
+            problem: "the id is empty".to_owned(),
+        })?;
+        let mut input = IdentityInput::default();
+        for &(field, i) in &columns {
+            *field.slot(&mut input) = cell(i).map(str::to_owned);
+        }
+        rows.push(RawRow {
+            row,
+            id: id.to_owned(),
+            input,
+        });
+    }
+    Ok(rows)
+}
+
+/// Describes a CSV error without quoting the data.
+fn bad_row(
+    path: &Path,
+    row: u64,
+    headers: Option<&csv::StringRecord>,
+    e: &csv::Error,
+) -> LinkError {
+    let (column, problem) = match e.kind() {
+        csv::ErrorKind::Utf8 { err, .. } => (
+            headers.and_then(|h| h.get(err.field())).map(str::to_owned),
+            "not valid UTF-8".to_owned(),
+        ),
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => (
+            None,
+            format!("{len} fields where the header has {expected_len}"),
+        ),
+        csv::ErrorKind::Io(io) => (None, format!("read error: {}", io.kind())),
+        _ => (None, "cannot be read as CSV".to_owned()),
+    };
+    LinkError::BadRow {
+        file: path.to_owned(),
+        row,
+        column,
+        problem,
+    }
+}
+
+fn write_links(
+    links: &[Link],
+    left: &[String],
+    right: &[String],
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let mut writer = csv::Writer::from_writer(out);
+    writer.write_record(["left_id", "right_id", "score"])?;
+    for link in links {
+        writer.write_record([
+            left[link.left].as_str(),
+            right[link.right].as_str(),
+            &format!("{:.4}", link.score),
+        ])?;
+    }
+    writer.flush()
+}
