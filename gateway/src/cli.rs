@@ -47,12 +47,36 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Link two CSV files offline, one-to-one, with the engine live submissions
+    /// use; prints CSV `left_id,right_id,score`.
+    Link {
+        left: PathBuf,
+        right: PathBuf,
+        /// A column carried through to the output, never hashed.
+        #[arg(long)]
+        id_column: String,
+        /// FIELD=COLUMN, once per identifier field (`given_name`, `surname`, `dob`,
+        /// `sex`, `street`, `city`, `state`, `zip`, `phone`, `email`).
+        #[arg(long = "map", required = true)]
+        map: Vec<crate::linkage::offline::FieldMapping>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Write a fresh key set and example configuration into DIR (laid out like keys-example/).
     Generate { dir: PathBuf },
+    /// Re-derive every stored linkage token under a new master secret, keeping every
+    /// link. Run with the gateway stopped; safe to re-run after an interruption.
+    Rotate {
+        /// The new master secret (64 hex digits). Created, mode 0600, if it does not
+        /// exist. Afterwards, point `keys.master_secret` at it.
+        #[arg(long)]
+        new_master_secret: PathBuf,
+        /// Identities re-derived per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch_size: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +116,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("wrote a development key set to {}", dir.display());
             Ok(())
         }
+        Command::Keys {
+            command:
+                KeysCommand::Rotate {
+                    new_master_secret,
+                    batch_size,
+                },
+        } => {
+            let config = load_config(&cli.config)?;
+            runtime()?.block_on(rotate_keys(&config, &new_master_secret, batch_size))
+        }
         Command::Token {
             command: TokenCommand::Issue { partner, ttl, key },
         } => {
@@ -103,6 +137,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::auth::issue_token(&config, &partner, &key, ttl, &crate::clock::SystemClock)?;
             println!("{token}");
             Ok(())
+        }
+        Command::Link {
+            left,
+            right,
+            id_column,
+            map,
+        } => {
+            let config = load_config(&cli.config)?;
+            let request = crate::linkage::offline::LinkFiles {
+                left: &left,
+                right: &right,
+                id_column: &id_column,
+                map: &map,
+            };
+            crate::linkage::offline::run_cli(&config, &request)
         }
         Command::Migrate => {
             let config = load_config(&cli.config)?;
@@ -122,6 +171,54 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(crate::server::serve(config))
         }
     }
+}
+
+async fn rotate_keys(config: &Config, new_secret: &Path, batch_size: i64) -> anyhow::Result<()> {
+    use crate::clock::Clock as _;
+    let keys = crate::secrets::GatewayKeys::load(config)?;
+    let new_master = crate::secrets::MasterSecret::load_or_create(new_secret)
+        .with_context(|| format!("the new master secret {}", new_secret.display()))?;
+    let store = crate::store::Store::connect(&config.server.database_url).await?;
+    store.migrate().await?;
+    let vault = crate::vault::Vault::new(
+        keys.vault.clone(),
+        store.clone(),
+        crate::vault::RotationPolicy::default(),
+    );
+    let options = crate::normalize::NormalizeOptions::new(
+        config.linkage.phone_region(),
+        crate::clock::SystemClock.now().date_naive(),
+    );
+    let rotation = crate::subjects::RotationOptions {
+        batch_size,
+        max_batches: None,
+    };
+    let report = crate::subjects::rotate_keys(
+        &store,
+        &vault,
+        &keys.master,
+        &new_master,
+        &options,
+        rotation,
+    )
+    .await?;
+    store.close().await;
+    if report.already_done {
+        println!(
+            "the database is already on this master secret (key version {})",
+            report.key_version
+        );
+    } else {
+        println!(
+            "re-derived {} identities under key version {}",
+            report.identities, report.key_version
+        );
+    }
+    println!(
+        "now set keys.master_secret to {} (or CROSSWALK_KEYS__MASTER_SECRET) and restart",
+        new_secret.display()
+    );
+    Ok(())
 }
 
 fn load_config(path: &Path) -> anyhow::Result<Config> {

@@ -142,6 +142,17 @@ pub struct LinkageConfig {
     pub default_phone_region: String,
 }
 
+impl LinkageConfig {
+    /// The validated region (checked at load, so the fallback is never used).
+    pub fn phone_region(&self) -> phonenumber::country::Id {
+        parse_region(&self.default_phone_region).unwrap_or(phonenumber::country::Id::US)
+    }
+}
+
+fn parse_region(code: &str) -> Option<phonenumber::country::Id> {
+    code.to_ascii_uppercase().parse().ok()
+}
+
 impl Default for LinkageConfig {
     fn default() -> Self {
         Self {
@@ -334,6 +345,12 @@ impl Config {
             return err(
                 "server.database_url",
                 "must start with sqlite:, postgres:// or postgresql://",
+            );
+        }
+        if parse_region(&self.linkage.default_phone_region).is_none() {
+            return err(
+                "linkage.default_phone_region",
+                "must be an ISO 3166 region code such as US",
             );
         }
         for (id, partner) in &self.partners {

@@ -27,8 +27,11 @@ use crate::auth::{Registry, Verifier};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::http::{self, AppState, ConnectionInfo};
+use crate::pseudonym::Pseudonymizer;
 use crate::secrets::GatewayKeys;
 use crate::store::Store;
+use crate::subjects::SubjectRegistry;
+use crate::vault::{RotationPolicy, Vault};
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,8 +55,13 @@ impl Gateway {
             .context("opening the database (server.database_url / DATABASE_URL)")?;
         store.migrate().await.context("applying migrations")?;
         store.check_master_key(&keys.master.key_check()).await?;
+        let vault = Vault::new(keys.vault.clone(), store.clone(), RotationPolicy::default());
+        let subjects = SubjectRegistry::open(&store, &keys.master, vault.clone()).await?;
         let config = Arc::new(config);
         let state = AppState {
+            registry: Arc::new(subjects),
+            pseudonyms: Arc::new(Pseudonymizer::new(&keys.master)),
+            vault,
             verifier: Arc::new(Verifier::new(registry, &config, clock)),
             config: Arc::clone(&config),
             store: store.clone(),

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth;
+mod linkage;
 mod startup;
 mod system;
 mod tls;

@@ -32,7 +32,10 @@ use tower_http::trace::TraceLayer;
 pub use self::auth::AuthenticatedPartner;
 use crate::auth::Verifier;
 use crate::config::Config;
+use crate::pseudonym::Pseudonymizer;
 use crate::store::Store;
+use crate::subjects::SubjectRegistry;
+use crate::vault::Vault;
 
 /// Everything a handler may need, shared by all requests. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -41,6 +44,12 @@ pub struct AppState {
     pub store: Store,
     pub verifier: Arc<Verifier>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Resolves identities to subjects (seals, fingerprints, links).
+    pub registry: Arc<SubjectRegistry>,
+    /// Unseals identities when a release decision allows it.
+    pub vault: Vault,
+    /// Partner-facing subject pseudonyms.
+    pub pseudonyms: Arc<Pseudonymizer>,
 }
 
 /// What the TLS layer learned about the connection a request came on.

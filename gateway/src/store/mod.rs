@@ -25,6 +25,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions as _, Row as _};
 
 pub mod subjects;
+mod vault_keys;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -106,6 +107,9 @@ impl Store {
                 Backend::Sqlite => 4,
                 Backend::Postgres => 16,
             })
+            // Two kept open so that a quick side query (the vault confirming a data
+            // key has committed) finds a free connection without waiting.
+            .min_connections(2)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;

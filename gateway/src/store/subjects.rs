@@ -79,16 +79,14 @@ pub async fn insert_tokens(
     tokens: &[Vec<u8>],
 ) -> Result<(), StoreError> {
     for chunk in tokens.chunks(TOKENS_PER_STATEMENT) {
-        let mut sql =
-            String::from("INSERT INTO linkage_tokens (token, identity_id, key_version) VALUES ");
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            let n = i * 3;
-            sql.push_str(&format!("(${}, ${}, ${})", n + 1, n + 2, n + 3));
-        }
-        sql.push_str(" ON CONFLICT DO NOTHING");
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO linkage_tokens (token, identity_id, key_version) VALUES {} \
+             ON CONFLICT DO NOTHING",
+            rows.join(", ")
+        );
         // Only placeholders are spliced into the text; every value is bound.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for token in chunk {

@@ -1,0 +1,407 @@
+//! The subject registry: resolves each incoming identity to a pseudonymous
+//! subject, and rotates the keys its links rest on.
+//!
+//! # The resolution rule
+//! 1. The identity is normalized (by the caller) and fingerprinted by the linkage
+//!    engine under the current key version. An identity with too few usable
+//!    fields is stored as *unlinkable*: it gets a subject of its own and is never
+//!    linked to another, now or later — no guesswork.
+//! 2. Candidates are the stored, linkable identities that share at least one
+//!    lookup token (exact linkage token or blocking key) with it.
+//! 3. Each candidate is scored by [`linkage::compare`]; those for which the
+//!    engine's documented match rule holds are matches.
+//! 4. No match: a new subject (a random id). Matches all on one subject: that
+//!    subject. Matches on several subjects: the identity *bridges* them, so they
+//!    are merged into the oldest (ties broken by id), and each merge is recorded
+//!    in `subject_merges` with the identity that caused it.
+//!
+//! The raw identity is sealed by the vault before it is stored; only its sealed
+//! bytes, its keyed fingerprint and its lookup tokens reach the database.
+//!
+//! Two replicas resolving the same new person at the same instant may each create
+//! a subject; the next identity that matches both merges them. That is the price
+//! of not serializing every write on one lock, and it heals itself.
+
+use std::collections::BTreeSet;
+
+use crate::clock::Clock;
+use crate::linkage::{self, Fingerprint, LinkageKeys};
+use crate::normalize::{Identity, IdentityInput, NormalizeOptions};
+use crate::secrets::MasterSecret;
+use crate::store::subjects::{self as repo, NewIdentity};
+use crate::store::{Store, StoreError, Tx};
+use crate::vault::{Sealed, Vault, VaultError};
+
+/// The `gateway_meta` entries that track key versions.
+const META_KEY_VERSION: &str = "key_version";
+const META_MASTER_CHECK: &str = "master_key_check";
+const META_ROTATION_CHECK: &str = "rotation_target_check";
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error("a stored fingerprint could not be read (identity {identity_id})")]
+    CorruptFingerprint { identity_id: String },
+    #[error("a stored identity could not be read back (identity {identity_id})")]
+    CorruptIdentity { identity_id: String },
+    #[error("the configured master secret is not the one this database was made under")]
+    WrongCurrentSecret,
+    #[error("a key rotation to another master secret is in progress; finish it first")]
+    OtherRotationInProgress,
+    #[error(
+        "a key rotation is in progress; run `crosswalk keys rotate` to finish it before serving"
+    )]
+    RotationInProgress,
+}
+
+/// What registering an identity did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Linked {
+    pub identity_id: String,
+    pub subject_id: String,
+    /// Subjects merged into `subject_id` because this identity bridged them.
+    pub merged: Vec<String>,
+    pub linkable: bool,
+}
+
+/// Resolves identities to subjects. One per gateway process.
+pub struct SubjectRegistry {
+    keys: LinkageKeys,
+    key_version: i64,
+    vault: Vault,
+}
+
+impl std::fmt::Debug for SubjectRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubjectRegistry")
+            .field("key_version", &self.key_version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SubjectRegistry {
+    /// Reads the current key version from the database; refuses to run while a
+    /// key rotation is unfinished.
+    pub async fn open(
+        store: &Store,
+        master: &MasterSecret,
+        vault: Vault,
+    ) -> Result<Self, RegistryError> {
+        let mut tx = store.begin().await?;
+        if Store::meta_get(&mut tx, META_ROTATION_CHECK)
+            .await?
+            .is_some()
+        {
+            return Err(RegistryError::RotationInProgress);
+        }
+        let key_version = current_key_version(&mut tx).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(Self {
+            keys: LinkageKeys::derive(master, key_version_u32(key_version)),
+            key_version,
+            vault,
+        })
+    }
+
+    pub fn key_version(&self) -> i64 {
+        self.key_version
+    }
+
+    /// Seals, fingerprints and links one identity inside the caller's transaction.
+    pub async fn register(
+        &self,
+        tx: &mut Tx<'_>,
+        source_partner: &str,
+        input: &IdentityInput,
+        identity: &Identity,
+        clock: &dyn Clock,
+    ) -> Result<Linked, RegistryError> {
+        let identity_id = uuid::Uuid::new_v4().to_string();
+        let now = clock.now().timestamp();
+        let fingerprint = linkage::fingerprint(identity, &self.keys);
+        let linkable = fingerprint.is_linkable();
+        let matched = if linkable {
+            self.matching_subjects(tx, &fingerprint).await?
+        } else {
+            BTreeSet::new()
+        };
+        let (subject_id, merged) = self.settle_subject(tx, matched, &identity_id, now).await?;
+        let sealed = self
+            .vault
+            .seal(
+                tx,
+                &identity_context(&identity_id),
+                &seal_input(input),
+                clock,
+            )
+            .await?;
+        repo::insert_identity(
+            tx,
+            &NewIdentity {
+                id: &identity_id,
+                subject_id: &subject_id,
+                source_partner,
+                sealed: sealed.as_bytes(),
+                fingerprint: &fingerprint.to_bytes(),
+                key_version: self.key_version,
+                linkable,
+                created_at: now,
+            },
+        )
+        .await?;
+        if linkable {
+            repo::insert_tokens(
+                tx,
+                &identity_id,
+                self.key_version,
+                &fingerprint.lookup_keys(),
+            )
+            .await?;
+        }
+        Ok(Linked {
+            identity_id,
+            subject_id,
+            merged,
+            linkable,
+        })
+    }
+
+    async fn matching_subjects(
+        &self,
+        tx: &mut Tx<'_>,
+        fingerprint: &Fingerprint,
+    ) -> Result<BTreeSet<String>, RegistryError> {
+        let candidates = repo::candidates(tx, self.key_version, &fingerprint.lookup_keys()).await?;
+        let mut subjects = BTreeSet::new();
+        for candidate in candidates {
+            let stored = Fingerprint::from_bytes(&candidate.fingerprint).map_err(|_| {
+                RegistryError::CorruptFingerprint {
+                    identity_id: candidate.identity_id.clone(),
+                }
+            })?;
+            if linkage::compare(fingerprint, &stored).is_match() {
+                subjects.insert(candidate.subject_id);
+            }
+        }
+        Ok(subjects)
+    }
+
+    /// Picks the subject for a new identity, creating or merging as the rule says.
+    async fn settle_subject(
+        &self,
+        tx: &mut Tx<'_>,
+        matched: BTreeSet<String>,
+        identity_id: &str,
+        now: i64,
+    ) -> Result<(String, Vec<String>), RegistryError> {
+        if matched.is_empty() {
+            let subject_id = uuid::Uuid::new_v4().to_string();
+            repo::insert_subject(tx, &subject_id, now).await?;
+            return Ok((subject_id, Vec::new()));
+        }
+        let mut by_age = Vec::with_capacity(matched.len());
+        for subject in matched {
+            let created = repo::subject_created_at(tx, &subject)
+                .await?
+                .unwrap_or(i64::MAX);
+            by_age.push((created, subject));
+        }
+        by_age.sort();
+        let mut subjects = by_age.into_iter().map(|(_, s)| s);
+        let survivor = subjects.next().unwrap_or_default();
+        let mut merged = Vec::new();
+        for other in subjects {
+            let merge_id = uuid::Uuid::new_v4().to_string();
+            repo::merge_subjects(tx, &merge_id, &other, &survivor, identity_id, now).await?;
+            merged.push(other);
+        }
+        Ok((survivor, merged))
+    }
+}
+
+/// Associated data binding a sealed identity to its row.
+fn identity_context(identity_id: &str) -> Vec<u8> {
+    format!("identities:{identity_id}").into_bytes()
+}
+
+/// The identity as the partner sent it, in a stable encoding, for the vault.
+fn seal_input(input: &IdentityInput) -> Vec<u8> {
+    let fields = [
+        &input.given_name,
+        &input.surname,
+        &input.dob,
+        &input.sex,
+        &input.street,
+        &input.city,
+        &input.state,
+        &input.zip,
+        &input.phone,
+        &input.email,
+    ];
+    serde_json::to_vec(&fields).unwrap_or_default()
+}
+
+fn unseal_input(bytes: &[u8]) -> Option<IdentityInput> {
+    let [
+        given_name,
+        surname,
+        dob,
+        sex,
+        street,
+        city,
+        state,
+        zip,
+        phone,
+        email,
+    ]: [Option<String>; 10] = serde_json::from_slice(bytes).ok()?;
+    Some(IdentityInput {
+        given_name,
+        surname,
+        dob,
+        sex,
+        street,
+        city,
+        state,
+        zip,
+        phone,
+        email,
+    })
+}
+
+async fn current_key_version(tx: &mut Tx<'_>) -> Result<i64, StoreError> {
+    Ok(Store::meta_get(tx, META_KEY_VERSION)
+        .await?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1))
+}
+
+fn key_version_u32(version: i64) -> u32 {
+    u32::try_from(version).unwrap_or(u32::MAX)
+}
+
+/// How a rotation runs.
+#[derive(Debug, Clone, Copy)]
+pub struct RotationOptions {
+    /// Identities re-derived per transaction.
+    pub batch_size: i64,
+    /// Stop after this many batches (leaving the rotation in progress), so an
+    /// operator can rotate a large database in slices.
+    pub max_batches: Option<u64>,
+}
+
+impl Default for RotationOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            max_batches: None,
+        }
+    }
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationReport {
+    /// The key version the database is now (or, if incomplete, is going) on.
+    pub key_version: i64,
+    /// Identities re-derived by this run.
+    pub identities: u64,
+    /// Whether every identity is now under the new secret.
+    pub complete: bool,
+    /// The database was already on this secret: nothing to do.
+    pub already_done: bool,
+}
+
+/// Re-derives every stored fingerprint and token under `new_master`, keeping every
+/// subject assignment — so no link is lost — and then makes `new_master` the one
+/// the database expects. Work is committed in batches and tracked per identity
+/// (`identities.key_version`), so an interrupted rotation resumes where it stopped
+/// when run again with the same new secret. The gateway must not serve while a
+/// rotation is in progress ([`SubjectRegistry::open`] refuses).
+pub async fn rotate_keys(
+    store: &Store,
+    vault: &Vault,
+    current_master: &MasterSecret,
+    new_master: &MasterSecret,
+    normalize_options: &NormalizeOptions,
+    options: RotationOptions,
+) -> Result<RotationReport, RegistryError> {
+    let new_check = new_master.key_check();
+    let mut tx = store.begin().await?;
+    let current_check = Store::meta_get(&mut tx, META_MASTER_CHECK).await?;
+    let current_version = current_key_version(&mut tx).await?;
+    if current_check.as_deref() == Some(new_check.as_str()) {
+        return Ok(RotationReport {
+            key_version: current_version,
+            identities: 0,
+            complete: true,
+            already_done: true,
+        });
+    }
+    if current_check.is_some_and(|c| c != current_master.key_check()) {
+        return Err(RegistryError::WrongCurrentSecret);
+    }
+    match Store::meta_get(&mut tx, META_ROTATION_CHECK).await? {
+        Some(in_progress) if in_progress != new_check => {
+            return Err(RegistryError::OtherRotationInProgress);
+        }
+        Some(_) => {}
+        None => Store::meta_set(&mut tx, META_ROTATION_CHECK, &new_check).await?,
+    }
+    tx.commit().await.map_err(StoreError::from)?;
+
+    let target = current_version + 1;
+    let keys = LinkageKeys::derive(new_master, key_version_u32(target));
+    let mut identities = 0;
+    let mut batches = 0;
+    loop {
+        if options.max_batches.is_some_and(|max| batches >= max) {
+            return Ok(RotationReport {
+                key_version: target,
+                identities,
+                complete: false,
+                already_done: false,
+            });
+        }
+        batches += 1;
+        let mut tx = store.begin().await?;
+        let batch = repo::identities_below_version(&mut tx, target, options.batch_size).await?;
+        if batch.is_empty() {
+            break;
+        }
+        for stored in &batch {
+            let corrupt = || RegistryError::CorruptIdentity {
+                identity_id: stored.id.clone(),
+            };
+            let sealed = Sealed::from_bytes(stored.sealed.clone());
+            let plain = vault.unseal(&identity_context(&stored.id), &sealed).await?;
+            let input = unseal_input(&plain).ok_or_else(corrupt)?;
+            let identity =
+                crate::normalize::normalize(&input, normalize_options).map_err(|_| corrupt())?;
+            let fingerprint = linkage::fingerprint(&identity, &keys);
+            repo::update_fingerprint(&mut tx, &stored.id, &fingerprint.to_bytes(), target).await?;
+            if fingerprint.is_linkable() {
+                repo::insert_tokens(&mut tx, &stored.id, target, &fingerprint.lookup_keys())
+                    .await?;
+            }
+        }
+        identities += batch.len() as u64;
+        tx.commit().await.map_err(StoreError::from)?;
+    }
+
+    let mut tx = store.begin().await?;
+    repo::delete_tokens_below(&mut tx, target).await?;
+    Store::meta_set(&mut tx, META_KEY_VERSION, &target.to_string()).await?;
+    Store::meta_set(&mut tx, META_MASTER_CHECK, &new_check).await?;
+    Store::meta_delete(&mut tx, META_ROTATION_CHECK).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(RotationReport {
+        key_version: target,
+        identities,
+        complete: true,
+        already_done: false,
+    })
+}

@@ -1,0 +1,434 @@
+//! The subject registry on a real database: identities link under field-entry
+//! errors, no raw identifier rests in the database, and key rotation keeps every
+//! link.
+
+use chrono::{TimeZone as _, Utc};
+use crosswalk::clock::{Clock, FixedClock};
+use crosswalk::normalize::{IdentityInput, NormalizeOptions, normalize};
+use crosswalk::secrets::{GatewayKeys, MasterSecret};
+use crosswalk::store::Store;
+use crosswalk::subjects::{Linked, RegistryError, RotationOptions, SubjectRegistry, rotate_keys};
+use crosswalk::vault::{RotationPolicy, Vault};
+
+use crate::backend_tests;
+use crate::helpers::{Backend, TestDatabase, example_keys};
+
+backend_tests!(
+    one_person_spelled_three_ways_is_one_subject,
+    known_identifiers_never_reach_the_database,
+    rotation_keeps_every_link_and_resumes_after_interruption,
+);
+
+/// A registry on a fresh database with the example keys, and what it needs.
+struct Fixture {
+    db: TestDatabase,
+    store: Store,
+    keys: GatewayKeys,
+    clock: FixedClock,
+}
+
+impl Fixture {
+    async fn new(backend: Backend) -> Self {
+        let db = TestDatabase::create(backend).await;
+        let config = crosswalk::config::Config::load(
+            &example_keys().join("crosswalk.toml"),
+            std::iter::empty(),
+        )
+        .expect("example config");
+        let keys = GatewayKeys::load(&config).expect("example keys");
+        let store = Store::connect(&db.url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+            .check_master_key(&keys.master.key_check())
+            .await
+            .expect("key check");
+        let clock = FixedClock(
+            Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0)
+                .single()
+                .expect("time"),
+        );
+        Self {
+            db,
+            store,
+            keys,
+            clock,
+        }
+    }
+
+    fn vault(&self) -> Vault {
+        Vault::new(
+            self.keys.vault.clone(),
+            self.store.clone(),
+            RotationPolicy::default(),
+        )
+    }
+
+    fn options(&self) -> NormalizeOptions {
+        NormalizeOptions::new(phonenumber::country::Id::US, self.clock.now().date_naive())
+    }
+
+    async fn registry(&self, master: &MasterSecret) -> Result<SubjectRegistry, RegistryError> {
+        SubjectRegistry::open(&self.store, master, self.vault()).await
+    }
+
+    async fn register(
+        &self,
+        registry: &SubjectRegistry,
+        partner: &str,
+        input: &IdentityInput,
+    ) -> Linked {
+        let identity = normalize(input, &self.options()).expect("valid identity");
+        let mut tx = self.store.begin().await.expect("begin");
+        let linked = registry
+            .register(&mut tx, partner, input, &identity, &self.clock)
+            .await
+            .expect("register");
+        tx.commit().await.expect("commit");
+        linked
+    }
+}
+
+fn person(
+    given: &str,
+    surname: &str,
+    dob: &str,
+    phone: Option<&str>,
+    street: Option<&str>,
+) -> IdentityInput {
+    IdentityInput {
+        given_name: Some(given.to_owned()),
+        surname: Some(surname.to_owned()),
+        dob: Some(dob.to_owned()),
+        phone: phone.map(str::to_owned),
+        street: street.map(str::to_owned),
+        city: Some("Sacramento".to_owned()),
+        state: Some("CA".to_owned()),
+        zip: Some("95814".to_owned()),
+        ..IdentityInput::default()
+    }
+}
+
+async fn one_person_spelled_three_ways_is_one_subject(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let registry = f.registry(&f.keys.master).await.expect("registry");
+
+    let police = f
+        .register(
+            &registry,
+            "pd",
+            &person(
+                "José",
+                "Núñez-García",
+                "03/07/1984",
+                Some("(916) 555-0142"),
+                Some("12 Elm St."),
+            ),
+        )
+        .await;
+    let health = f
+        .register(
+            &registry,
+            "county-health",
+            &person(
+                "Jose",
+                "Nunez Garcia",
+                "1984-03-07",
+                None,
+                Some("12 Elm Street"),
+            ),
+        )
+        .await;
+    let typo = f
+        .register(
+            &registry,
+            "cbo-north",
+            &person(
+                "Jsoe",
+                "Nunez-Garcia",
+                "1984-07-03",
+                Some("+1 916 555 0142"),
+                None,
+            ),
+        )
+        .await;
+    let someone_else = f
+        .register(
+            &registry,
+            "pd",
+            &person(
+                "Maria",
+                "Okafor",
+                "1990-11-02",
+                Some("916-555-0199"),
+                Some("8 Oak Ave"),
+            ),
+        )
+        .await;
+
+    assert_eq!(
+        police.subject_id, health.subject_id,
+        "case, diacritics, hyphen, DOB format"
+    );
+    assert_eq!(
+        police.subject_id, typo.subject_id,
+        "a typo and a transposed DOB"
+    );
+    assert_ne!(police.subject_id, someone_else.subject_id);
+    let unlinkable = f
+        .register(
+            &registry,
+            "pd",
+            &IdentityInput {
+                given_name: Some("Jose".into()),
+                ..IdentityInput::default()
+            },
+        )
+        .await;
+    assert!(!unlinkable.linkable);
+    assert_ne!(
+        unlinkable.subject_id, police.subject_id,
+        "never linked by guesswork"
+    );
+}
+
+/// Identifiers chosen to be unmistakable in a byte search, in the forms a
+/// partner types them and the forms normalization produces.
+const KNOWN: &[&str] = &[
+    "Quintessa",
+    "quintessa",
+    "QUINTESSA",
+    "Featherstonehaugh",
+    "featherstonehaugh",
+    "1987-06-05",
+    "06/05/1987",
+    "19870605",
+    "9165550142",
+    "+19165550142",
+    "555-0142",
+    "Larkspur",
+    "larkspur",
+    "quintessa.f@example.org",
+];
+
+async fn known_identifiers_never_reach_the_database(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let registry = f.registry(&f.keys.master).await.expect("registry");
+    let mut input = person(
+        "Quintessa",
+        "Featherstonehaugh",
+        "06/05/1987",
+        Some("(916) 555-0142"),
+        Some("1234 Larkspur Lane"),
+    );
+    input.email = Some("quintessa.f@example.org".to_owned());
+
+    for partner in ["pd", "county-health", "cbo-north"] {
+        f.register(&registry, partner, &input).await;
+    }
+    f.store.close().await;
+
+    let haystack = match backend {
+        Backend::Sqlite => sqlite_bytes(&f.db.url),
+        Backend::Postgres => postgres_dump(&f.db.url).await,
+    };
+    assert!(haystack.len() > 1000, "the search reads real data");
+    for needle in KNOWN {
+        assert!(
+            !contains(&haystack, needle.as_bytes()),
+            "{needle:?} found at rest ({backend:?})"
+        );
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// The SQLite database file with its WAL: everything that rests on disk.
+fn sqlite_bytes(url: &str) -> Vec<u8> {
+    let path = url.trim_start_matches("sqlite://");
+    let mut bytes = std::fs::read(path).expect("database file");
+    for suffix in ["-wal", "-journal"] {
+        if let Ok(more) = std::fs::read(format!("{path}{suffix}")) {
+            bytes.extend(more);
+        }
+    }
+    bytes
+}
+
+/// Every row of every table as PostgreSQL prints it, plus the raw bytes of every
+/// `bytea` value (which the text form shows only as hex).
+async fn postgres_dump(url: &str) -> Vec<u8> {
+    use sqlx::{Connection as _, Row as _};
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    let columns: Vec<(String, String, String)> = sqlx::query(
+        "SELECT table_name::text, column_name::text, data_type::text \
+         FROM information_schema.columns WHERE table_schema = 'public'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("columns")
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect();
+    let mut dump = Vec::new();
+    let mut tables: Vec<&String> = columns.iter().map(|(t, _, _)| t).collect();
+    tables.dedup();
+    for table in tables {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT t::text FROM \"{table}\" t"
+        )))
+        .fetch_all(&mut conn)
+        .await
+        .expect("rows");
+        for row in rows {
+            dump.extend(row.get::<String, _>(0).into_bytes());
+            dump.push(b'\n');
+        }
+    }
+    for (table, column, _) in columns.iter().filter(|(_, _, kind)| kind == "bytea") {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT \"{column}\" FROM \"{table}\""
+        )))
+        .fetch_all(&mut conn)
+        .await
+        .expect("bytea rows");
+        for row in rows {
+            dump.extend(row.get::<Vec<u8>, _>(0));
+            dump.push(b'\n');
+        }
+    }
+    dump
+}
+
+async fn rotation_keeps_every_link_and_resumes_after_interruption(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let registry = f.registry(&f.keys.master).await.expect("registry");
+    let people = crosswalk::linkage::synth::people(7, 60);
+    let mut before = Vec::new();
+    for (i, p) in people.iter().enumerate() {
+        before.push(f.register(&registry, "pd", p).await);
+        // Every third person comes back through health with a corrupted record.
+        if i % 3 == 0 {
+            let variant = crosswalk::linkage::synth::corrupt_one_field(p, i as u64);
+            before.push(f.register(&registry, "county-health", &variant).await);
+        }
+    }
+    let links_before = subject_map(&f).await;
+    let subjects: std::collections::BTreeSet<&String> =
+        links_before.iter().map(|(_, s)| s).collect();
+    let variants = links_before.len() - people.len();
+    let linked = links_before.len() - subjects.len();
+    assert!(
+        linked * 10 >= variants * 9,
+        "most corrupted variants linked before rotation ({linked} of {variants}), so there are links to keep"
+    );
+    let new_master = MasterSecret::from_bytes([0x5a; 32]);
+
+    // Interrupted after one batch: the gateway refuses to serve half-rotated.
+    let partial = rotate_keys(
+        &f.store,
+        &f.vault(),
+        &f.keys.master,
+        &new_master,
+        &f.options(),
+        RotationOptions {
+            batch_size: 10,
+            max_batches: Some(1),
+        },
+    )
+    .await
+    .expect("first slice");
+    assert!(!partial.complete);
+    assert!(matches!(
+        f.registry(&f.keys.master).await,
+        Err(RegistryError::RotationInProgress)
+    ));
+
+    let done = rotate_keys(
+        &f.store,
+        &f.vault(),
+        &f.keys.master,
+        &new_master,
+        &f.options(),
+        RotationOptions::default(),
+    )
+    .await
+    .expect("resume");
+    assert!(done.complete);
+    assert_eq!(done.key_version, 2);
+    assert_eq!(
+        subject_map(&f).await,
+        links_before,
+        "every identity kept its subject"
+    );
+    assert_eq!(
+        token_versions(&f).await,
+        vec![2],
+        "only tokens under the new key remain"
+    );
+
+    // The old secret is now refused; under the new one a fresh variant of a
+    // person from before rotation still links to them.
+    assert!(
+        f.store
+            .check_master_key(&f.keys.master.key_check())
+            .await
+            .is_err()
+    );
+    let rotated = f
+        .registry(&new_master)
+        .await
+        .expect("registry under the new key");
+    let again = f
+        .register(
+            &rotated,
+            "cbo-north",
+            &crosswalk::linkage::synth::corrupt_one_field(&people[4], 99),
+        )
+        .await;
+    let person_four = &before[subject_index(4)];
+    assert_eq!(again.subject_id, person_four.subject_id);
+
+    // Re-running is harmless.
+    let rerun = rotate_keys(
+        &f.store,
+        &f.vault(),
+        &f.keys.master,
+        &new_master,
+        &f.options(),
+        RotationOptions::default(),
+    )
+    .await
+    .expect("rerun");
+    assert!(rerun.already_done);
+}
+
+/// Index in the registration list of `people[n]`'s first record: every person
+/// before it has one record, and every third one a second.
+fn subject_index(n: usize) -> usize {
+    (0..n).map(|i| if i % 3 == 0 { 2 } else { 1 }).sum()
+}
+
+/// The distinct key versions of the stored linkage tokens.
+async fn token_versions(f: &Fixture) -> Vec<i64> {
+    use sqlx::Row as _;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&f.db.url).await.expect("connect");
+    sqlx::query("SELECT DISTINCT key_version FROM linkage_tokens ORDER BY key_version")
+        .fetch_all(&pool)
+        .await
+        .expect("versions")
+        .iter()
+        .map(|r| r.get::<i64, _>(0))
+        .collect()
+}
+
+async fn subject_map(f: &Fixture) -> Vec<(String, String)> {
+    let mut tx = f.store.begin().await.expect("begin");
+    crosswalk::store::subjects::identity_subjects(&mut tx)
+        .await
+        .expect("map")
+}
