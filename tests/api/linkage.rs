@@ -15,6 +15,7 @@ use crate::helpers::{Backend, TestDatabase, example_keys};
 
 backend_tests!(
     one_person_spelled_three_ways_is_one_subject,
+    an_identity_that_bridges_two_subjects_merges_them,
     known_identifiers_never_reach_the_database,
     rotation_keeps_every_link_and_resumes_after_interruption,
 );
@@ -77,10 +78,22 @@ impl Fixture {
         partner: &str,
         input: &IdentityInput,
     ) -> Linked {
+        self.register_at(registry, partner, input, 0).await
+    }
+
+    /// Registers `input` as if `minutes` after the fixture's time.
+    async fn register_at(
+        &self,
+        registry: &SubjectRegistry,
+        partner: &str,
+        input: &IdentityInput,
+        minutes: i64,
+    ) -> Linked {
+        let clock = FixedClock(self.clock.0 + chrono::Duration::minutes(minutes));
         let identity = normalize(input, &self.options()).expect("valid identity");
         let mut tx = self.store.begin().await.expect("begin");
         let linked = registry
-            .register(&mut tx, partner, input, &identity, &self.clock)
+            .register(&mut tx, partner, input, &identity, &clock)
             .await
             .expect("register");
         tx.commit().await.expect("commit");
@@ -189,6 +202,72 @@ async fn one_person_spelled_three_ways_is_one_subject(backend: Backend) {
         unlinkable.subject_id, police.subject_id,
         "never linked by guesswork"
     );
+}
+
+async fn an_identity_that_bridges_two_subjects_merges_them(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let registry = f.registry(&f.keys.master).await.expect("registry");
+    // Two records that share only a given name and a date of birth, in different
+    // places: not enough to link them.
+    let mut by_email = person("Jordan", "Ellis", "1980-01-01", None, Some("4 Pine Road"));
+    by_email.email = Some("jordan.e@example.org".to_owned());
+    by_email.zip = Some("95820".to_owned());
+    let by_phone = person(
+        "Jordan",
+        "Morales",
+        "1980-01-01",
+        Some("916-555-0100"),
+        Some("77 River Drive"),
+    );
+    let first = f.register_at(&registry, "pd", &by_email, 0).await;
+    let second = f
+        .register_at(&registry, "county-health", &by_phone, 1)
+        .await;
+    assert_ne!(
+        first.subject_id, second.subject_id,
+        "not linked on their own"
+    );
+
+    // A third record carries the email of the first and the phone of the second.
+    let mut bridge = person(
+        "Jordan",
+        "Ellis Morales",
+        "1980-01-01",
+        Some("(916) 555-0100"),
+        None,
+    );
+    bridge.email = Some("Jordan.E@example.org".to_owned());
+    let third = f.register_at(&registry, "cbo-north", &bridge, 2).await;
+
+    assert_eq!(
+        third.subject_id, first.subject_id,
+        "merged into the older subject"
+    );
+    assert_eq!(third.merged, vec![second.subject_id.clone()]);
+    let map = subject_map(&f).await;
+    assert!(
+        map.iter().all(|(_, subject)| *subject == first.subject_id),
+        "all three on one subject: {map:?}"
+    );
+    let merges = merge_rows(&f).await;
+    assert_eq!(
+        merges,
+        vec![(second.subject_id, first.subject_id, third.identity_id)]
+    );
+}
+
+/// The recorded merges: (from, into, bridging identity).
+async fn merge_rows(f: &Fixture) -> Vec<(String, String, String)> {
+    use sqlx::Row as _;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&f.db.url).await.expect("connect");
+    sqlx::query("SELECT from_subject, into_subject, identity_id FROM subject_merges")
+        .fetch_all(&pool)
+        .await
+        .expect("merges")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
 }
 
 /// Identifiers chosen to be unmistakable in a byte search, in the forms a
