@@ -228,48 +228,13 @@ fn identity_context(identity_id: &str) -> Vec<u8> {
     format!("identities:{identity_id}").into_bytes()
 }
 
-/// The identity as the partner sent it, in a stable encoding, for the vault.
+/// The identity as the partner sent it, for the vault.
 fn seal_input(input: &IdentityInput) -> Vec<u8> {
-    let fields = [
-        &input.given_name,
-        &input.surname,
-        &input.dob,
-        &input.sex,
-        &input.street,
-        &input.city,
-        &input.state,
-        &input.zip,
-        &input.phone,
-        &input.email,
-    ];
-    serde_json::to_vec(&fields).unwrap_or_default()
+    serde_json::to_vec(input).unwrap_or_default()
 }
 
 fn unseal_input(bytes: &[u8]) -> Option<IdentityInput> {
-    let [
-        given_name,
-        surname,
-        dob,
-        sex,
-        street,
-        city,
-        state,
-        zip,
-        phone,
-        email,
-    ]: [Option<String>; 10] = serde_json::from_slice(bytes).ok()?;
-    Some(IdentityInput {
-        given_name,
-        surname,
-        dob,
-        sex,
-        street,
-        city,
-        state,
-        zip,
-        phone,
-        email,
-    })
+    serde_json::from_slice(bytes).ok()
 }
 
 async fn current_key_version(tx: &mut Tx<'_>) -> Result<i64, StoreError> {

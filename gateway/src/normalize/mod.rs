@@ -54,7 +54,9 @@ pub use sex::normalize_sex;
 
 /// An identity as a partner sent it. `None` means the field was not given;
 /// `Some("")` is an error (an empty identifier is a mistake, not an absence).
-#[derive(Clone, Default, PartialEq, Eq)]
+/// Serializable so that the vault can seal it as sent; never serialized anywhere
+/// else.
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IdentityInput {
     pub given_name: Option<String>,
     pub surname: Option<String>,
