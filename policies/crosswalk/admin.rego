@@ -1,0 +1,27 @@
+# Admins operate the gateway (partners, keys, audit verification) and see no
+# identities.
+package crosswalk
+
+import rego.v1
+
+admin_decision := allow_decision(release_all, "admin: the audit log", false) if {
+	input.resource == "audit_entry"
+} else := allow_decision(release_all, "admin: consent records", false) if {
+	input.resource == "consent"
+} else := allow_decision(admin_view, "admin: operational view without identities", false) if {
+	input.resource in {"referral", "outcome", "case_status"}
+} else := deny("admin: no rule allows this request")
+
+# Identities and free text withheld, quasi-identifiers generalized, the rest
+# released (substance-use fields still need a Part 2 consent naming the admin).
+admin_by_class := {
+	"direct_identifier": "withhold",
+	"quasi_identifier": "generalize",
+	"health": "release",
+	"substance_use": "release",
+	"justice": "release",
+	"operational": "release",
+	"free_text": "withhold",
+}
+
+admin_view := {name: admin_by_class[class] | some name, class in field_class}

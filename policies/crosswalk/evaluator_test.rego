@@ -1,0 +1,102 @@
+# Evaluators: no record-level reads; de-identified exports. Helpers (t_*) are in
+# decision_test.rego.
+package crosswalk
+
+import data.crosswalk.vocabulary
+import rego.v1
+
+test_evaluator_record_level_reads_denied if {
+	every action in {"read", "list"} {
+		every resource in vocabulary.resources {
+			every rel in vocabulary.relationships {
+				d := t_decide(t_req("evaluator", action, resource, rel))
+				t_deny_shape(d)
+			}
+		}
+	}
+}
+
+# Even a consent naming the evaluator does not open the API.
+test_evaluator_read_denied_even_with_consent if {
+	c := t_consent(["evaluator"], ["HRESCH"], vocabulary.classes, ["evaluator"])
+	t_deny_shape(t_decide(t_with(t_req("evaluator", "read", "outcome", "none"), {"consent": c})))
+}
+
+test_evaluator_export_referral_safe_harbor if {
+	every purpose in vocabulary.purposes_by_kind.evaluator {
+		d := t_decide(t_with(t_req("evaluator", "export", "referral", "none"), {"purpose": purpose}))
+		d.effect == "allow"
+		d.fields == {
+			"id": "pseudonymize",
+			"workflow_state": "release",
+			"status": "release",
+			"created_at": "generalize",
+			"submitted_by": "pseudonymize",
+			"assigned_cbo": "release",
+			"subject_pseudonym": "release",
+			"cad_number": "withhold",
+			"officer_id": "withhold",
+			"subject.given_name": "withhold",
+			"subject.surname": "withhold",
+			"subject.dob": "generalize",
+			"subject.sex": "generalize",
+			"subject.address.street": "withhold",
+			"subject.address.city": "generalize",
+			"subject.address.state": "generalize",
+			"subject.address.zip": "generalize",
+			"subject.phone": "withhold",
+			"subject.email": "withhold",
+			"contact_at": "generalize",
+			"district": "generalize",
+			"arrested": "withhold",
+			"circumstances": "withhold",
+			"resources": "release",
+			"follow_up_by": "release",
+		}
+		d.notices == []
+		d.consent_id == null
+	}
+}
+
+test_evaluator_export_outcome if {
+	d := t_decide(t_req("evaluator", "export", "outcome", "none"))
+	d.fields == {
+		"id": "pseudonymize", "referral_id": "pseudonymize", "recorded_by": "pseudonymize",
+		"kind": "release", "resource": "release",
+		"occurred_at": "generalize", "notes": "withhold",
+	}
+}
+
+test_evaluator_export_case_status if {
+	d := t_decide(t_req("evaluator", "export", "case_status", "none"))
+	d.fields == {
+		"id": "pseudonymize", "submitted_by": "pseudonymize", "case_ref": "withhold",
+		"program": "release", "status": "release", "effective_at": "generalize",
+	}
+}
+
+# Substance-use fields never go into an export, even under a Part 2 consent
+# naming the evaluator.
+test_evaluator_export_withholds_substance_use if {
+	c := t_consent(["evaluator"], ["HRESCH"], vocabulary.classes, ["evaluator"])
+	d := t_decide(t_with(t_req("evaluator", "export", "case_status", "none"), object.union(t_part2, {"consent": c})))
+	d.effect == "allow"
+	d.fields.program == "withhold"
+	d.fields.status == "withhold"
+	d.notices == []
+	d.consent_id == null
+}
+
+test_evaluator_export_of_consents_and_audit_denied if {
+	every resource in {"consent", "audit_entry"} {
+		d := t_decide(t_req("evaluator", "export", resource, "none"))
+		t_deny_shape(d)
+		d.reason == "evaluator: this resource is not exported"
+	}
+}
+
+test_evaluator_export_needs_a_research_purpose if {
+	every purpose in {"TREAT", "CAREMGT", "HOPERAT", "PUBHLTH"} {
+		t_deny_shape(t_decide(t_with(t_req("evaluator", "export", "referral", "none"), {"purpose": purpose})))
+	}
+}

@@ -1,0 +1,138 @@
+# Substance-use information (42 CFR Part 2): withheld unless a Part 2 consent
+# names the recipient and covers the purpose; never to police; every release
+# carries the §2.32 notices and names the consent. Helpers (t_*) are in
+# decision_test.rego.
+package crosswalk
+
+import data.crosswalk.vocabulary
+import rego.v1
+
+t_part2_consent(part2_recipients, purposes) := t_consent(["cbo", "health"], purposes, vocabulary.classes, part2_recipients)
+
+t_cbo_part2_referral(c) := t_with(t_req("cbo", "read", "referral", "assigned_cbo"), object.union(t_part2, {"consent": c}))
+
+test_part2_without_consent_withheld if {
+	d := t_decide(t_with(t_req("cbo", "read", "referral", "assigned_cbo"), t_part2))
+	d.effect == "allow"
+	d.fields.status == "withhold"
+	d.fields.resources == "withhold"
+	d.fields["subject.phone"] == "release"
+	d.notices == []
+	d.consent_id == null
+}
+
+test_part2_with_consent_naming_recipient_released_with_notices if {
+	d := t_decide(t_cbo_part2_referral(t_part2_consent(["cbo-north"], ["CAREMGT"])))
+	d.effect == "allow"
+	d.fields.status == "release"
+	d.fields.resources == "release"
+	d.notices == [
+		vocabulary.notices.part2_redisclosure,
+		"Scope of the patient's consent (42 CFR 2.32(b)): consent c-1 permits disclosure of this record to cbo-north for these purposes of use: CAREMGT.",
+	]
+	d.consent_id == "c-1"
+}
+
+# §2.31: a Part 2 consent names the recipient; a partner kind is not enough.
+test_part2_consent_naming_only_the_kind_withheld if {
+	d := t_decide(t_cbo_part2_referral(t_part2_consent(["cbo"], ["CAREMGT"])))
+	d.fields.status == "withhold"
+	d.notices == []
+	d.consent_id == null
+}
+
+test_part2_consent_naming_another_recipient_withheld if {
+	d := t_decide(t_cbo_part2_referral(t_part2_consent(["cbo-south", "county-health"], ["CAREMGT"])))
+	d.fields.resources == "withhold"
+	d.notices == []
+	d.consent_id == null
+}
+
+test_part2_consent_not_covering_purpose_withheld if {
+	d := t_decide(t_cbo_part2_referral(t_part2_consent(["cbo-north"], ["TREAT"])))
+	d.fields.resources == "withhold"
+	d.notices == []
+}
+
+# The Part 2 flag protects every resource's health fields, not only case status.
+test_part2_outcome_of_assigned_referral if {
+	without := t_decide(t_with(t_req("cbo", "read", "outcome", "assigned_cbo"), t_part2))
+	without.fields.kind == "withhold"
+	without.fields.resource == "withhold"
+	without.fields.notes == "release"
+	with_consent := t_decide(t_with(t_req("cbo", "read", "outcome", "assigned_cbo"), object.union(t_part2, {"consent": t_part2_consent(["cbo-north"], ["CAREMGT"])})))
+	with_consent.fields.kind == "release"
+	count(with_consent.notices) == 2
+	with_consent.consent_id == "c-1"
+}
+
+test_part2_health_own_case_status_needs_part2_consent if {
+	without := t_decide(t_with(t_req("health", "read", "case_status", "linked_health"), t_part2))
+	without.effect == "allow"
+	without.fields.program == "withhold"
+	without.fields.case_ref == "release"
+	without.notices == []
+	c := t_part2_consent(["county-health"], ["CAREMGT"])
+	with_consent := t_decide(t_with(t_req("health", "read", "case_status", "linked_health"), object.union(t_part2, {"consent": c})))
+	with_consent.fields.program == "release"
+	with_consent.fields.status == "release"
+	count(with_consent.notices) == 2
+	with_consent.consent_id == "c-1"
+}
+
+# Under a consent route the Part 2 check alone opens substance-use fields; the
+# other fields still follow the consent's classes.
+test_part2_cbo_case_status_under_consent if {
+	c := t_consent(["cbo"], ["CAREMGT"], ["operational"], ["cbo-north"])
+	d := t_decide(t_with(t_req("cbo", "read", "case_status", "none"), object.union(t_part2, {"consent": c})))
+	d.effect == "allow"
+	d.fields == {
+		"id": "release", "submitted_by": "release", "case_ref": "withhold",
+		"program": "release", "status": "release", "effective_at": "withhold",
+	}
+	count(d.notices) == 2
+	d.consent_id == "c-1"
+}
+
+test_part2_cbo_case_status_without_part2_naming_withheld if {
+	c := t_consent(["cbo"], ["CAREMGT"], ["operational", "health"], [])
+	d := t_decide(t_with(t_req("cbo", "read", "case_status", "none"), object.union(t_part2, {"consent": c})))
+	d.effect == "allow"
+	d.fields.program == "withhold"
+	d.fields.id == "release"
+	d.notices == []
+	d.consent_id == "c-1"
+}
+
+test_part2_never_to_police if {
+	c := t_consent(["police", "pd"], vocabulary.purposes_by_kind.police, vocabulary.classes, ["pd", "police"])
+	every resource in {"referral", "outcome", "case_status"} {
+		every rel in vocabulary.relationships {
+			d := t_decide(t_with(t_req("police", "read", resource, rel), object.union(t_part2, {"consent": c})))
+			every name, action in d.fields {
+				t_not_substance_use_or_withheld(resource, name, action)
+			}
+			d.notices == []
+		}
+	}
+}
+
+t_not_substance_use_or_withheld(resource, name, _) if data.crosswalk.catalog[resource][name].class != "health"
+
+t_not_substance_use_or_withheld(_, _, action) if action == "withhold"
+
+# A record that is not flagged Part 2 carries no notice, consent or not.
+test_part2_no_notice_without_the_flag if {
+	d := t_decide(t_with(t_req("cbo", "read", "referral", "assigned_cbo"), {"consent": t_part2_consent(["cbo-north"], ["CAREMGT"])}))
+	d.fields.status == "release"
+	d.notices == []
+	d.consent_id == null
+}
+
+test_part2_admin_with_part2_consent_gets_notices if {
+	c := t_consent(["admin"], ["HOPERAT"], vocabulary.classes, ["admin"])
+	d := t_decide(t_with(t_req("admin", "read", "case_status", "none"), object.union(t_part2, {"consent": c})))
+	d.fields.program == "release"
+	d.notices[0] == vocabulary.notices.part2_redisclosure
+	d.consent_id == "c-1"
+}
