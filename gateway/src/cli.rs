@@ -1,4 +1,5 @@
-//! The command line: `crosswalk serve`, `migrate`, `keys generate`, `token issue`.
+//! The command line: `crosswalk serve`, `migrate`, `keys generate`, `token issue`,
+//! `policy test`, `policy eval`.
 //!
 //! Each command is a thin function that loads what it needs and calls the domain.
 //! Errors are printed once, on stderr, as `crosswalk: <what failed>: <why>`, and the
@@ -47,6 +48,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The release policy: the Rego bundle in `policy.dir`.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Link two CSV files offline, one-to-one, with the engine live submissions
     /// use; prints CSV `left_id,right_id,score`.
     Link {
@@ -76,6 +82,19 @@ enum KeysCommand {
         /// Identities re-derived per transaction.
         #[arg(long, default_value_t = 500)]
         batch_size: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Run the bundle's Rego tests with the gateway's engine and data; prints each
+    /// failure and `N passed, M failed`, and exits non-zero on a failure.
+    Test,
+    /// Print the decision (JSON, with the policy version) for the input document
+    /// in FILE, as policies/CONTRACT.md describes it.
+    Eval {
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
     },
 }
 
@@ -137,6 +156,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::auth::issue_token(&config, &partner, &key, ttl, &crate::clock::SystemClock)?;
             println!("{token}");
             Ok(())
+        }
+        Command::Policy { command } => {
+            let config = load_config(&cli.config)?;
+            let dir = config.key_path(&config.policy.dir);
+            let mut out = std::io::stdout().lock();
+            match command {
+                PolicyCommand::Test => crate::policy::commands::test(&dir, &mut out),
+                PolicyCommand::Eval { input } => {
+                    crate::policy::commands::eval(&dir, &input, &mut out)
+                }
+            }
         }
         Command::Link {
             left,

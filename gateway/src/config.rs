@@ -52,6 +52,8 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub linkage: LinkageConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
     /// The partner registry, keyed by partner id. Keyed rather than a list so that
     /// one partner's setting can be overridden from the environment by name.
     #[serde(default)]
@@ -161,6 +163,24 @@ impl Default for LinkageConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The Rego policy bundle (an OPA bundle directory), relative to the
+    /// configuration file's directory like the key paths. Read at start-up and on
+    /// SIGHUP; the gateway does not start without a bundle that passes its checks.
+    #[serde(default = "default_policy_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_policy_dir(),
+        }
+    }
+}
+
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerConfig {
@@ -244,6 +264,9 @@ fn default_leeway() -> u64 {
 }
 fn default_phone_region() -> String {
     "US".to_owned()
+}
+fn default_policy_dir() -> PathBuf {
+    PathBuf::from("../policies")
 }
 fn default_true() -> bool {
     true

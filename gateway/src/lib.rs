@@ -8,6 +8,7 @@
 //! - [`secrets`]: the gateway's own keys (master secret, vault identity, signing key).
 //! - [`keys`]: `crosswalk keys generate`, a fresh development key set.
 //! - [`auth`]: partner tokens (Ed25519 JWTs) checked against the registry.
+//! - [`policy`]: the Rego release policy, its decisions and [`policy::release_view`].
 //! - [`store`]: the database (SQLite or PostgreSQL through one sqlx code path).
 //! - [`http`]: routers, handlers, problem+json errors, metrics, OpenAPI.
 //! - [`server`]: TLS, the accept loop and graceful shutdown.
@@ -25,6 +26,7 @@ pub mod http;
 pub mod keys;
 pub mod linkage;
 pub mod normalize;
+pub mod policy;
 pub mod pseudonym;
 pub mod secrets;
 pub mod server;

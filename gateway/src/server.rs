@@ -27,6 +27,7 @@ use crate::auth::{Registry, Verifier};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::http::{self, AppState, ConnectionInfo};
+use crate::policy::Policy;
 use crate::pseudonym::Pseudonymizer;
 use crate::secrets::GatewayKeys;
 use crate::store::Store;
@@ -43,6 +44,7 @@ pub struct Gateway {
     pub tls: Arc<rustls::ServerConfig>,
     pub store: Store,
     pub config: Arc<Config>,
+    pub policy: Arc<Policy>,
 }
 
 impl Gateway {
@@ -50,6 +52,12 @@ impl Gateway {
         let keys = GatewayKeys::load(&config)?;
         let registry = Arc::new(Registry::from_config(&config)?);
         let tls = Arc::new(tls_config(&config)?);
+        let policy_dir = config.key_path(&config.policy.dir);
+        let policy = Arc::new(
+            Policy::load(&policy_dir)
+                .context("loading the release policy (policy.dir, CROSSWALK_POLICY__DIR)")?,
+        );
+        tracing::info!(policy_version = %policy.version(), "policy loaded");
         let store = Store::connect(&config.server.database_url)
             .await
             .context("opening the database (server.database_url / DATABASE_URL)")?;
@@ -66,12 +74,14 @@ impl Gateway {
             config: Arc::clone(&config),
             store: store.clone(),
             metrics: Arc::default(),
+            policy: Arc::clone(&policy),
         };
         Ok(Self {
             router: http::router(state),
             tls,
             store,
             config,
+            policy,
         })
     }
 }
@@ -79,6 +89,7 @@ impl Gateway {
 /// `crosswalk serve`: load, listen, serve until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let gateway = Gateway::build(config, Arc::new(SystemClock)).await?;
+    reload_policy_on_sighup(Arc::clone(&gateway.policy));
     let addr = gateway.config.server.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -226,6 +237,30 @@ pub fn tls_config(config: &Config) -> Result<rustls::ServerConfig, ConfigError> 
         .map_err(|e| err("keys.tls_key", format!("does not match keys.tls_cert: {e}")))?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tls)
+}
+
+/// Reloads the policy bundle on every SIGHUP (`kill -HUP`), off the async
+/// workers. Installed before the listener opens: SIGHUP's default action would
+/// otherwise stop the process. The reload logs its outcome itself.
+fn reload_policy_on_sighup(policy: Arc<Policy>) {
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hangups) => {
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading the policy");
+                    let policy = Arc::clone(&policy);
+                    // A refused reload is logged by `reload`; the old policy stays.
+                    let _ = tokio::task::spawn_blocking(move || policy.reload()).await;
+                }
+            });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: policy reloads need a restart");
+        }
+    }
+    #[cfg(not(unix))]
+    drop(policy);
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

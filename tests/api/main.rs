@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod linkage;
+mod policy;
 mod startup;
 mod system;
 mod tls;

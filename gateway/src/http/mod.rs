@@ -32,6 +32,7 @@ use tower_http::trace::TraceLayer;
 pub use self::auth::AuthenticatedPartner;
 use crate::auth::Verifier;
 use crate::config::Config;
+use crate::policy::Policy;
 use crate::pseudonym::Pseudonymizer;
 use crate::store::Store;
 use crate::subjects::SubjectRegistry;
@@ -50,6 +51,9 @@ pub struct AppState {
     pub vault: Vault,
     /// Partner-facing subject pseudonyms.
     pub pseudonyms: Arc<Pseudonymizer>,
+    /// The release policy in force: every read asks it, and shapes its response
+    /// with [`crate::policy::release_view`]. Swapped on SIGHUP.
+    pub policy: Arc<Policy>,
 }
 
 /// What the TLS layer learned about the connection a request came on.

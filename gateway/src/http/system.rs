@@ -38,6 +38,8 @@ pub struct Readiness {
     status: &'static str,
     database: &'static str,
     keys: &'static str,
+    /// The version (BLAKE3 of the bundle) of the release policy in force.
+    policy_version: String,
 }
 
 /// Ready to serve: the database answers and the keys are loaded (they are loaded
@@ -52,6 +54,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
             status: "ready",
             database: "ok",
             keys: "loaded",
+            policy_version: state.policy.version().to_string(),
         })
         .into_response(),
         Err(e) => {

@@ -50,6 +50,12 @@ leeway_secs = 30
 # Region assumed for phone numbers written without a country code (ISO 3166 code).
 default_phone_region = "US"
 
+[policy]
+# The Rego policy bundle (an OPA bundle directory), relative to this file's
+# directory. The gateway refuses to start unless it passes its own tests; SIGHUP
+# reloads it.
+dir = "../policies"
+
 # The partner registry. Each partner signs its own tokens (EdDSA, sub = its id,
 # aud = "crosswalk") with partners/ID.key.pem; the gateway holds only the public key.
 "#,
