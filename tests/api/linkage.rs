@@ -7,7 +7,9 @@ use crosswalk::clock::{Clock, FixedClock};
 use crosswalk::normalize::{IdentityInput, NormalizeOptions, normalize};
 use crosswalk::secrets::{GatewayKeys, MasterSecret};
 use crosswalk::store::Store;
-use crosswalk::subjects::{Linked, RegistryError, RotationOptions, SubjectRegistry, rotate_keys};
+use crosswalk::subjects::{
+    Linked, RegistryError, RotationOptions, RotationReport, SubjectRegistry, rotate_keys,
+};
 use crosswalk::vault::{RotationPolicy, Vault};
 
 use crate::backend_tests;
@@ -66,6 +68,23 @@ impl Fixture {
 
     fn options(&self) -> NormalizeOptions {
         NormalizeOptions::new(phonenumber::country::Id::US, self.clock.now().date_naive())
+    }
+
+    /// Rotates the database from the example master secret to `new_master`.
+    async fn rotate_to(
+        &self,
+        new_master: &MasterSecret,
+        options: RotationOptions,
+    ) -> Result<RotationReport, RegistryError> {
+        rotate_keys(
+            &self.store,
+            &self.vault(),
+            &self.keys.master,
+            new_master,
+            &self.options(),
+            options,
+        )
+        .await
     }
 
     async fn registry(&self, master: &MasterSecret) -> Result<SubjectRegistry, RegistryError> {
@@ -415,35 +434,26 @@ async fn rotation_keeps_every_link_for(backend: Backend, seed: u64) {
     let new_master = MasterSecret::from_bytes([0x5a; 32]);
 
     // Interrupted after one batch: the gateway refuses to serve half-rotated.
-    let partial = rotate_keys(
-        &f.store,
-        &f.vault(),
-        &f.keys.master,
-        &new_master,
-        &f.options(),
-        RotationOptions {
-            batch_size: 10,
-            max_batches: Some(1),
-        },
-    )
-    .await
-    .expect("first slice");
+    let partial = f
+        .rotate_to(
+            &new_master,
+            RotationOptions {
+                batch_size: 10,
+                max_batches: Some(1),
+            },
+        )
+        .await
+        .expect("first slice");
     assert!(!partial.complete);
     assert!(matches!(
         f.registry(&f.keys.master).await,
         Err(RegistryError::RotationInProgress)
     ));
 
-    let done = rotate_keys(
-        &f.store,
-        &f.vault(),
-        &f.keys.master,
-        &new_master,
-        &f.options(),
-        RotationOptions::default(),
-    )
-    .await
-    .expect("resume");
+    let done = f
+        .rotate_to(&new_master, RotationOptions::default())
+        .await
+        .expect("resume");
     assert!(done.complete);
     assert_eq!(done.key_version, 2);
     assert_eq!(
@@ -480,16 +490,10 @@ async fn rotation_keeps_every_link_for(backend: Backend, seed: u64) {
     assert_eq!(again.subject_id, person_four.subject_id);
 
     // Re-running is harmless.
-    let rerun = rotate_keys(
-        &f.store,
-        &f.vault(),
-        &f.keys.master,
-        &new_master,
-        &f.options(),
-        RotationOptions::default(),
-    )
-    .await
-    .expect("rerun");
+    let rerun = f
+        .rotate_to(&new_master, RotationOptions::default())
+        .await
+        .expect("rerun");
     assert!(rerun.already_done);
 }
 
