@@ -7,6 +7,7 @@
 //! - [`config`]: the one TOML file and its `CROSSWALK_*` overrides.
 //! - [`secrets`]: the gateway's own keys (master secret, vault identity, signing key).
 //! - [`keys`]: `crosswalk keys generate`, a fresh development key set.
+//! - [`audit`]: the hash-chained audit log every write and disclosure appends to.
 //! - [`auth`]: partner tokens (Ed25519 JWTs) checked against the registry.
 //! - [`policy`]: the Rego release policy, its decisions and [`policy::release_view`].
 //! - [`store`]: the database (SQLite or PostgreSQL through one sqlx code path).
@@ -18,6 +19,7 @@
 //! A request flows one way: authenticate → parse and validate → decide (policy) →
 //! act (domain + store, one transaction with its audit entry) → shape the response.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod clock;

@@ -24,6 +24,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions as _, Row as _};
 
+pub mod audit;
 pub mod subjects;
 mod vault_keys;
 
@@ -68,6 +69,8 @@ pub enum StoreError {
          (pseudonyms and links would silently break)"
     )]
     KeyMismatch,
+    #[error("the database holds data the gateway cannot read: {what}")]
+    Corrupt { what: &'static str },
 }
 
 /// The database handle shared by every request. Cheap to clone.
@@ -128,7 +131,21 @@ impl Store {
 
     /// Starts a transaction. Everything a request writes, and its audit entry,
     /// goes through one.
+    ///
+    /// On SQLite it begins `IMMEDIATE`, taking the write lock up front: a deferred
+    /// transaction that reads and then writes fails outright (`SQLITE_BUSY`, not
+    /// retried) when another writer committed in between, whereas an immediate
+    /// one waits its turn (up to the busy timeout).
     pub async fn begin(&self) -> Result<Tx<'static>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// Starts a read-only transaction (a consistent snapshot that takes no write
+    /// lock). Anything that appends to the audit log must use [`Store::begin`].
+    pub async fn begin_read(&self) -> Result<Tx<'static>, StoreError> {
         Ok(self.pool.begin().await?)
     }
 

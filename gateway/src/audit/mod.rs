@@ -1,0 +1,374 @@
+//! The audit log: every write and every disclosure, append-only and hash-chained
+//! (design.md §2.6).
+//!
+//! # The chain
+//! Entry `n` stores `hash_n = BLAKE3(prev_hash ‖ canonical(entry_n))`, where
+//! `prev_hash` is entry `n-1`'s hash (32 zero bytes before the first entry) and the
+//! canonical encoding ([`canonical`]) covers every column of the row except the
+//! hash itself, each length-prefixed, in a fixed order. Changing, removing,
+//! inserting or reordering any row therefore changes every hash after it, and
+//! `crosswalk audit verify` finds the first sequence number where the stored hash
+//! and the recomputed one disagree.
+//!
+//! # Appending
+//! [`append`] runs **inside the caller's transaction**, so an entry commits with
+//! the change it records or not at all. It serializes on the single-row
+//! `audit_head` table: its first statement updates that row (reserving the next
+//! sequence numbers), which on PostgreSQL holds the row lock until commit and on
+//! SQLite happens under the database's single writer (write transactions begin
+//! `IMMEDIATE`, see [`crate::store::Store::begin`]). So any number of connections
+//! and gateway replicas append without forks or gaps: a transaction that rolls
+//! back rolls its reservation back too. Call it **last** before commit, so the head
+//! is held for as short a time as possible, and pass all of a transaction's
+//! entries in one call (one multi-row insert).
+//!
+//! # What an entry may hold
+//! Codes, ids and counts: the actor's partner id, the action, the purpose code,
+//! the resource and record id, the subject's *internal* reference (a random id,
+//! never an identifier), the names of the fields released and how, the policy
+//! version, the decision's reason and the consent that allowed it. Never an
+//! identifier, a token or free text: [`Event::detail`] takes only a small JSON
+//! object of codes and numbers, and callers must not put anything else in it.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::clock::Clock;
+use crate::store::audit as repo;
+use crate::store::{StoreError, Tx};
+
+pub use crate::store::audit::StoredEntry;
+
+/// The hash before the first entry.
+pub const GENESIS_HASH: [u8; 32] = [0; 32];
+
+/// The domain-separation tag at the start of every hashed entry. Bump it (and
+/// keep verifying the old one) if the canonical encoding ever changes.
+const ENTRY_TAG: &[u8] = b"crosswalk audit entry v1\0";
+
+/// The actor recorded for what the gateway does on its own (checkpoints, reloads
+/// on SIGHUP).
+pub const GATEWAY_ACTOR: &str = "gateway";
+/// The actor recorded for operator commands run from the CLI (key rotation).
+pub const OPERATOR_ACTOR: &str = "operator";
+
+/// How a field left the gateway, as the audit log records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Released {
+    Released,
+    Pseudonymized,
+    Generalized,
+}
+
+impl Released {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Released => "released",
+            Self::Pseudonymized => "pseudonymized",
+            Self::Generalized => "generalized",
+        }
+    }
+}
+
+/// One thing that happened, to be appended. Build it with [`Event::new`] and the
+/// `with_*` methods.
+#[derive(Clone, Default, PartialEq)]
+pub struct Event {
+    pub actor: String,
+    pub action: String,
+    pub purpose: Option<String>,
+    pub resource: Option<String>,
+    pub record_id: Option<String>,
+    /// The subject's internal reference (never an identifier).
+    pub subject_ref: Option<String>,
+    /// The fields released and how (empty for writes and refusals).
+    pub fields: Vec<(String, Released)>,
+    pub policy_version: Option<String>,
+    pub reason: Option<String>,
+    pub consent_id: Option<String>,
+    /// Codes and counts only (e.g. `{"status": 404}`, `{"rows": 1200}`).
+    pub detail: Option<serde_json::Value>,
+}
+
+impl fmt::Debug for Event {
+    // Only the shape: even internal references stay out of logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("actor", &self.actor)
+            .field("action", &self.action)
+            .field("resource", &self.resource)
+            .field("fields", &self.fields.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Event {
+    pub fn new(actor: impl Into<String>, action: impl Into<String>) -> Self {
+        Self {
+            actor: actor.into(),
+            action: action.into(),
+            ..Self::default()
+        }
+    }
+
+    #[must_use]
+    pub fn with_purpose(mut self, purpose: impl Into<String>) -> Self {
+        self.purpose = Some(purpose.into());
+        self
+    }
+
+    #[must_use]
+    pub fn with_record(
+        mut self,
+        resource: impl Into<String>,
+        record_id: impl Into<String>,
+    ) -> Self {
+        self.resource = Some(resource.into());
+        self.record_id = Some(record_id.into());
+        self
+    }
+
+    #[must_use]
+    pub fn with_resource(mut self, resource: impl Into<String>) -> Self {
+        self.resource = Some(resource.into());
+        self
+    }
+
+    #[must_use]
+    pub fn with_subject(mut self, subject_ref: impl Into<String>) -> Self {
+        self.subject_ref = Some(subject_ref.into());
+        self
+    }
+
+    #[must_use]
+    pub fn with_fields(mut self, fields: Vec<(String, Released)>) -> Self {
+        self.fields = fields;
+        self
+    }
+
+    #[must_use]
+    pub fn with_decision(
+        mut self,
+        policy_version: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        self.policy_version = Some(policy_version.into());
+        self.reason = Some(reason.into());
+        self
+    }
+
+    #[must_use]
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    #[must_use]
+    pub fn with_consent(mut self, consent_id: impl Into<String>) -> Self {
+        self.consent_id = Some(consent_id.into());
+        self
+    }
+
+    #[must_use]
+    pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+}
+
+/// What [`append`] wrote: the sequence numbers `first..=last` and the new head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub first: i64,
+    pub last: i64,
+    pub head: [u8; 32],
+}
+
+/// Appends `events`, in order, inside `tx`. Call it last before committing.
+/// Appending nothing is a no-op that does not touch the head.
+pub async fn append(
+    tx: &mut Tx<'_>,
+    events: &[Event],
+    clock: &dyn Clock,
+) -> Result<Option<Appended>, StoreError> {
+    if events.is_empty() {
+        return Ok(None);
+    }
+    let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    let (reserved_to, mut prev) = repo::reserve(tx, count).await?;
+    let first = reserved_to - count + 1;
+    let at = micros(clock.now());
+    let mut rows = Vec::with_capacity(events.len());
+    for (offset, event) in (0..).zip(events) {
+        let row = StoredEntry::from_event(first + offset, at, event);
+        let hash = entry_hash(&prev, &row);
+        prev = hash;
+        rows.push((row, hash));
+    }
+    repo::insert(tx, &rows).await?;
+    repo::set_head_hash(tx, &prev).await?;
+    Ok(Some(Appended {
+        first,
+        last: reserved_to,
+        head: prev,
+    }))
+}
+
+/// `BLAKE3(tag ‖ prev ‖ canonical(entry))`.
+pub fn entry_hash(prev: &[u8; 32], entry: &StoredEntry) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(ENTRY_TAG);
+    hasher.update(prev);
+    canonical(entry, &mut hasher);
+    *hasher.finalize().as_bytes()
+}
+
+/// Feeds the canonical encoding of `entry` to `hasher`: `seq` and `at` as 8-byte
+/// big-endian integers, then each text column in table order as a presence byte
+/// (0 absent, 1 present) and, if present, its UTF-8 length (8 bytes big-endian)
+/// and bytes.
+pub fn canonical(entry: &StoredEntry, hasher: &mut blake3::Hasher) {
+    hasher.update(&entry.seq.to_be_bytes());
+    hasher.update(&entry.at.to_be_bytes());
+    let texts: [Option<&str>; 11] = [
+        Some(&entry.actor),
+        Some(&entry.action),
+        entry.purpose.as_deref(),
+        entry.resource.as_deref(),
+        entry.record_id.as_deref(),
+        entry.subject_ref.as_deref(),
+        Some(&entry.fields),
+        entry.policy_version.as_deref(),
+        entry.reason.as_deref(),
+        entry.consent_id.as_deref(),
+        entry.detail.as_deref(),
+    ];
+    for text in texts {
+        match text {
+            None => {
+                hasher.update(&[0]);
+            }
+            Some(text) => {
+                hasher.update(&[1]);
+                hasher.update(&(text.len() as u64).to_be_bytes());
+                hasher.update(text.as_bytes());
+            }
+        }
+    }
+}
+
+/// Unix microseconds, the resolution entries are stamped with.
+pub fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: i64) -> StoredEntry {
+        StoredEntry::from_event(
+            seq,
+            1_700_000_000_000_000,
+            &Event::new("pd", "referral.create")
+                .with_record("referral", "r-1")
+                .with_subject("s-1"),
+        )
+    }
+
+    #[test]
+    fn every_column_is_hashed() {
+        let base = entry(1);
+        let hash = entry_hash(&GENESIS_HASH, &base);
+        let variants: Vec<StoredEntry> = vec![
+            StoredEntry {
+                seq: 2,
+                ..base.clone()
+            },
+            StoredEntry {
+                at: base.at + 1,
+                ..base.clone()
+            },
+            StoredEntry {
+                actor: "cbo-north".into(),
+                ..base.clone()
+            },
+            StoredEntry {
+                action: "disclosure".into(),
+                ..base.clone()
+            },
+            StoredEntry {
+                purpose: Some("CAREMGT".into()),
+                ..base.clone()
+            },
+            StoredEntry {
+                resource: None,
+                ..base.clone()
+            },
+            StoredEntry {
+                record_id: Some("r-2".into()),
+                ..base.clone()
+            },
+            StoredEntry {
+                subject_ref: None,
+                ..base.clone()
+            },
+            StoredEntry {
+                fields: r#"[["district","released"]]"#.into(),
+                ..base.clone()
+            },
+            StoredEntry {
+                policy_version: Some("v".into()),
+                ..base.clone()
+            },
+            StoredEntry {
+                reason: Some("r".into()),
+                ..base.clone()
+            },
+            StoredEntry {
+                consent_id: Some("c".into()),
+                ..base.clone()
+            },
+            StoredEntry {
+                detail: Some("{}".into()),
+                ..base.clone()
+            },
+        ];
+        for variant in &variants {
+            assert_ne!(entry_hash(&GENESIS_HASH, variant), hash, "{variant:?}");
+        }
+        assert_ne!(
+            entry_hash(&[1; 32], &base),
+            hash,
+            "the previous hash is chained"
+        );
+    }
+
+    #[test]
+    fn presence_is_not_confused_with_an_empty_text() {
+        let base = entry(1);
+        let empty = StoredEntry {
+            purpose: Some(String::new()),
+            ..base.clone()
+        };
+        assert_ne!(
+            entry_hash(&GENESIS_HASH, &empty),
+            entry_hash(&GENESIS_HASH, &base)
+        );
+        // Moving bytes between adjacent columns changes the hash too.
+        let a = StoredEntry {
+            actor: "ab".into(),
+            action: "c".into(),
+            ..base.clone()
+        };
+        let b = StoredEntry {
+            actor: "a".into(),
+            action: "bc".into(),
+            ..base
+        };
+        assert_ne!(entry_hash(&GENESIS_HASH, &a), entry_hash(&GENESIS_HASH, &b));
+    }
+}
