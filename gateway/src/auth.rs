@@ -236,26 +236,48 @@ impl Verifier {
         token: &str,
         peer_cert: Option<&[u8; 32]>,
     ) -> Result<AuthenticatedPartner, AuthError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        self.verify_naming_signer(token, peer_cert)
+            .map_err(|(error, _)| error)
+    }
+
+    /// [`Verifier::verify`], and on refusal also the partner whose registered
+    /// key verified the token's signature, if it got that far (expired, not yet
+    /// valid, too long-lived, wrong certificate): the audit log may name a
+    /// partner only when the signature proves it was them.
+    pub fn verify_naming_signer(
+        &self,
+        token: &str,
+        peer_cert: Option<&[u8; 32]>,
+    ) -> Result<AuthenticatedPartner, (AuthError, Option<String>)> {
+        let unsigned = |error| (error, None);
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| unsigned(AuthError::Malformed))?;
         if header.alg != Algorithm::EdDSA {
-            return Err(AuthError::UnsupportedAlgorithm);
+            return Err(unsigned(AuthError::UnsupportedAlgorithm));
         }
         // The signature can only be checked once we know whose key to use, so the
         // subject is read first; nothing else from the unverified claims is used.
         let unverified: UnverifiedSubject = jsonwebtoken::dangerous::insecure_decode_claims(token)
-            .map_err(|_| AuthError::Malformed)?;
-        let sub = unverified.sub.ok_or(AuthError::MissingClaim("sub"))?;
-        let partner = self.registry.get(&sub).ok_or(AuthError::UnknownPartner)?;
+            .map_err(|_| unsigned(AuthError::Malformed))?;
+        let sub = unverified
+            .sub
+            .ok_or(unsigned(AuthError::MissingClaim("sub")))?;
+        let partner = self
+            .registry
+            .get(&sub)
+            .ok_or(unsigned(AuthError::UnknownPartner))?;
         if !partner.active {
-            return Err(AuthError::InactivePartner);
+            return Err(unsigned(AuthError::InactivePartner));
         }
         let data = jsonwebtoken::decode::<Claims>(token, &partner.key, &self.validation)
-            .map_err(|e| map_jwt_error(e.kind()))?;
-        self.check_times(&data.claims)?;
+            .map_err(|e| unsigned(map_jwt_error(e.kind())))?;
+        // From here on the signature verified under this partner's key.
+        let signed = |error| (error, Some(partner.id.clone()));
+        self.check_times(&data.claims).map_err(signed)?;
         if let Some(required) = &partner.cert_fingerprint
             && peer_cert != Some(required)
         {
-            return Err(AuthError::CertificateRequired);
+            return Err(signed(AuthError::CertificateRequired));
         }
         Ok(AuthenticatedPartner {
             id: partner.id.clone(),

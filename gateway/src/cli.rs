@@ -1,5 +1,5 @@
 //! The command line: `crosswalk serve`, `migrate`, `keys generate`, `token issue`,
-//! `policy test`, `policy eval`.
+//! `policy test`, `policy eval`, `audit verify`, `audit checkpoint`.
 //!
 //! Each command is a thin function that loads what it needs and calls the domain.
 //! Errors are printed once, on stderr, as `crosswalk: <what failed>: <why>`, and the
@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The audit log: verify the chain, sign a checkpoint.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Link two CSV files offline, one-to-one, with the engine live submissions
     /// use; prints CSV `left_id,right_id,score`.
     Link {
@@ -86,6 +91,25 @@ enum KeysCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the whole chain and check it against the latest signed checkpoint;
+    /// prints the count and head hash, or exits 2 naming the first bad entry.
+    Verify {
+        /// Also check every checkpoint in this witness file (one per line, as
+        /// `audit.checkpoint_file` holds them).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+        /// The gateway's public key (SPKI PEM) to check signatures with; by
+        /// default the public half of `keys.signing_key`.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
+    },
+    /// Sign the current chain head now, store it, append it to
+    /// `audit.checkpoint_file` and print its line.
+    Checkpoint,
+}
+
+#[derive(Debug, Subcommand)]
 enum PolicyCommand {
     /// Run the bundle's Rego tests with the gateway's engine and data; prints each
     /// failure and `N passed, M failed`, and exits non-zero on a failure.
@@ -114,13 +138,23 @@ enum TokenCommand {
     },
 }
 
+/// The exit status of `audit verify` when the chain is not intact, so that
+/// scripts can tell tampering from a verifier that could not run (1).
+pub const EXIT_TAMPERED: u8 = 2;
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("crosswalk: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<crate::audit::verify::VerifyError>() {
+                Some(
+                    crate::audit::verify::VerifyError::Tampered(_)
+                    | crate::audit::verify::VerifyError::BadCheckpoint { .. },
+                ) => ExitCode::from(EXIT_TAMPERED),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -167,6 +201,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     crate::policy::commands::eval(&dir, &input, &mut out)
                 }
             }
+        }
+        Command::Audit { command } => {
+            let config = load_config(&cli.config)?;
+            runtime()?.block_on(audit_command(&config, command))
         }
         Command::Link {
             left,
@@ -249,6 +287,76 @@ async fn rotate_keys(config: &Config, new_secret: &Path, batch_size: i64) -> any
         new_secret.display()
     );
     Ok(())
+}
+
+async fn audit_command(config: &Config, command: AuditCommand) -> anyhow::Result<()> {
+    use crate::audit::checkpoint::{CheckpointSigner, Checkpointer, GatewayPublicKey, When};
+    let store = crate::store::Store::connect(&config.server.database_url).await?;
+    store.migrate().await?;
+    let result = match command {
+        AuditCommand::Verify {
+            checkpoint,
+            public_key,
+        } => {
+            let key = match public_key {
+                Some(path) => {
+                    let pem = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    GatewayPublicKey::from_pem(&pem)
+                        .map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))?
+                }
+                None => GatewayPublicKey::from_config(config)?,
+            };
+            crate::audit::verify::verify(&store, &key, checkpoint.as_deref())
+                .await
+                .map(|verified| print_verified(&verified, checkpoint.as_deref()))
+                .map_err(anyhow::Error::from)
+        }
+        AuditCommand::Checkpoint => {
+            let checkpointer = Checkpointer::new(
+                store.clone(),
+                std::sync::Arc::new(CheckpointSigner::load(config)?),
+                std::sync::Arc::new(crate::clock::SystemClock),
+                config.audit.checkpoint_file.clone(),
+            );
+            checkpointer
+                .checkpoint(When::Always)
+                .await
+                .map(|made| {
+                    if let Some(checkpoint) = made {
+                        println!("{}", checkpoint.witness_line());
+                    }
+                })
+                .map_err(anyhow::Error::from)
+        }
+    };
+    store.close().await;
+    result
+}
+
+fn print_verified(verified: &crate::audit::verify::Verified, witness: Option<&Path>) {
+    println!(
+        "audit log intact: {} entries, head hash {}",
+        verified.entries,
+        hex::encode(verified.head_hash)
+    );
+    match verified.database_checkpoint {
+        Some((seq, at)) => println!(
+            "matches the latest signed checkpoint in the database (entry {seq}, signed at {})",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        None => eprintln!(
+            "warning: the database holds no signed checkpoint, so a cut-off tail would go \
+             unnoticed; run `crosswalk audit checkpoint` and keep the witness file"
+        ),
+    }
+    if let Some(path) = witness {
+        println!(
+            "matches all {} checkpoints in {}",
+            verified.witness_checkpoints,
+            path.display()
+        );
+    }
 }
 
 fn load_config(path: &Path) -> anyhow::Result<Config> {

@@ -54,6 +54,8 @@ pub struct Config {
     pub linkage: LinkageConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// The partner registry, keyed by partner id. Keyed rather than a list so that
     /// one partner's setting can be overridden from the environment by name.
     #[serde(default)]
@@ -181,6 +183,36 @@ impl Default for PolicyConfig {
     }
 }
 
+/// The audit log's signed checkpoints and refusal recording (see [`crate::audit`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The witness file every signed checkpoint is appended to, one JSON line
+    /// each: a copy outside the database, to be shipped where a database
+    /// administrator cannot reach it. Relative to the working directory, like the
+    /// SQLite file of `server.database_url`.
+    #[serde(default = "default_checkpoint_file")]
+    pub checkpoint_file: PathBuf,
+    /// How often a serving gateway signs the chain head (when it moved), bounding
+    /// how much of the log's tail could be cut without a checkpoint noticing.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval_secs: u64,
+    /// Refusals waiting for the audit writer; beyond this a flood is counted into
+    /// `refusal.summary` entries instead of queued, so it cannot exhaust memory.
+    #[serde(default = "default_refusal_queue")]
+    pub refusal_queue_capacity: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_file: default_checkpoint_file(),
+            checkpoint_interval_secs: default_checkpoint_interval(),
+            refusal_queue_capacity: default_refusal_queue(),
+        }
+    }
+}
+
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerConfig {
@@ -267,6 +299,15 @@ fn default_phone_region() -> String {
 }
 fn default_policy_dir() -> PathBuf {
     PathBuf::from("../policies")
+}
+fn default_checkpoint_file() -> PathBuf {
+    PathBuf::from("./data/audit-checkpoints.jsonl")
+}
+fn default_checkpoint_interval() -> u64 {
+    300
+}
+fn default_refusal_queue() -> usize {
+    1024
 }
 fn default_true() -> bool {
     true
@@ -369,6 +410,12 @@ impl Config {
                 "server.database_url",
                 "must start with sqlite:, postgres:// or postgresql://",
             );
+        }
+        if self.audit.checkpoint_interval_secs == 0 {
+            return err("audit.checkpoint_interval_secs", "must be at least 1");
+        }
+        if self.audit.refusal_queue_capacity == 0 {
+            return err("audit.refusal_queue_capacity", "must be at least 1");
         }
         if parse_region(&self.linkage.default_phone_region).is_none() {
             return err(

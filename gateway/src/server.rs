@@ -23,10 +23,13 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
+use crate::audit::checkpoint::{CheckpointSigner, Checkpointer, When};
+use crate::audit::refusals::{RefusalWriter, Refusals};
+use crate::audit;
 use crate::auth::{Registry, Verifier};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
-use crate::http::{self, AppState, ConnectionInfo};
+use crate::http::{self, AppState, AuditContext, ConnectionInfo};
 use crate::policy::Policy;
 use crate::pseudonym::Pseudonymizer;
 use crate::secrets::GatewayKeys;
@@ -45,6 +48,11 @@ pub struct Gateway {
     pub store: Store,
     pub config: Arc<Config>,
     pub policy: Arc<Policy>,
+    pub clock: Arc<dyn Clock>,
+    /// Signs the audit chain's head: on a timer, and once more at shutdown.
+    pub checkpointer: Arc<Checkpointer>,
+    /// Writes refusals to the audit log; flushed at shutdown.
+    pub refusal_writer: RefusalWriter,
 }
 
 impl Gateway {
@@ -65,16 +73,37 @@ impl Gateway {
         store.check_master_key(&keys.master.key_check()).await?;
         let vault = Vault::new(keys.vault.clone(), store.clone(), RotationPolicy::default());
         let subjects = SubjectRegistry::open(&store, &keys.master, vault.clone()).await?;
+        audit::partners::record_registry_changes(&store, &config, clock.as_ref())
+            .await
+            .context("recording partner registry changes in the audit log")?;
+        let signer = Arc::new(CheckpointSigner::load(&config)?);
+        let gateway_key = signer.public_key().clone();
+        let checkpointer = Arc::new(Checkpointer::new(
+            store.clone(),
+            signer,
+            Arc::clone(&clock),
+            config.audit.checkpoint_file.clone(),
+        ));
+        let (refusals, refusal_writer) = Refusals::start(
+            store.clone(),
+            Arc::clone(&clock),
+            config.audit.refusal_queue_capacity,
+        );
         let config = Arc::new(config);
         let state = AppState {
             registry: Arc::new(subjects),
             pseudonyms: Arc::new(Pseudonymizer::new(&keys.master)),
             vault,
-            verifier: Arc::new(Verifier::new(registry, &config, clock)),
+            verifier: Arc::new(Verifier::new(registry, &config, Arc::clone(&clock))),
             config: Arc::clone(&config),
             store: store.clone(),
             metrics: Arc::default(),
             policy: Arc::clone(&policy),
+            refusals,
+            audit: AuditContext {
+                clock: Arc::clone(&clock),
+                gateway_key,
+            },
         };
         Ok(Self {
             router: http::router(state),
@@ -82,6 +111,9 @@ impl Gateway {
             store,
             config,
             policy,
+            clock,
+            checkpointer,
+            refusal_writer,
         })
     }
 }
@@ -89,7 +121,14 @@ impl Gateway {
 /// `crosswalk serve`: load, listen, serve until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let gateway = Gateway::build(config, Arc::new(SystemClock)).await?;
-    reload_policy_on_sighup(Arc::clone(&gateway.policy));
+    reload_policy_on_sighup(
+        Arc::clone(&gateway.policy),
+        gateway.store.clone(),
+        Arc::clone(&gateway.clock),
+    );
+    let checkpoints = Arc::clone(&gateway.checkpointer).spawn_timer(Duration::from_secs(
+        gateway.config.audit.checkpoint_interval_secs,
+    ));
     let addr = gateway.config.server.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -108,6 +147,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         grace,
     )
     .await;
+    // Refusals first, so that the last checkpoint covers them.
+    checkpoints.abort();
+    gateway.refusal_writer.shutdown().await;
+    if let Err(e) = gateway.checkpointer.checkpoint(When::IfMoved).await {
+        tracing::error!(error = %e, "the shutdown audit checkpoint failed");
+    }
     gateway.store.close().await;
     tracing::info!("crosswalk stopped");
     Ok(())
@@ -241,17 +286,27 @@ pub fn tls_config(config: &Config) -> Result<rustls::ServerConfig, ConfigError> 
 
 /// Reloads the policy bundle on every SIGHUP (`kill -HUP`), off the async
 /// workers. Installed before the listener opens: SIGHUP's default action would
-/// otherwise stop the process. The reload logs its outcome itself.
-fn reload_policy_on_sighup(policy: Arc<Policy>) {
+/// otherwise stop the process. The reload logs its outcome itself; the audit log
+/// records it, accepted or refused.
+fn reload_policy_on_sighup(policy: Arc<Policy>, store: Store, clock: Arc<dyn Clock>) {
     #[cfg(unix)]
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(mut hangups) => {
             tokio::spawn(async move {
                 while hangups.recv().await.is_some() {
                     tracing::info!("SIGHUP: reloading the policy");
-                    let policy = Arc::clone(&policy);
+                    let reloading = Arc::clone(&policy);
                     // A refused reload is logged by `reload`; the old policy stays.
-                    let _ = tokio::task::spawn_blocking(move || policy.reload()).await;
+                    let Ok(outcome) = tokio::task::spawn_blocking(move || reloading.reload()).await
+                    else {
+                        continue;
+                    };
+                    let in_force = policy.version();
+                    if let Err(e) =
+                        audit::record_policy_reload(&store, &outcome, &in_force, clock.as_ref()).await
+                    {
+                        tracing::error!(error = %e, "the policy reload could not be recorded in the audit log");
+                    }
                 }
             });
         }
@@ -260,7 +315,7 @@ fn reload_policy_on_sighup(policy: Arc<Policy>) {
         }
     }
     #[cfg(not(unix))]
-    drop(policy);
+    drop((policy, store, clock));
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -362,6 +362,9 @@ pub async fn rotate_keys(
     Store::meta_set(&mut tx, META_KEY_VERSION, &target.to_string()).await?;
     Store::meta_set(&mut tx, META_MASTER_CHECK, &new_check).await?;
     Store::meta_delete(&mut tx, META_ROTATION_CHECK).await?;
+    // Stamped by the system clock: rotation is an operator command and takes none.
+    let entry = crate::audit::key_rotation_event(target);
+    crate::audit::append(&mut tx, &[entry], &crate::clock::SystemClock).await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(RotationReport {
         key_version: target,

@@ -29,11 +29,38 @@
 //! version, the decision's reason and the consent that allowed it. Never an
 //! identifier, a token or free text: [`Event::detail`] takes only a small JSON
 //! object of codes and numbers, and callers must not put anything else in it.
+//!
+//! # Around the chain
+//! - [`checkpoint`]: the head signed with the gateway's Ed25519 key (a JWS), in
+//!   `audit_checkpoints` and a witness file outside the database.
+//! - [`verify`]: `crosswalk audit verify`, the streaming check of the chain, the
+//!   head and the checkpoints, naming the first bad sequence number.
+//! - [`refusals`]: refused requests, recorded in batches by a background writer
+//!   so that a flood of them cannot slow legitimate writes.
+//! - [`read`]: pages of entries for administrators and the accounting of
+//!   disclosures for one person.
+//! - [`partners`]: partner registry changes, noticed at start-up.
+//!
+//! # Auditing a new write
+//! 1. Do the write in a transaction from [`crate::store::Store::begin`].
+//! 2. Build its [`Event`]: actor (the partner id, or [`GATEWAY_ACTOR`] /
+//!    [`OPERATOR_ACTOR`]), a dotted action (`referral.create`, `consent.revoke`),
+//!    the resource and record id, the subject's internal reference, and for a
+//!    disclosure the fields released and the decision's policy version and reason.
+//! 3. Call [`append`] last, with all of the transaction's events, then commit.
+//!    If the append fails, return the error: the change must not commit without
+//!    its entry (block, don't drop).
+
+pub mod checkpoint;
+pub mod partners;
+pub mod read;
+pub mod refusals;
+pub mod verify;
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::store::audit as repo;
@@ -55,7 +82,7 @@ pub const GATEWAY_ACTOR: &str = "gateway";
 pub const OPERATOR_ACTOR: &str = "operator";
 
 /// How a field left the gateway, as the audit log records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Released {
     Released,
@@ -177,6 +204,84 @@ impl Event {
         self.detail = Some(detail);
         self
     }
+}
+
+/// The fields a decision releases and how, for a disclosure's entry (withheld
+/// fields are not disclosed and not listed).
+pub fn released_fields(decision: &crate::policy::Decision) -> Vec<(String, Released)> {
+    use crate::policy::FieldAction;
+    decision
+        .fields
+        .iter()
+        .filter_map(|(name, action)| {
+            let how = match action {
+                FieldAction::Release => Released::Released,
+                FieldAction::Pseudonymize => Released::Pseudonymized,
+                FieldAction::Generalize => Released::Generalized,
+                FieldAction::Withhold => return None,
+            };
+            Some((name.clone(), how))
+        })
+        .collect()
+}
+
+/// The action recorded for a policy reload on SIGHUP.
+pub const POLICY_RELOAD_ACTION: &str = "policy.reload";
+/// The action recorded for a finished master-key rotation.
+pub const KEY_ROTATION_ACTION: &str = "keys.rotate";
+
+/// The entry for a policy reload: `accepted` (a new version is in force),
+/// `unchanged`, or `refused` (the previous version stays) with the kind of
+/// failure — a code, since the error text names files.
+pub fn policy_reload_event(
+    outcome: &Result<crate::policy::Reloaded, crate::policy::PolicyError>,
+    in_force: &str,
+) -> Event {
+    use crate::policy::PolicyError;
+    let event = Event::new(GATEWAY_ACTOR, POLICY_RELOAD_ACTION).with_resource("policy");
+    match outcome {
+        Ok(reloaded) if reloaded.previous == reloaded.current => event
+            .with_decision(in_force, "unchanged")
+            .with_detail(serde_json::json!({"previous_version": &*reloaded.previous})),
+        Ok(reloaded) => event
+            .with_decision(in_force, "accepted")
+            .with_detail(serde_json::json!({"previous_version": &*reloaded.previous})),
+        Err(error) => {
+            let failure = match error {
+                PolicyError::Bundle { .. } => "bundle",
+                PolicyError::File { .. } => "file",
+                PolicyError::Catalog { .. } => "catalog",
+                PolicyError::Decision { .. } => "decision",
+                PolicyError::TestsFailed { .. } => "tests_failed",
+                _ => "other",
+            };
+            event
+                .with_decision(in_force, "refused")
+                .with_detail(serde_json::json!({"failure": failure}))
+        }
+    }
+}
+
+/// Appends the entry for a policy reload in its own transaction. A reload
+/// changes no row, so there is no other write for it to share one with.
+pub async fn record_policy_reload(
+    store: &crate::store::Store,
+    outcome: &Result<crate::policy::Reloaded, crate::policy::PolicyError>,
+    in_force: &str,
+    clock: &dyn Clock,
+) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    append(&mut tx, &[policy_reload_event(outcome, in_force)], clock).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The entry for a finished master-key rotation, appended in its final
+/// transaction by [`crate::subjects::rotate_keys`].
+pub fn key_rotation_event(key_version: i64) -> Event {
+    Event::new(OPERATOR_ACTOR, KEY_ROTATION_ACTION)
+        .with_resource("master_secret")
+        .with_detail(serde_json::json!({"key_version": key_version}))
 }
 
 /// What [`append`] wrote: the sequence numbers `first..=last` and the new head.

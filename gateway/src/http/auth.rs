@@ -1,7 +1,9 @@
 //! The authentication extractor: a handler that takes an [`AuthenticatedPartner`]
-//! argument only runs for a request with a valid partner token.
+//! argument only runs for a request with a valid partner token. A refused one is
+//! recorded in the audit log (through [`crate::audit::refusals`], never
+//! blocking the request).
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
@@ -9,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::problem::Problem;
 use super::{AppState, ConnectionInfo};
+use crate::audit::refusals::Refusal;
 use crate::auth::AuthError;
+use crate::policy::Purpose;
 pub use crate::auth::AuthenticatedPartner;
 
 /// A refused token: 401 problem+json with a `WWW-Authenticate` challenge.
@@ -39,22 +43,56 @@ impl FromRequestParts<AppState> for AuthenticatedPartner {
             .get::<ConnectionInfo>()
             .and_then(|c| c.client_cert);
         let result = bearer_token(parts)
-            .ok_or(AuthError::MissingToken)
-            .and_then(|token| state.verifier.verify(token, client_cert.as_ref()));
+            .ok_or((AuthError::MissingToken, None))
+            .and_then(|token| {
+                state
+                    .verifier
+                    .verify_naming_signer(token, client_cert.as_ref())
+            });
         match result {
             Ok(partner) => {
                 tracing::Span::current().record("partner", partner.id.as_str());
                 Ok(partner)
             }
-            Err(e) => {
+            Err((e, signed_by)) => {
                 // The reason is logged; the token never is.
                 tracing::warn!(reason = e.reason(), "authentication refused: {e}");
                 state.metrics.observe_auth_failure(e.reason());
+                state.refusals.record(Refusal::authentication(
+                    signed_by.as_deref(),
+                    e.reason(),
+                    parts.method.as_str(),
+                    route_template(parts),
+                    purpose_header(parts).as_ref(),
+                ));
                 Err(Unauthorized(e))
             }
         }
     }
 }
+
+/// The route template (`/v1/referrals/{id}`), never the path itself.
+pub(crate) fn route_template(parts: &Parts) -> &str {
+    parts
+        .extensions
+        .get::<MatchedPath>()
+        .map_or("(unmatched)", MatchedPath::as_str)
+}
+
+/// The `X-Purpose-Of-Use` code when it is a well-formed one; anything else the
+/// caller put there is not recorded.
+fn purpose_header(parts: &Parts) -> Option<Purpose> {
+    parts
+        .headers
+        .get(PURPOSE_OF_USE)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The header a request declares its purpose of use in (design.md §4).
+pub const PURPOSE_OF_USE: &str = "x-purpose-of-use";
 
 fn bearer_token(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;

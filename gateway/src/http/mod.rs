@@ -11,6 +11,7 @@
 //! 2. Give it one error enum implementing `IntoResponse` via [`Problem`].
 //! 3. Merge its router in [`router`] and list its paths in [`openapi::ApiDoc`].
 
+mod audit;
 pub mod auth;
 pub mod metrics;
 pub mod openapi;
@@ -29,7 +30,9 @@ use axum::response::Response;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+pub use self::audit::AuditContext;
 pub use self::auth::AuthenticatedPartner;
+use crate::audit::refusals::Refusals;
 use crate::auth::Verifier;
 use crate::config::Config;
 use crate::policy::Policy;
@@ -54,6 +57,12 @@ pub struct AppState {
     /// The release policy in force: every read asks it, and shapes its response
     /// with [`crate::policy::release_view`]. Swapped on SIGHUP.
     pub policy: Arc<Policy>,
+    /// Records refused requests in the audit log without making them wait
+    /// (`state.refusals.record(Refusal::policy(...))`; see
+    /// [`crate::audit::refusals`]).
+    pub refusals: Refusals,
+    /// What the audit endpoints need: the clock and the gateway's public key.
+    pub audit: AuditContext,
 }
 
 /// What the TLS layer learned about the connection a request came on.
@@ -71,6 +80,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(system::router())
         .merge(whoami::router())
+        .merge(audit::router())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,

@@ -16,8 +16,14 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::system::metrics,
         super::system::openapi,
         super::whoami::whoami,
+        super::audit::entries,
+        super::audit::signing_key,
     ),
-    components(schemas(super::problem::Problem, super::problem::FieldError)),
+    components(schemas(
+        super::problem::Problem,
+        super::problem::FieldError,
+        super::audit::EntryPageBody
+    )),
     modifiers(&PartnerToken)
 )]
 pub struct ApiDoc;

@@ -56,6 +56,18 @@ default_phone_region = "US"
 # reloads it.
 dir = "../policies"
 
+[audit]
+# Every signed checkpoint of the audit chain is also appended to this file (one
+# JSON line each; relative to the working directory). Ship it somewhere a database
+# administrator cannot write, and check against it with
+# `crosswalk audit verify --checkpoint FILE`.
+checkpoint_file = "./data/audit-checkpoints.jsonl"
+# How often a serving gateway signs the chain head, if it moved.
+checkpoint_interval_secs = 300
+# Refusals queued for the audit writer; a flood beyond this is counted into
+# refusal.summary entries instead of queued.
+refusal_queue_capacity = 1024
+
 # The partner registry. Each partner signs its own tokens (EdDSA, sub = its id,
 # aud = "crosswalk") with partners/ID.key.pem; the gateway holds only the public key.
 "#,

@@ -1,9 +1,10 @@
-//! Repository for the audit log: `audit_log` and `audit_head` (migration 0004).
-//! The chain rules live in [`crate::audit`]; this module only moves rows.
+//! Repository for the audit log: `audit_log` and `audit_head` (migration 0004),
+//! `audit_checkpoints` (0005). The chain rules live in [`crate::audit`]; this
+//! module only moves rows.
 
 use sqlx::Row as _;
 
-use super::{StoreError, Tx};
+use super::{Backend, Store, StoreError, Tx};
 use crate::audit::Event;
 
 /// An audit entry as stored (and hashed): every column but the hash.
@@ -164,8 +165,195 @@ pub async fn insert(tx: &mut Tx<'_>, rows: &[(StoredEntry, [u8; 32])]) -> Result
     Ok(())
 }
 
+/// Takes the head row's lock without moving the head, for a read-modify-write
+/// that must not race another replica's (e.g. the partner registry comparison)
+/// and that appends afterwards. On SQLite the write transaction already
+/// serializes it.
+#[tracing::instrument(name = "db.audit_head.lock", skip_all)]
+pub async fn lock_head(tx: &mut Tx<'_>) -> Result<(), StoreError> {
+    sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A read-only transaction that sees one snapshot from its first read to its
+/// end, so that a verification walking the whole log in pages is not confused
+/// by appends committed meanwhile: `REPEATABLE READ` on PostgreSQL; on SQLite
+/// (WAL) every read transaction already holds its snapshot.
+pub async fn begin_snapshot(store: &Store) -> Result<Tx<'static>, StoreError> {
+    Ok(match store.backend() {
+        Backend::Sqlite => store.pool().begin().await?,
+        Backend::Postgres => {
+            store
+                .pool()
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await?
+        }
+    })
+}
+
+/// Up to `limit` entries with `seq > after`, in sequence order: the verifier's
+/// page. Keyset pagination, so it reads every stored row whatever its number.
+#[tracing::instrument(name = "db.audit_log.page", skip(tx))]
+pub async fn page_after(
+    tx: &mut Tx<'_>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<(StoredEntry, Vec<u8>)>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter().map(StoredEntry::from_row).collect()
+}
+
+/// Which entries `GET /v1/audit/entries` lists. Every filter is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntryFilter {
+    /// Unix microseconds, inclusive.
+    pub from: Option<i64>,
+    /// Unix microseconds, exclusive.
+    pub to: Option<i64>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+}
+
+/// Up to `limit` entries with `seq > after` that pass `filter`, in order.
+#[tracing::instrument(name = "db.audit_log.list", skip(tx))]
+pub async fn list(
+    tx: &mut Tx<'_>,
+    filter: &EntryFilter,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<(StoredEntry, Vec<u8>)>, StoreError> {
+    let mut conditions = vec!["seq > $1".to_owned()];
+    let mut n = 1;
+    let mut next = |column: &str, op: &str| {
+        n += 1;
+        conditions.push(format!("{column} {op} ${n}"));
+    };
+    if filter.from.is_some() {
+        next("at", ">=");
+    }
+    if filter.to.is_some() {
+        next("at", "<");
+    }
+    if filter.actor.is_some() {
+        next("actor", "=");
+    }
+    if filter.action.is_some() {
+        next("action", "=");
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM audit_log WHERE {} ORDER BY seq LIMIT ${}",
+        conditions.join(" AND "),
+        conditions.len() + 1
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after);
+    if let Some(from) = filter.from {
+        query = query.bind(from);
+    }
+    if let Some(to) = filter.to {
+        query = query.bind(to);
+    }
+    if let Some(actor) = &filter.actor {
+        query = query.bind(actor.clone());
+    }
+    if let Some(action) = &filter.action {
+        query = query.bind(action.clone());
+    }
+    let rows = query.bind(limit).fetch_all(&mut **tx).await?;
+    rows.iter().map(StoredEntry::from_row).collect()
+}
+
+/// Up to `limit` entries with `seq > after` about any of `subject_refs` that
+/// released fields (`fields` is not the empty list), in sequence order. Reads
+/// through the `audit_log_subject (subject_ref, seq)` index.
+#[tracing::instrument(name = "db.audit_log.disclosures", skip_all, fields(subjects = subject_refs.len()))]
+pub async fn disclosures(
+    tx: &mut Tx<'_>,
+    subject_refs: &[String],
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredEntry>, StoreError> {
+    if subject_refs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (0..subject_refs.len())
+        .map(|i| format!("${}", i + 3))
+        .collect();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM audit_log WHERE seq > $1 AND fields <> $2 \
+         AND subject_ref IN ({}) ORDER BY seq LIMIT ${}",
+        placeholders.join(", "),
+        subject_refs.len() + 3
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(after)
+        .bind(NO_FIELDS);
+    for subject in subject_refs {
+        query = query.bind(subject.clone());
+    }
+    let rows = query.bind(limit).fetch_all(&mut **tx).await?;
+    rows.iter()
+        .map(|row| StoredEntry::from_row(row).map(|(entry, _)| entry))
+        .collect()
+}
+
+/// The `fields` column of an entry that released nothing.
+pub const NO_FIELDS: &str = "[]";
+
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub seq: i64,
+    pub hash: [u8; 32],
+    /// Unix microseconds.
+    pub at: i64,
+    /// The compact JWS; only its signed contents are trusted.
+    pub jws: String,
+}
+
+#[tracing::instrument(name = "db.audit_checkpoints.insert", skip_all, fields(seq = checkpoint.seq))]
+pub async fn insert_checkpoint(
+    tx: &mut Tx<'_>,
+    checkpoint: &StoredCheckpoint,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO audit_checkpoints (seq, hash, at, jws) VALUES ($1, $2, $3, $4)")
+        .bind(checkpoint.seq)
+        .bind(checkpoint.hash.to_vec())
+        .bind(checkpoint.at)
+        .bind(checkpoint.jws.clone())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The checkpoint of the highest sequence number (the most recent of those).
+#[tracing::instrument(name = "db.audit_checkpoints.latest", skip_all)]
+pub async fn latest_checkpoint(tx: &mut Tx<'_>) -> Result<Option<StoredCheckpoint>, StoreError> {
+    let row = sqlx::query(
+        "SELECT seq, hash, at, jws FROM audit_checkpoints ORDER BY seq DESC, id DESC LIMIT 1",
+    )
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|row| {
+        let hash: Vec<u8> = row.try_get("hash")?;
+        Ok(StoredCheckpoint {
+            seq: row.try_get("seq")?,
+            hash: to_hash(&hash)?,
+            at: row.try_get("at")?,
+            jws: row.try_get("jws")?,
+        })
+    })
+    .transpose()
+}
+
 fn to_hash(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
     <[u8; 32]>::try_from(bytes).map_err(|_| StoreError::Corrupt {
-        what: "audit_head.hash is not 32 bytes",
+        what: "an audit hash is not 32 bytes",
     })
 }
