@@ -371,6 +371,9 @@ pub fn micros(at: DateTime<Utc>) -> i64 {
 }
 
 #[cfg(test)]
+mod store_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
