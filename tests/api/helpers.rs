@@ -83,6 +83,12 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
+    /// Where this test's gateway appends its audit checkpoints (beside the
+    /// SQLite file; never the repository's `./data/`).
+    pub fn witness_file(&self) -> PathBuf {
+        self._dir.path().join("audit-checkpoints.jsonl")
+    }
+
     pub async fn create(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = match backend {
@@ -144,6 +150,7 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(example_keys().join("crosswalk.toml"))
         .env("DATABASE_URL", &db.url)
+        .env("CROSSWALK_AUDIT__CHECKPOINT_FILE", db.witness_file())
         .env(
             "RUST_LOG",
             "debug,sqlx=warn,hyper=info,h2=info,rustls=info,tokio=info",
@@ -335,4 +342,22 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> serde_j
     assert_eq!(body["status"], status);
     assert!(body["title"].is_string(), "problem has a title: {body}");
     body
+}
+
+/// Runs a `crosswalk` command against `db` (its database and its witness file)
+/// with the example configuration; returns its exit code, stdout and stderr.
+pub fn run_cli(args: &[&str], db: &TestDatabase) -> (Option<i32>, String, String) {
+    let output = Command::new(binary())
+        .args(args)
+        .arg("--config")
+        .arg(example_keys().join("crosswalk.toml"))
+        .env("DATABASE_URL", &db.url)
+        .env("CROSSWALK_AUDIT__CHECKPOINT_FILE", db.witness_file())
+        .output()
+        .expect("run crosswalk");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
