@@ -23,9 +23,9 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
+use crate::audit;
 use crate::audit::checkpoint::{CheckpointSigner, Checkpointer, When};
 use crate::audit::refusals::{RefusalWriter, Refusals};
-use crate::audit;
 use crate::auth::{Registry, Verifier};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
@@ -303,7 +303,8 @@ fn reload_policy_on_sighup(policy: Arc<Policy>, store: Store, clock: Arc<dyn Clo
                     };
                     let in_force = policy.version();
                     if let Err(e) =
-                        audit::record_policy_reload(&store, &outcome, &in_force, clock.as_ref()).await
+                        audit::record_policy_reload(&store, &outcome, &in_force, clock.as_ref())
+                            .await
                     {
                         tracing::error!(error = %e, "the policy reload could not be recorded in the audit log");
                     }

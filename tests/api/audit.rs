@@ -135,7 +135,11 @@ async fn logged_database(backend: Backend) -> TestDatabase {
     assert_eq!(code, Some(0), "{stderr}");
     let line: serde_json::Value = serde_json::from_str(stdout.trim()).expect("a JSON line");
     assert_eq!(line["seq"], ENTRIES);
-    assert!(line["jws"].as_str().is_some_and(|j| j.split('.').count() == 3));
+    assert!(
+        line["jws"]
+            .as_str()
+            .is_some_and(|j| j.split('.').count() == 3)
+    );
     let (code, stdout, stderr) = run_cli(&["audit", "verify"], &db);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
@@ -150,7 +154,11 @@ fn assert_verify_fails_at(db: &TestDatabase, extra: &[&str], seq: i64, what: &st
     let mut args = vec!["audit", "verify"];
     args.extend_from_slice(extra);
     let (code, stdout, stderr) = run_cli(&args, db);
-    assert_eq!(code, Some(2), "exit status 2 on tampering: {stdout}{stderr}");
+    assert_eq!(
+        code,
+        Some(2),
+        "exit status 2 on tampering: {stdout}{stderr}"
+    );
     assert!(
         stderr.contains(&format!("the audit log is not intact: entry {seq} {what}")),
         "names entry {seq} ({what}): {stderr}"
@@ -219,18 +227,27 @@ async fn audit_verify_finds_a_truncated_tail_by_its_checkpoints(backend: Backend
 
     let stderr = assert_verify_fails_at(&db, &[], kept + 1, "is missing");
     assert!(
-        stderr.contains(&format!("truncated before the checkpoint for entry {ENTRIES}")),
+        stderr.contains(&format!(
+            "truncated before the checkpoint for entry {ENTRIES}"
+        )),
         "{stderr}"
     );
 
     execute(&db, &["DELETE FROM audit_checkpoints"]).await;
     let (code, _, stderr) = run_cli(&["audit", "verify"], &db);
-    assert_eq!(code, Some(0), "with no checkpoint left the chain alone looks whole");
+    assert_eq!(
+        code,
+        Some(0),
+        "with no checkpoint left the chain alone looks whole"
+    );
     assert!(stderr.contains("holds no signed checkpoint"), "{stderr}");
     let witness = db.witness_file();
     let witness = witness.to_str().expect("UTF-8 path");
     let stderr = assert_verify_fails_at(&db, &["--checkpoint", witness], kept + 1, "is missing");
-    assert!(stderr.contains("audit-checkpoints.jsonl line 1"), "{stderr}");
+    assert!(
+        stderr.contains("audit-checkpoints.jsonl line 1"),
+        "{stderr}"
+    );
 }
 
 /// Eight tasks append concurrently, each entry in the transaction of the change
@@ -253,7 +270,9 @@ async fn concurrent_writers_leave_one_chain_without_gaps(backend: Backend) {
                         .await
                         .expect("the change");
                     let events: Vec<Event> = (0..size)
-                        .map(|_| Event::new("pd", "test.write").with_record("meta", writer.to_string()))
+                        .map(|_| {
+                            Event::new("pd", "test.write").with_record("meta", writer.to_string())
+                        })
                         .collect();
                     append(&mut tx, &events, &crosswalk::clock::SystemClock)
                         .await
@@ -320,7 +339,9 @@ async fn a_failed_write_leaves_neither_the_change_nor_its_entry(backend: Backend
         .register(&mut tx, "pd", &input, &identity, &clock())
         .await
         .expect("register");
-    append(&mut tx, &[write(&linked)], &clock()).await.expect("append");
+    append(&mut tx, &[write(&linked)], &clock())
+        .await
+        .expect("append");
     tx.rollback().await.expect("rollback");
 
     // Failing after the append: a statement that violates a constraint.
@@ -329,7 +350,9 @@ async fn a_failed_write_leaves_neither_the_change_nor_its_entry(backend: Backend
         .register(&mut tx, "pd", &input, &identity, &clock())
         .await
         .expect("register");
-    append(&mut tx, &[write(&linked)], &clock()).await.expect("append");
+    append(&mut tx, &[write(&linked)], &clock())
+        .await
+        .expect("append");
     let failed = sqlx::query("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, $1)")
         .bind(vec![0u8; 32])
         .execute(&mut *tx)
@@ -554,7 +577,10 @@ async fn shutdown_signs_the_head_and_a_restart_records_registry_changes(backend:
     let mut app = spawn_app_with(
         backend,
         AppOptions {
-            env: vec![("CROSSWALK_AUDIT__CHECKPOINT_INTERVAL_SECS".into(), "1".into())],
+            env: vec![(
+                "CROSSWALK_AUDIT__CHECKPOINT_INTERVAL_SECS".into(),
+                "1".into(),
+            )],
         },
     )
     .await;
@@ -575,13 +601,24 @@ async fn shutdown_signs_the_head_and_a_restart_records_registry_changes(backend:
     assert!(status.success(), "{status:?}");
 
     let head = count(&app.db, "SELECT seq FROM audit_head").await;
-    assert_eq!(head, 7, "six registry entries and the refusal, flushed at shutdown");
+    assert_eq!(
+        head, 7,
+        "six registry entries and the refusal, flushed at shutdown"
+    );
     let lines = std::fs::read_to_string(&witness).expect("witness");
     let last: serde_json::Value =
         serde_json::from_str(lines.lines().last().expect("a line")).expect("JSON");
-    assert_eq!(last["seq"], head, "the shutdown checkpoint signs the final head");
+    assert_eq!(
+        last["seq"], head,
+        "the shutdown checkpoint signs the final head"
+    );
     let (code, stdout, stderr) = run_cli(
-        &["audit", "verify", "--checkpoint", witness.to_str().expect("path")],
+        &[
+            "audit",
+            "verify",
+            "--checkpoint",
+            witness.to_str().expect("path"),
+        ],
         &app.db,
     );
     assert_eq!(code, Some(0), "{stdout}{stderr}");
@@ -596,7 +633,10 @@ async fn shutdown_signs_the_head_and_a_restart_records_registry_changes(backend:
                     "CROSSWALK_AUDIT__CHECKPOINT_FILE".into(),
                     witness.display().to_string(),
                 ),
-                ("CROSSWALK_PARTNERS__CBO_SOUTH__ACTIVE".into(), "false".into()),
+                (
+                    "CROSSWALK_PARTNERS__CBO_SOUTH__ACTIVE".into(),
+                    "false".into(),
+                ),
             ],
         },
     )
@@ -687,29 +727,39 @@ async fn two_gateways_on_one_postgres_keep_one_chain() {
         stdout.contains(&format!("audit log intact: {head} entries")),
         "{stdout}"
     );
-    assert_eq!(count(&first.db, "SELECT COUNT(*) FROM audit_log").await, head);
+    assert_eq!(
+        count(&first.db, "SELECT COUNT(*) FROM audit_log").await,
+        head
+    );
     let single = count(
         &first.db,
         "SELECT COUNT(*) FROM audit_log WHERE action = 'refusal'",
     )
     .await;
     let mut conn = admin_connection(&first.db).await;
-    let summarized: i64 = sqlx::query(
-        "SELECT detail FROM audit_log WHERE action = 'refusal.summary'",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .expect("summaries")
-    .iter()
-    .map(|row| {
-        let detail: serde_json::Value =
-            serde_json::from_str(&row.get::<String, _>("detail")).expect("JSON");
-        detail["count"].as_i64().expect("count")
-    })
-    .sum();
-    assert_eq!(single + summarized, 2 * refused_each, "every refusal recorded");
+    let summarized: i64 =
+        sqlx::query("SELECT detail FROM audit_log WHERE action = 'refusal.summary'")
+            .fetch_all(&mut conn)
+            .await
+            .expect("summaries")
+            .iter()
+            .map(|row| {
+                let detail: serde_json::Value =
+                    serde_json::from_str(&row.get::<String, _>("detail")).expect("JSON");
+                detail["count"].as_i64().expect("count")
+            })
+            .sum();
     assert_eq!(
-        count(&first.db, "SELECT COUNT(*) FROM audit_log WHERE action = 'audit.read'").await,
+        single + summarized,
+        2 * refused_each,
+        "every refusal recorded"
+    );
+    assert_eq!(
+        count(
+            &first.db,
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'audit.read'"
+        )
+        .await,
         2 * reads_each
     );
     assert_eq!(

@@ -80,13 +80,15 @@ pub struct TestDatabase {
     pub url: String,
     /// Holds the SQLite file's directory for the test's lifetime.
     _dir: tempfile::TempDir,
+    /// The gateway's audit witness file, in that directory.
+    witness: PathBuf,
 }
 
 impl TestDatabase {
     /// Where this test's gateway appends its audit checkpoints (beside the
     /// SQLite file; never the repository's `./data/`).
     pub fn witness_file(&self) -> PathBuf {
-        self._dir.path().join("audit-checkpoints.jsonl")
+        self.witness.clone()
     }
 
     pub async fn create(backend: Backend) -> Self {
@@ -95,7 +97,12 @@ impl TestDatabase {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("crosswalk.db").display()),
             Backend::Postgres => create_postgres_database().await,
         };
-        Self { url, _dir: dir }
+        let witness = dir.path().join("audit-checkpoints.jsonl");
+        Self {
+            url,
+            _dir: dir,
+            witness,
+        }
     }
 }
 

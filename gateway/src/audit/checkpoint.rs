@@ -45,7 +45,7 @@ use crate::store::audit::{self as repo, StoredCheckpoint};
 use crate::store::{Store, StoreError};
 
 /// The DER prefix of an Ed25519 `SubjectPublicKeyInfo` (SEQUENCE,
-/// AlgorithmIdentifier id-Ed25519, BIT STRING); the 32-byte key follows.
+/// `AlgorithmIdentifier` id-Ed25519, BIT STRING); the 32-byte key follows.
 const ED25519_SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 ];
@@ -167,9 +167,8 @@ impl CheckpointSigner {
                 format!("cannot read {}: {e}", path.display()),
             )
         })?);
-        Self::from_pkcs8_pem(&pem).map_err(|problem| {
-            ConfigError::new(&config.source, "keys.signing_key", problem)
-        })
+        Self::from_pkcs8_pem(&pem)
+            .map_err(|problem| ConfigError::new(&config.source, "keys.signing_key", problem))
     }
 
     /// A signer for an Ed25519 private key in PKCS#8 PEM.
@@ -204,8 +203,8 @@ impl CheckpointSigner {
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.public.kid());
-        let jws =
-            jsonwebtoken::encode(&header, &claims, &self.key).map_err(|_| CheckpointError::Signing)?;
+        let jws = jsonwebtoken::encode(&header, &claims, &self.key)
+            .map_err(|_| CheckpointError::Signing)?;
         Ok(Checkpoint { seq, hash, at, jws })
     }
 }
@@ -241,14 +240,15 @@ impl Checkpoint {
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
-        let data = jsonwebtoken::decode::<Claims>(jws, &key.decoding, &validation).map_err(
-            |e| match e.kind() {
+        let data =
+            jsonwebtoken::decode::<Claims>(jws, &key.decoding, &validation).map_err(|e| match e
+                .kind()
+            {
                 jsonwebtoken::errors::ErrorKind::InvalidSignature
                 | jsonwebtoken::errors::ErrorKind::InvalidEddsaKey => CheckpointError::BadSignature,
                 jsonwebtoken::errors::ErrorKind::Json(_) => CheckpointError::BadClaims,
                 _ => CheckpointError::Malformed,
-            },
-        )?;
+            })?;
         let claims = data.claims;
         let mut hash = [0u8; 32];
         hex::decode_to_slice(&claims.hash, &mut hash).map_err(|_| CheckpointError::BadClaims)?;
@@ -436,15 +436,15 @@ mod tests {
     use super::*;
 
     fn example_signer() -> CheckpointSigner {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../keys-example/gateway/signing.key.pem");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../keys-example/gateway/signing.key.pem");
         CheckpointSigner::from_pkcs8_pem(&std::fs::read_to_string(path).expect("example key"))
             .expect("Ed25519 key")
     }
 
     fn other_signer() -> CheckpointSigner {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../keys-example/partners/admin.key.pem");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../keys-example/partners/admin.key.pem");
         CheckpointSigner::from_pkcs8_pem(&std::fs::read_to_string(path).expect("partner key"))
             .expect("Ed25519 key")
     }
@@ -464,7 +464,11 @@ mod tests {
         )
         .expect("public key");
         let key = GatewayPublicKey::from_pem(&published).expect("SPKI PEM");
-        assert_eq!(key.to_pem().trim(), published.trim(), "same PEM as keys generate");
+        assert_eq!(
+            key.to_pem().trim(),
+            published.trim(),
+            "same PEM as keys generate"
+        );
 
         let read = Checkpoint::verify(&made.jws, &key).expect("verifies");
 
@@ -481,7 +485,10 @@ mod tests {
 
         let result = Checkpoint::verify(&forged.jws, gateway.public_key());
 
-        assert!(matches!(result, Err(CheckpointError::BadSignature)), "{result:?}");
+        assert!(
+            matches!(result, Err(CheckpointError::BadSignature)),
+            "{result:?}"
+        );
     }
 
     #[test]
@@ -494,7 +501,10 @@ mod tests {
 
         let result = Checkpoint::verify(&parts.join("."), signer.public_key());
 
-        assert!(matches!(result, Err(CheckpointError::BadSignature)), "{result:?}");
+        assert!(
+            matches!(result, Err(CheckpointError::BadSignature)),
+            "{result:?}"
+        );
     }
 
     #[test]

@@ -158,9 +158,7 @@ pub async fn disclosures(
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let next_cursor = more
-        .then(|| disclosures.last().map(|d| d.seq))
-        .flatten();
+    let next_cursor = more.then(|| disclosures.last().map(|d| d.seq)).flatten();
     Ok(DisclosurePage {
         disclosures,
         next_cursor,

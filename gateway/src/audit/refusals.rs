@@ -449,7 +449,11 @@ async fn stop_requested(stopped: &mut watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
 
-async fn append_batch(store: &Store, events: &[Event], clock: &dyn Clock) -> Result<(), StoreError> {
+async fn append_batch(
+    store: &Store,
+    events: &[Event],
+    clock: &dyn Clock,
+) -> Result<(), StoreError> {
     let mut tx = store.begin().await?;
     append(&mut tx, events, clock).await?;
     tx.commit().await?;

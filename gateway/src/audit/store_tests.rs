@@ -162,10 +162,17 @@ async fn verify_names_the_first_bad_entry(store: Store, _dir: &std::path::Path) 
     disable_append_only(&store).await;
 
     // Altered: one field of entry 8 (the last of a page).
-    sql(&store, "UPDATE audit_log SET actor = 'cbo-north' WHERE seq = 8").await;
+    sql(
+        &store,
+        "UPDATE audit_log SET actor = 'cbo-north' WHERE seq = 8",
+    )
+    .await;
     assert_eq!(tamper_kind(&store).await, (8, TamperKind::Altered));
     sql(&store, "UPDATE audit_log SET actor = 'pd' WHERE seq = 8").await;
-    assert!(verify_paged(&store, &key(), None, 4).await.is_ok(), "restored");
+    assert!(
+        verify_paged(&store, &key(), None, 4).await.is_ok(),
+        "restored"
+    );
 
     // Swapped: the contents (and hashes) of entries 5 and 6.
     swap(&store, 5, 6).await;
@@ -192,16 +199,28 @@ async fn verify_names_the_first_bad_entry(store: Store, _dir: &std::path::Path) 
         panic!("{found:?}")
     };
     assert_eq!((tamper.seq, &tamper.kind), (12, &TamperKind::Altered));
-    assert!(tamper.to_string().contains("entry 11 was altered and re-hashed"), "{tamper}");
+    assert!(
+        tamper
+            .to_string()
+            .contains("entry 11 was altered and re-hashed"),
+        "{tamper}"
+    );
 
     // The head rolled back below the last entry: what lies beyond it was inserted.
-    sql(&store, "UPDATE audit_log SET action = 'referral.create' WHERE seq = 11").await;
+    sql(
+        &store,
+        "UPDATE audit_log SET action = 'referral.create' WHERE seq = 11",
+    )
+    .await;
     sqlx::query("UPDATE audit_log SET hash = $1 WHERE seq = 11")
         .bind(entry_hash(&prev, &stored(&store, 11).await.0).to_vec())
         .execute(store.pool())
         .await
         .expect("restore");
-    assert!(verify_paged(&store, &key(), None, 4).await.is_ok(), "restored");
+    assert!(
+        verify_paged(&store, &key(), None, 4).await.is_ok(),
+        "restored"
+    );
     sql(&store, "UPDATE audit_head SET seq = 18 WHERE id = 1").await;
     assert_eq!(
         tamper_kind(&store).await,
@@ -210,9 +229,21 @@ async fn verify_names_the_first_bad_entry(store: Store, _dir: &std::path::Path) 
 }
 
 async fn swap(store: &Store, a: i64, b: i64) {
-    sql(store, &format!("UPDATE audit_log SET seq = -1 WHERE seq = {a}")).await;
-    sql(store, &format!("UPDATE audit_log SET seq = {a} WHERE seq = {b}")).await;
-    sql(store, &format!("UPDATE audit_log SET seq = {b} WHERE seq = -1")).await;
+    sql(
+        store,
+        &format!("UPDATE audit_log SET seq = -1 WHERE seq = {a}"),
+    )
+    .await;
+    sql(
+        store,
+        &format!("UPDATE audit_log SET seq = {a} WHERE seq = {b}"),
+    )
+    .await;
+    sql(
+        store,
+        &format!("UPDATE audit_log SET seq = {b} WHERE seq = -1"),
+    )
+    .await;
 }
 
 async fn stored(store: &Store, seq: i64) -> (crate::store::audit::StoredEntry, [u8; 32]) {
@@ -221,7 +252,10 @@ async fn stored(store: &Store, seq: i64) -> (crate::store::audit::StoredEntry, [
         .await
         .expect("page");
     let (entry, hash) = page.into_iter().next().expect("entry");
-    (entry, <[u8; 32]>::try_from(hash.as_slice()).expect("32 bytes"))
+    (
+        entry,
+        <[u8; 32]>::try_from(hash.as_slice()).expect("32 bytes"),
+    )
 }
 
 /// A deleted entry is missing; a row numbered below 1 was inserted.
@@ -255,7 +289,10 @@ async fn verify_catches_a_consistently_rewritten_history_at_the_checkpoint(
         Arc::new(clock()),
         dir.join("witness.jsonl"),
     );
-    checkpointer.checkpoint(When::Always).await.expect("checkpoint");
+    checkpointer
+        .checkpoint(When::Always)
+        .await
+        .expect("checkpoint");
     disable_append_only(&store).await;
 
     let mut prev = stored(&store, 4).await.1;
@@ -301,7 +338,10 @@ async fn verify_catches_a_consistently_rewritten_history_at_the_checkpoint(
     let (seq, kind) = tamper_kind(&store).await;
     assert_eq!(seq, 11);
     assert!(
-        matches!(kind, TamperKind::TruncatedBeforeCheckpoint { checkpoint: 12, .. }),
+        matches!(
+            kind,
+            TamperKind::TruncatedBeforeCheckpoint { checkpoint: 12, .. }
+        ),
         "{kind:?}"
     );
 
@@ -385,7 +425,13 @@ async fn a_flood_of_refusals_is_coalesced_and_never_lost(store: Store, _dir: &st
         let refusal = if i % 2 == 0 {
             Refusal::authentication(None, "bad_signature", "GET", "/v1/whoami", None)
         } else {
-            Refusal::policy("pd", "GET", "/v1/audit/entries", &purpose, "no rule allows this request")
+            Refusal::policy(
+                "pd",
+                "GET",
+                "/v1/audit/entries",
+                &purpose,
+                "no rule allows this request",
+            )
         };
         refusals.record(refusal);
     }
@@ -426,7 +472,13 @@ async fn a_flood_of_refusals_is_coalesced_and_never_lost(store: Store, _dir: &st
     drop(tx);
 
     // After shutdown a refusal cannot be written: counted, not silently lost.
-    refusals.record(Refusal::authentication(None, "expired", "GET", "/v1/whoami", None));
+    refusals.record(Refusal::authentication(
+        None,
+        "expired",
+        "GET",
+        "/v1/whoami",
+        None,
+    ));
     assert_eq!(refusals.unrecorded(), 1);
     assert!(verify_paged(&store, &key(), None, 100).await.is_ok());
 }
@@ -463,7 +515,9 @@ async fn disclosures_page_through_every_reference_of_a_person(
 
     let person = vec!["s-old".to_owned(), "s-new".to_owned()];
     let mut tx = store.begin_read().await.expect("read");
-    let first = disclosures(&mut tx, &person, None, 2).await.expect("page 1");
+    let first = disclosures(&mut tx, &person, None, 2)
+        .await
+        .expect("page 1");
     let second = disclosures(&mut tx, &person, first.next_cursor, 2)
         .await
         .expect("page 2");
@@ -507,7 +561,10 @@ async fn entries_page_with_filters_and_a_cursor(store: Store, _dir: &std::path::
     let mut tx = store.begin().await.expect("begin");
     append(
         &mut tx,
-        &[Event::new("pd", "referral.create"), Event::new("admin", "audit.read")],
+        &[
+            Event::new("pd", "referral.create"),
+            Event::new("admin", "audit.read"),
+        ],
         &early,
     )
     .await
@@ -520,7 +577,9 @@ async fn entries_page_with_filters_and_a_cursor(store: Store, _dir: &std::path::
         actor: Some("pd".into()),
         ..EntryFilter::default()
     };
-    let first = list_entries(&mut tx, &by_actor, None, 4).await.expect("page");
+    let first = list_entries(&mut tx, &by_actor, None, 4)
+        .await
+        .expect("page");
     assert_eq!(first.entries.len(), 4);
     assert_eq!(first.next_cursor, Some(5));
     let rest = list_entries(&mut tx, &by_actor, first.next_cursor, 4)
@@ -534,14 +593,18 @@ async fn entries_page_with_filters_and_a_cursor(store: Store, _dir: &std::path::
         action: Some("referral.create".into()),
         ..EntryFilter::default()
     };
-    let page = list_entries(&mut tx, &recent, None, 100).await.expect("page");
+    let page = list_entries(&mut tx, &recent, None, 100)
+        .await
+        .expect("page");
     assert_eq!(page.entries.len(), 5);
     assert!(page.entries.iter().all(|(e, _)| e.seq >= 3));
     let before = EntryFilter {
         to: Some(micros(clock().0)),
         ..EntryFilter::default()
     };
-    let page = list_entries(&mut tx, &before, None, 100).await.expect("page");
+    let page = list_entries(&mut tx, &before, None, 100)
+        .await
+        .expect("page");
     let seqs: Vec<i64> = page.entries.iter().map(|(e, _)| e.seq).collect();
     assert_eq!(seqs, [1, 2]);
     let record = read::entry_record(&page.entries[1].0, &page.entries[1].1);
@@ -580,7 +643,9 @@ async fn registry_changes_are_recorded_once(store: Store, _dir: &std::path::Path
         action: Some(partners::PARTNER_CHANGE_ACTION.into()),
         ..EntryFilter::default()
     };
-    let page = list_entries(&mut tx, &filter, None, 100).await.expect("list");
+    let page = list_entries(&mut tx, &filter, None, 100)
+        .await
+        .expect("list");
     let (last, _) = page.entries.last().expect("entries");
     assert_eq!(last.record_id.as_deref(), Some("cbo-south"));
     assert_eq!(last.reason.as_deref(), Some("changed"));

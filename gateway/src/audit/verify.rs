@@ -106,11 +106,9 @@ impl fmt::Display for Tamper {
             TamperKind::Missing { next } if *next == seq + 1 => {
                 write!(f, "entry {seq} is missing (deleted)")
             }
-            TamperKind::Missing { next } => write!(
-                f,
-                "entries {seq} to {} are missing (deleted)",
-                next - 1
-            ),
+            TamperKind::Missing { next } => {
+                write!(f, "entries {seq} to {} are missing (deleted)", next - 1)
+            }
             TamperKind::TruncatedBeforeHead { head } => write!(
                 f,
                 "entry {seq} is missing: the log was truncated (the head row says it reaches {head})"
@@ -233,7 +231,8 @@ pub async fn verify_paged(
         let Some((last, _)) = page.last() else { break };
         after = last.seq;
         for (entry, stored_hash) in &page {
-            walk.step(entry, stored_hash).map_err(VerifyError::Tampered)?;
+            walk.step(entry, stored_hash)
+                .map_err(VerifyError::Tampered)?;
         }
         if i64::try_from(page.len()).unwrap_or(i64::MAX) < page_size {
             break;
@@ -262,15 +261,13 @@ fn expect(
         source,
     };
     match expected.get(&checkpoint.seq) {
-        Some(existing) if existing.hash != entry.hash => {
-            Err(VerifyError::Tampered(Tamper {
-                seq: checkpoint.seq,
-                kind: TamperKind::CheckpointMismatch {
-                    signed_at: entry.signed_at,
-                    source: format!("{}, which disagrees with {}", entry.source, existing.source),
-                },
-            }))
-        }
+        Some(existing) if existing.hash != entry.hash => Err(VerifyError::Tampered(Tamper {
+            seq: checkpoint.seq,
+            kind: TamperKind::CheckpointMismatch {
+                signed_at: entry.signed_at,
+                source: format!("{}, which disagrees with {}", entry.source, existing.source),
+            },
+        })),
         Some(_) => Ok(()),
         None => {
             expected.insert(checkpoint.seq, entry);

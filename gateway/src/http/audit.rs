@@ -199,7 +199,9 @@ pub(crate) async fn entries(
     let views: Vec<ReleasedView> = page
         .entries
         .iter()
-        .filter_map(|(entry, hash)| release_view(&decision, &entry_record(entry, hash), &shaper).ok())
+        .filter_map(|(entry, hash)| {
+            release_view(&decision, &entry_record(entry, hash), &shaper).ok()
+        })
         .collect();
     let mut read = Event::new(&partner.id, READ_ACTION)
         .with_purpose(purpose.as_str())
@@ -234,7 +236,11 @@ fn purpose_of(headers: &HeaderMap) -> Result<Purpose, EntriesError> {
     };
     match headers.get(PURPOSE_OF_USE) {
         None => DEFAULT_PURPOSE.parse().map_err(|_| bad()),
-        Some(value) => value.to_str().ok().and_then(|v| v.parse().ok()).ok_or_else(bad),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(bad),
     }
 }
 
@@ -310,7 +316,10 @@ fn parse_query(pairs: &[(String, String)]) -> Result<EntriesQuery, EntriesError>
             },
             _ => match value.parse::<u32>() {
                 Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => query.limit = limit,
-                _ => errors.push(field_error("limit", "must be a whole number from 1 to 1000")),
+                _ => errors.push(field_error(
+                    "limit",
+                    "must be a whole number from 1 to 1000",
+                )),
             },
         }
     }
@@ -343,9 +352,9 @@ fn parse_time(text: &str) -> Option<i64> {
 
 fn is_valid_action(text: &str) -> bool {
     (1..=64).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+        && text.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
 }
 
 /// The gateway's Ed25519 public key (SPKI PEM): what verifies the audit log's

@@ -13,8 +13,8 @@ use super::problem::Problem;
 use super::{AppState, ConnectionInfo};
 use crate::audit::refusals::Refusal;
 use crate::auth::AuthError;
-use crate::policy::Purpose;
 pub use crate::auth::AuthenticatedPartner;
+use crate::policy::Purpose;
 
 /// A refused token: 401 problem+json with a `WWW-Authenticate` challenge.
 #[derive(Debug)]
