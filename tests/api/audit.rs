@@ -731,26 +731,8 @@ async fn two_gateways_on_one_postgres_keep_one_chain() {
         count(&first.db, "SELECT COUNT(*) FROM audit_log").await,
         head
     );
-    let single = count(
-        &first.db,
-        "SELECT COUNT(*) FROM audit_log WHERE action = 'refusal'",
-    )
-    .await;
-    let mut conn = admin_connection(&first.db).await;
-    let summarized: i64 =
-        sqlx::query("SELECT detail FROM audit_log WHERE action = 'refusal.summary'")
-            .fetch_all(&mut conn)
-            .await
-            .expect("summaries")
-            .iter()
-            .map(|row| {
-                let detail: serde_json::Value =
-                    serde_json::from_str(&row.get::<String, _>("detail")).expect("JSON");
-                detail["count"].as_i64().expect("count")
-            })
-            .sum();
     assert_eq!(
-        single + summarized,
+        refusals_recorded(&first.db).await,
         2 * refused_each,
         "every refusal recorded"
     );
@@ -771,4 +753,28 @@ async fn two_gateways_on_one_postgres_keep_one_chain() {
         6,
         "the second gateway found the registry already recorded"
     );
+}
+
+/// Refusals in the log: one per `refusal` entry plus the count of each
+/// `refusal.summary`.
+async fn refusals_recorded(db: &TestDatabase) -> i64 {
+    let single = count(
+        db,
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'refusal'",
+    )
+    .await;
+    let mut conn = admin_connection(db).await;
+    let summaries = sqlx::query("SELECT detail FROM audit_log WHERE action = 'refusal.summary'")
+        .fetch_all(&mut conn)
+        .await
+        .expect("summaries");
+    let summarized: i64 = summaries
+        .iter()
+        .map(|row| {
+            let detail: serde_json::Value =
+                serde_json::from_str(&row.get::<String, _>("detail")).expect("JSON");
+            detail["count"].as_i64().expect("count")
+        })
+        .sum();
+    single + summarized
 }

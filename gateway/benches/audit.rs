@@ -1,0 +1,408 @@
+//! What the audit log costs and how fast it verifies.
+//!
+//! `cargo bench --bench audit` prints, on SQLite (and on PostgreSQL when
+//! `TEST_DATABASE_URL` names a server; each run creates and drops its own
+//! database):
+//! 1. appends/s with 1, 4 and 16 concurrent writer tasks, one entry per
+//!    transaction and 100 per transaction, with transaction latency percentiles;
+//! 2. the overhead of auditing a representative write: registering an identity
+//!    (`SubjectRegistry::register`: normalize, link, seal, insert) in its own
+//!    transaction, with and without its audit entry (target: under 10%);
+//! 3. `crosswalk audit verify` throughput on a log of `AUDIT_BENCH_ENTRIES`
+//!    entries (default 1,000,000; target: at least 500,000 entries/s) and its
+//!    peak memory (`VmHWM`, reset through `/proc/self/clear_refs` just before).
+//!
+//! Plain `Instant` timing on a multi-threaded Tokio runtime.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crosswalk::audit::checkpoint::CheckpointSigner;
+use crosswalk::audit::{Event, Released, append};
+use crosswalk::clock::{Clock as _, SystemClock};
+use crosswalk::normalize::{NormalizeOptions, normalize};
+use crosswalk::store::Store;
+use crosswalk::subjects::SubjectRegistry;
+use crosswalk::vault::{RotationPolicy, Vault};
+
+/// How long each concurrency configuration runs.
+const CONCURRENCY_RUN: Duration = Duration::from_secs(3);
+const WRITERS: [usize; 3] = [1, 4, 16];
+const BATCH: usize = 100;
+/// Registrations per variant in the overhead measurement.
+const REGISTRATIONS: usize = 1_500;
+/// Entries per transaction when filling the log for the verify measurement.
+const FILL_BATCH: usize = 2_000;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let entries: usize = std::env::var("AUDIT_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let mut backends = vec![Backend::sqlite()];
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(admin) => backends.push(Backend::Postgres { admin }),
+        Err(_) => println!("(PostgreSQL skipped: set TEST_DATABASE_URL to include it)"),
+    }
+    for backend in &backends {
+        println!("\n=== {} ===", backend.name());
+        concurrency(backend).await;
+        overhead(backend).await;
+        verify(backend, entries).await;
+    }
+}
+
+/// A database to run on: a fresh SQLite file, or a fresh PostgreSQL database.
+enum Backend {
+    Sqlite { dir: tempfile::TempDir },
+    Postgres { admin: String },
+}
+
+impl Backend {
+    fn sqlite() -> Self {
+        Self::Sqlite {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Sqlite { .. } => "SQLite",
+            Self::Postgres { .. } => "PostgreSQL",
+        }
+    }
+
+    /// A fresh, migrated database and how to drop it.
+    async fn fresh(&self, name: &str) -> Fresh {
+        match self {
+            Self::Sqlite { dir } => {
+                let path = dir.path().join(format!("{name}.db"));
+                let store = Store::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .expect("SQLite");
+                store.migrate().await.expect("migrate");
+                Fresh {
+                    store,
+                    drop_sql: None,
+                }
+            }
+            Self::Postgres { admin } => {
+                use sqlx::Connection as _;
+                let db = format!("crosswalk_bench_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(admin).await.expect("connect");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create database");
+                let mut url = url::Url::parse(admin).expect("URL");
+                url.set_path(&db);
+                let store = Store::connect(url.as_str()).await.expect("connect");
+                store.migrate().await.expect("migrate");
+                Fresh {
+                    store,
+                    drop_sql: Some((admin.clone(), format!("DROP DATABASE {db}"))),
+                }
+            }
+        }
+    }
+}
+
+struct Fresh {
+    store: Store,
+    drop_sql: Option<(String, String)>,
+}
+
+impl Fresh {
+    async fn close(self) {
+        use sqlx::Connection as _;
+        self.store.close().await;
+        if let Some((admin, sql)) = self.drop_sql {
+            let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .expect("drop database");
+        }
+    }
+}
+
+/// A disclosure-sized entry: ids, a purpose, five fields, the policy version.
+fn event(i: usize) -> Event {
+    Event::new("cbo-north", "referral.read")
+        .with_purpose("CAREMGT")
+        .with_record("referral", format!("0190f3a2-7c1e-7d4b-9a4e-{i:012}"))
+        .with_subject(format!("5f0e9c1a-2b3d-4e5f-8a9b-{:012}", i % 50_000))
+        .with_fields(vec![
+            ("subject.given_name".into(), Released::Released),
+            ("subject.phone".into(), Released::Released),
+            ("subject.dob".into(), Released::Generalized),
+            ("subject_pseudonym".into(), Released::Pseudonymized),
+            ("resources".into(), Released::Released),
+        ])
+        .with_decision(
+            "9c1f3e7a5b2d4c6e8f0a1b3c5d7e9f1a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e",
+            "assigned CBO: minimum contact details to follow up",
+        )
+}
+
+async fn concurrency(backend: &Backend) {
+    println!(
+        "\nappends under concurrent writers ({}s each)",
+        CONCURRENCY_RUN.as_secs()
+    );
+    println!(
+        "{:<10} {:>8} {:>12} {:>10} {:>10} {:>10}",
+        "entries/tx", "writers", "entries/s", "tx/s", "p50 ms", "p99 ms"
+    );
+    for per_tx in [1, BATCH] {
+        for writers in WRITERS {
+            let fresh = backend
+                .fresh(&format!("concurrency_{per_tx}_{writers}"))
+                .await;
+            let deadline = Instant::now() + CONCURRENCY_RUN;
+            let tasks: Vec<_> = (0..writers)
+                .map(|w| {
+                    let store = fresh.store.clone();
+                    tokio::spawn(async move {
+                        let mut latencies = Vec::new();
+                        let mut n = w * 1_000_000;
+                        while Instant::now() < deadline {
+                            let events: Vec<Event> = (n..n + per_tx).map(event).collect();
+                            n += per_tx;
+                            let start = Instant::now();
+                            let mut tx = store.begin().await.expect("begin");
+                            append(&mut tx, &events, &SystemClock)
+                                .await
+                                .expect("append");
+                            tx.commit().await.expect("commit");
+                            latencies.push(start.elapsed());
+                        }
+                        latencies
+                    })
+                })
+                .collect();
+            let started = Instant::now();
+            let mut latencies = Vec::new();
+            for task in tasks {
+                latencies.extend(task.await.expect("writer"));
+            }
+            let elapsed = started.elapsed();
+            latencies.sort();
+            let txs = latencies.len();
+            println!(
+                "{:<10} {:>8} {:>12.0} {:>10.0} {:>10.2} {:>10.2}",
+                per_tx,
+                writers,
+                per_sec(txs * per_tx, elapsed),
+                per_sec(txs, elapsed),
+                ms(percentile(&latencies, 500)),
+                ms(percentile(&latencies, 990)),
+            );
+            fresh.close().await;
+        }
+    }
+}
+
+/// Registering identities, each in its own transaction, alternately on two
+/// databases: one without its audit entry, one with it.
+async fn overhead(backend: &Backend) {
+    let config = crosswalk::config::Config::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../keys-example/crosswalk.toml"),
+        std::iter::empty(),
+    )
+    .expect("example config");
+    let keys = crosswalk::secrets::GatewayKeys::load(&config).expect("example keys");
+    let options =
+        NormalizeOptions::new(phonenumber::country::Id::US, SystemClock.now().date_naive());
+    let people = crosswalk::linkage::synth::people(7, REGISTRATIONS);
+    let identities: Vec<_> = people
+        .iter()
+        .map(|p| normalize(p, &options).expect("synthetic people normalize"))
+        .collect();
+
+    let plain = backend.fresh("overhead_plain").await;
+    let audited = backend.fresh("overhead_audited").await;
+    let plain_registry = open_registry(&plain.store, &keys).await;
+    let audited_registry = open_registry(&audited.store, &keys).await;
+
+    let mut without = Vec::with_capacity(REGISTRATIONS);
+    let mut with = Vec::with_capacity(REGISTRATIONS);
+    for (i, (input, identity)) in people.iter().zip(&identities).enumerate() {
+        // Alternate which goes first, so neither always runs on a warmer cache.
+        for audit in if i % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        } {
+            let (store, registry, times) = if audit {
+                (&audited.store, &audited_registry, &mut with)
+            } else {
+                (&plain.store, &plain_registry, &mut without)
+            };
+            let start = Instant::now();
+            let mut tx = store.begin().await.expect("begin");
+            let linked = registry
+                .register(&mut tx, "pd", input, identity, &SystemClock)
+                .await
+                .expect("register");
+            if audit {
+                let entry = Event::new("pd", "identity.register")
+                    .with_purpose("CAREMGT")
+                    .with_record("identity", linked.identity_id.clone())
+                    .with_subject(linked.subject_id.clone());
+                append(&mut tx, &[entry], &SystemClock)
+                    .await
+                    .expect("append");
+            }
+            tx.commit().await.expect("commit");
+            times.push(start.elapsed());
+            black_box(linked);
+        }
+    }
+    let mean = |t: &[Duration]| t.iter().sum::<Duration>() / u32::try_from(t.len()).unwrap_or(1);
+    let (mean_without, mean_with) = (mean(&without), mean(&with));
+    without.sort();
+    with.sort();
+    println!(
+        "\nauditing overhead on SubjectRegistry::register, one per transaction ({REGISTRATIONS} each)"
+    );
+    println!(
+        "{:<22} {:>10} {:>10} {:>10}",
+        "", "mean ms", "p50 ms", "p99 ms"
+    );
+    for (name, times, mean) in [
+        ("without audit entry", &without, mean_without),
+        ("with audit entry", &with, mean_with),
+    ] {
+        println!(
+            "{name:<22} {:>10.3} {:>10.3} {:>10.3}",
+            ms(mean),
+            ms(percentile(times, 500)),
+            ms(percentile(times, 990))
+        );
+    }
+    let overhead = |a: Duration, b: Duration| (b.as_secs_f64() / a.as_secs_f64() - 1.0) * 100.0;
+    println!(
+        "overhead: {:+.1}% on the mean, {:+.1}% on the median (target < 10%)",
+        overhead(mean_without, mean_with),
+        overhead(percentile(&without, 500), percentile(&with, 500))
+    );
+    plain.close().await;
+    audited.close().await;
+}
+
+async fn open_registry(store: &Store, keys: &crosswalk::secrets::GatewayKeys) -> SubjectRegistry {
+    let vault = Vault::new(keys.vault.clone(), store.clone(), RotationPolicy::default());
+    SubjectRegistry::open(store, &keys.master, vault)
+        .await
+        .expect("registry")
+}
+
+async fn verify(backend: &Backend, entries: usize) {
+    let fresh = backend.fresh("verify").await;
+    let started = Instant::now();
+    let mut written = 0;
+    while written < entries {
+        let n = FILL_BATCH.min(entries - written);
+        let events: Vec<Event> = (written..written + n).map(event).collect();
+        let mut tx = fresh.store.begin().await.expect("begin");
+        append(&mut tx, &events, &SystemClock)
+            .await
+            .expect("append");
+        tx.commit().await.expect("commit");
+        written += n;
+    }
+    let fill = started.elapsed();
+    println!(
+        "\nverify: filled {entries} entries in {:.1}s ({:.0} appends/s in {FILL_BATCH}-entry transactions)",
+        fill.as_secs_f64(),
+        per_sec(entries, fill)
+    );
+    let key_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../keys-example/gateway/signing.key.pem");
+    let signer = Arc::new(
+        CheckpointSigner::from_pkcs8_pem(&std::fs::read_to_string(key_path).expect("key"))
+            .expect("key"),
+    );
+    let key = signer.public_key().clone();
+    let witness = tempfile::tempdir().expect("dir");
+    let checkpointer = crosswalk::audit::checkpoint::Checkpointer::new(
+        fresh.store.clone(),
+        signer,
+        Arc::new(SystemClock),
+        witness.path().join("witness.jsonl"),
+    );
+    checkpointer
+        .checkpoint(crosswalk::audit::checkpoint::When::Always)
+        .await
+        .expect("checkpoint");
+
+    let rss_before = status_kib("VmRSS");
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let started = Instant::now();
+    let verified = crosswalk::audit::verify::verify(&fresh.store, &key, None)
+        .await
+        .expect("intact");
+    let elapsed = started.elapsed();
+    let peak = status_kib("VmHWM");
+    assert_eq!(verified.entries, i64::try_from(entries).expect("fits"));
+    println!(
+        "verify: {} entries in {:.2}s = {:.0} entries/s (target >= 500,000)",
+        verified.entries,
+        elapsed.as_secs_f64(),
+        per_sec(entries, elapsed)
+    );
+    println!(
+        "verify memory: RSS {} MiB before; peak (VmHWM) during verify {} MiB{}",
+        rss_before / 1024,
+        peak / 1024,
+        if reset {
+            ""
+        } else {
+            " (could not reset VmHWM: this is the process's lifetime peak)"
+        }
+    );
+    fresh.close().await;
+}
+
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                line.strip_prefix(field)?
+                    .trim_start_matches(':')
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// The value at `per_mille` thousandths of a sorted sample.
+fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[(sorted.len() - 1) * per_mille / 1000]
+}
+
+fn per_sec(count: usize, elapsed: Duration) -> f64 {
+    u32::try_from(count).map_or(f64::MAX, f64::from) / elapsed.as_secs_f64()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
