@@ -5,10 +5,13 @@
 //! database):
 //! 1. appends/s with 1, 4 and 16 concurrent writer tasks, one entry per
 //!    transaction and 100 per transaction, with transaction latency percentiles;
-//! 2. the overhead of auditing a representative write: registering an identity
+//! 2. the latency of single-entry write transactions alone and while a flood
+//!    of refusals (two tasks recording ~64 per millisecond each) goes through
+//!    the refusal writer, and how that flood was recorded;
+//! 3. the overhead of auditing a representative write: registering an identity
 //!    (`SubjectRegistry::register`: normalize, link, seal, insert) in its own
 //!    transaction, with and without its audit entry (target: under 10%);
-//! 3. `crosswalk audit verify` throughput on a log of `AUDIT_BENCH_ENTRIES`
+//! 4. `crosswalk audit verify` throughput on a log of `AUDIT_BENCH_ENTRIES`
 //!    entries (default 1,000,000; target: at least 500,000 entries/s) and its
 //!    peak memory (`VmHWM`, reset through `/proc/self/clear_refs` just before).
 //!
@@ -56,6 +59,7 @@ async fn run() {
     for backend in &backends {
         println!("\n=== {} ===", backend.name());
         concurrency(backend).await;
+        refusal_flood(backend).await;
         overhead(backend).await;
         verify(backend, entries).await;
     }
@@ -208,6 +212,128 @@ async fn concurrency(backend: &Backend) {
                 ms(percentile(&latencies, 990)),
             );
             fresh.close().await;
+        }
+    }
+}
+
+/// Single-entry write transactions for `CONCURRENCY_RUN`; their latencies.
+async fn timed_writes(store: &Store) -> Vec<Duration> {
+    let deadline = Instant::now() + CONCURRENCY_RUN;
+    let mut latencies = Vec::new();
+    let mut n = 0;
+    while Instant::now() < deadline {
+        let start = Instant::now();
+        let mut tx = store.begin().await.expect("begin");
+        append(&mut tx, &[event(n)], &SystemClock)
+            .await
+            .expect("append");
+        tx.commit().await.expect("commit");
+        latencies.push(start.elapsed());
+        n += 1;
+    }
+    latencies.sort();
+    latencies
+}
+
+async fn refusal_flood(backend: &Backend) {
+    use crosswalk::audit::refusals::{Refusal, Refusals};
+    let fresh = backend.fresh("refusal_flood").await;
+    let quiet = timed_writes(&fresh.store).await;
+
+    let (refusals, writer) = Refusals::start(fresh.store.clone(), Arc::new(SystemClock), 1024);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooders: Vec<_> = (0..2)
+        .map(|_| {
+            let refusals = refusals.clone();
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                let mut sent = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for _ in 0..64 {
+                        refusals.record(Refusal::authentication(
+                            None,
+                            "bad_signature",
+                            "GET",
+                            "/v1/whoami",
+                            None,
+                        ));
+                    }
+                    sent += 64;
+                    // ~64 refusals per millisecond per task: far more than a
+                    // gateway's TLS and HTTP layers could refuse, while leaving the
+                    // CPU to the writes being measured.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                sent
+            })
+        })
+        .collect();
+    let flooded = timed_writes(&fresh.store).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut sent = 0;
+    for flooder in flooders {
+        sent += flooder.await.expect("flooder");
+    }
+    writer.shutdown().await;
+    let (single, summaries, summarized) = tally_refusals(&fresh.store).await;
+
+    println!(
+        "\nsingle-entry writes while refusals flood ({}s each)",
+        CONCURRENCY_RUN.as_secs()
+    );
+    println!(
+        "{:<22} {:>10} {:>10} {:>10}",
+        "", "writes/s", "p50 ms", "p99 ms"
+    );
+    for (name, latencies) in [("alone", &quiet), ("during the flood", &flooded)] {
+        println!(
+            "{name:<22} {:>10.0} {:>10.2} {:>10.2}",
+            per_sec(latencies.len(), CONCURRENCY_RUN),
+            ms(percentile(latencies, 500)),
+            ms(percentile(latencies, 990))
+        );
+    }
+    println!(
+        "the flood sent {sent} refusals ({:.0}/s): {single} recorded one by one, {summarized} \
+         counted in {summaries} refusal.summary entries, {} unrecorded",
+        per_sec(usize::try_from(sent).unwrap_or(usize::MAX), CONCURRENCY_RUN),
+        refusals.unrecorded()
+    );
+    fresh.close().await;
+}
+
+/// Pages through the log: refusal entries, summary entries, and the refusals
+/// the summaries count.
+async fn tally_refusals(store: &Store) -> (u64, u64, u64) {
+    let (mut single, mut summaries, mut summarized) = (0, 0, 0);
+    let mut cursor = None;
+    loop {
+        let mut tx = store.begin_read().await.expect("read");
+        let page = crosswalk::audit::read::list_entries(
+            &mut tx,
+            &crosswalk::store::audit::EntryFilter::default(),
+            cursor,
+            1000,
+        )
+        .await
+        .expect("list");
+        drop(tx);
+        for (entry, _) in &page.entries {
+            match entry.action.as_str() {
+                "refusal" => single += 1,
+                "refusal.summary" => {
+                    summaries += 1;
+                    let detail: serde_json::Value =
+                        serde_json::from_str(entry.detail.as_deref().unwrap_or("{}"))
+                            .expect("JSON");
+                    summarized += detail["count"].as_u64().unwrap_or(0);
+                }
+                _ => {}
+            }
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return (single, summaries, summarized),
         }
     }
 }

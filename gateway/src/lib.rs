@@ -7,7 +7,8 @@
 //! - [`config`]: the one TOML file and its `CROSSWALK_*` overrides.
 //! - [`secrets`]: the gateway's own keys (master secret, vault identity, signing key).
 //! - [`keys`]: `crosswalk keys generate`, a fresh development key set.
-//! - [`audit`]: the hash-chained audit log every write and disclosure appends to.
+//! - [`audit`]: the hash-chained audit log every write and disclosure appends to,
+//!   its signed checkpoints, `crosswalk audit verify` and the refusal writer.
 //! - [`auth`]: partner tokens (Ed25519 JWTs) checked against the registry.
 //! - [`policy`]: the Rego release policy, its decisions and [`policy::release_view`].
 //! - [`store`]: the database (SQLite or PostgreSQL through one sqlx code path).

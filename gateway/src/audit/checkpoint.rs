@@ -368,7 +368,8 @@ impl Checkpointer {
     }
 
     /// Signs the committed head, stores the checkpoint and appends it to the
-    /// witness file. `None` when `when` is [`When::IfMoved`] and nothing moved.
+    /// witness file. `None` when `when` is [`When::IfMoved`] and nothing moved
+    /// (or the log is still empty).
     /// The database row commits before the witness line is written: a witness
     /// line always names a checkpoint the database also has.
     pub async fn checkpoint(&self, when: When) -> Result<Option<Checkpoint>, CheckpointError> {
