@@ -29,6 +29,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use rayon::prelude::*;
 use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::{Program, RegoVM};
 use regorus::{CompiledPolicy, Engine, Value};
@@ -121,36 +122,38 @@ impl DecisionEngines {
 
     /// Evaluates every check input on both engines and puts the VM in use only
     /// if it gave exactly the interpreter's answer (the same value, or both an
-    /// error) for each. Returns why not, otherwise.
+    /// error) for each. Returns why not, otherwise. The inputs are spread over
+    /// rayon's threads (both engines evaluate through `&self`); the first
+    /// disagreement in input order is the one reported.
     pub fn check_agreement(&mut self, inputs: &[Value]) -> Result<(), String> {
         let Some(vm) = &self.vm else {
             return Err(self.vm_refused.clone().unwrap_or_default());
         };
-        for input in inputs {
+        let interpreter = &self.interpreter;
+        let disagreement = inputs.par_iter().find_map_first(|input| {
             let by_vm = vm.evaluate(input.clone());
-            let by_interpreter = self.interpreter.eval_with_input(input.clone());
+            let by_interpreter = interpreter
+                .eval_with_input(input.clone())
+                .map_err(|e| e.to_string());
             let agree = match (&by_vm, &by_interpreter) {
                 (Ok(a), Ok(b)) => a == b,
                 (Err(_), Err(_)) => true,
                 _ => false,
             };
-            if !agree {
-                let show = |r: &Result<Value, String>| match r {
-                    Ok(v) => v.to_string(),
-                    Err(e) => format!("error: {e}"),
-                };
-                let by_interpreter = by_interpreter.map_err(|e| e.to_string());
-                let problem = format!(
+            let show = |r: &Result<Value, String>| match r {
+                Ok(v) => v.to_string(),
+                Err(e) => format!("error: {e}"),
+            };
+            (!agree).then(|| {
+                format!(
                     "the VM and the interpreter disagree for the check input {input}: vm {}, interpreter {}",
                     show(&by_vm),
                     show(&by_interpreter)
-                );
-                self.vm_refused = Some(problem.clone());
-                return Err(problem);
-            }
-        }
-        self.vm_refused = None;
-        Ok(())
+                )
+            })
+        });
+        self.vm_refused.clone_from(&disagreement);
+        disagreement.map_or(Ok(()), Err)
     }
 
     pub fn in_use(&self) -> DecisionEngine {
