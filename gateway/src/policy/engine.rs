@@ -2,8 +2,7 @@
 //! loaded bundle uses.
 //!
 //! - The **interpreter** evaluates the Rego as written. It is the reference:
-//!   the Rego tests run on it (they need `with`, which the VM cannot compile)
-//!   and it agrees with OPA on everything the tests and the matrix check.
+//!   the Rego tests run on it (they need `with`, which the VM cannot compile).
 //! - The **VM** (regorus's register VM) runs the same rules compiled to
 //!   bytecode, about three times faster on the baseline bundle (see
 //!   `cargo bench --bench policy`). It is what brings a cold decision under the
@@ -16,9 +15,9 @@
 //!   nothing) or by assigning an undefined function value (`v := f(x)`) makes
 //!   the whole rule undefined instead of falling through to the next `else`.
 //!   The baseline is written so that no chain relies on that (see
-//!   `policies/crosswalk/fields.rego`, `consent_decision`), and the tests prove
+//!   `policies/crosswalk/fields.rego`, `consent_decision`), and the tests show
 //!   both engines give identical decisions over the whole authorization matrix
-//!   and on every decision the Rego tests make.
+//!   and on every decision the Rego tests ask their `t_decide` helper for.
 //! - An operator's bundle might not be written that way. So at every load the
 //!   VM must compile the bundle and give exactly the interpreter's decision for
 //!   a spread of check inputs; otherwise the snapshot decides with the
