@@ -1,8 +1,10 @@
-# Tests of the gates in decision.rego, the decision's shape, and the properties
-# every decision must have, checked over a matrix of inputs. Also the shared test
+# Tests of the gates in decision.rego, of how fields.rego builds an "allow",
+# and of the decision's shape on one request per route. Also the shared test
 # helpers, prefixed t_: tests live in package crosswalk (the bundle's only root
 # is "crosswalk", so `opa eval -b policies/` accepts them) and must not collide
-# with the policy's own rule names.
+# with the policy's own rule names. Every decision the tests need goes through
+# t_decide, so that a Rust test can run them all again with the VM deciding
+# (gateway/src/policy/tests/engines.rs).
 package crosswalk
 
 import data.crosswalk.catalog
