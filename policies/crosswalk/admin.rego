@@ -4,11 +4,11 @@ package crosswalk
 
 import rego.v1
 
-admin_decision := allow_decision(release_all, "admin: the audit log", false) if {
+admin_decision := allow_decision(release_all, "admin: the audit log", "route") if {
 	input.resource == "audit_entry"
-} else := allow_decision(release_all, "admin: consent records", false) if {
+} else := allow_decision(release_all, "admin: consent records", "route") if {
 	input.resource == "consent"
-} else := allow_decision(admin_view, "admin: operational view without identities", false) if {
+} else := allow_decision(admin_view, "admin: operational view without identities", "route") if {
 	input.resource in {"referral", "outcome", "case_status"}
 } else := deny("admin: no rule allows this request")
 
@@ -24,4 +24,4 @@ admin_by_class := {
 	"free_text": "withhold",
 }
 
-admin_view := {name: admin_by_class[class] | some name, class in field_class}
+admin_view := by_class(admin_by_class)

@@ -39,7 +39,7 @@ test_admin_sees_no_identities if {
 			d := t_decide(t_req("admin", "read", resource, rel))
 			d.effect == "allow"
 			d.fields == t_admin_expected(resource)
-			d.consent_id == null
+			d.consent_used == false
 		}
 	}
 }

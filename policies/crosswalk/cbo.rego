@@ -6,22 +6,26 @@ package crosswalk
 
 import rego.v1
 
-cbo_decision := allow_decision(cbo_assigned_referral, "assigned CBO: minimum contact details to follow up", false) if {
+cbo_decision := allow_decision(cbo_assigned_referral, "assigned CBO: minimum contact details to follow up", "route") if {
 	input.resource == "referral"
 	relationship == "assigned_cbo"
-} else := allow_decision(release_all, "CBO: outcome of a referral assigned to it", false) if {
+} else := allow_decision(release_all, "CBO: outcome of a referral assigned to it", "route") if {
 	# Added to the contract: `submitter` too, for the CBO that recorded the outcome.
 	input.resource == "outcome"
 	relationship in {"assigned_cbo", "submitter"}
-} else := d if {
+} else := allow_decision(release_all, "CBO: a consent it recorded", "route") if {
+	input.resource == "consent"
+	relationship == "submitter"
+} else := consent_decision(
+	"CBO: case status under the person's consent covering this CBO, this purpose and these fields",
+	cbo_refused,
+) if {
 	# Health case status is another partner's record: only under consent.
 	# case_ref (a direct identifier) is always withheld on this route.
 	input.resource == "case_status"
-	d := consent_decision("CBO: case status under the person's consent covering this CBO, this purpose and these fields")
-} else := allow_decision(release_all, "CBO: a consent it recorded", false) if {
-	input.resource == "consent"
-	relationship == "submitter"
-} else := deny("CBO: not assigned to this record, and no consent covers it")
+} else := cbo_refused
+
+cbo_refused := deny("CBO: not assigned to this record, and no consent covers it")
 
 # Who the person is and how to reach them, what they need, and the follow-up
 # state. Withheld: cad_number, officer_id and arrested (police detail that does

@@ -22,7 +22,7 @@ test_cbo_assigned_referral_minimum_contact_details if {
 			d.fields == t_cbo_referral_fields
 			d.reason == "assigned CBO: minimum contact details to follow up"
 			d.notices == []
-			d.consent_id == null
+			d.consent_used == false
 		}
 	}
 }
@@ -59,7 +59,7 @@ test_cbo_outcome_of_assigned_referral_released if {
 		d := t_decide(t_req("cbo", "list", "outcome", rel))
 		d.effect == "allow"
 		d.fields == t_all("outcome", "release")
-		d.consent_id == null
+		d.consent_used == false
 	}
 }
 
@@ -81,7 +81,7 @@ test_cbo_case_status_under_consent_naming_cbo_kind if {
 	d := t_decide(t_with(t_req("cbo", "read", "case_status", "none"), {"consent": c}))
 	d.effect == "allow"
 	d.fields == object.union(t_all("case_status", "release"), {"case_ref": "withhold"})
-	d.consent_id == "c-1"
+	d.consent_used == true
 	d.notices == []
 }
 
@@ -93,7 +93,7 @@ test_cbo_case_status_under_consent_covering_some_classes if {
 		"id": "withhold", "submitted_by": "withhold", "case_ref": "withhold",
 		"program": "release", "status": "release", "effective_at": "withhold",
 	}
-	d.consent_id == "c-1"
+	d.consent_used == true
 }
 
 test_cbo_case_status_consent_for_another_recipient_denied if {

@@ -5,7 +5,7 @@
 # The decision is always exactly one object:
 #   {"effect": "allow" | "aggregate_only" | "deny",
 #    "fields": {"<field>": "release" | "pseudonymize" | "generalize" | "withhold", ...},
-#    "reason": "...", "notices": [...], "consent_id": "<id>" | null}
+#    "reason": "...", "notices": [...], "consent_used": true | false}
 # `fields` lists every catalog field of the resource when effect is "allow", and
 # is {} otherwise. See README.md for the input.
 #
@@ -24,7 +24,7 @@ default decision := {
 	"fields": {},
 	"reason": "no rule allows this request",
 	"notices": [],
-	"consent_id": null,
+	"consent_used": false,
 }
 
 # One ordered chain: the first matching line decides, so the decision can never
@@ -81,7 +81,7 @@ deny(reason) := {
 	"fields": {},
 	"reason": reason,
 	"notices": [],
-	"consent_id": null,
+	"consent_used": false,
 }
 
 aggregate_only(reason) := {
@@ -89,5 +89,5 @@ aggregate_only(reason) := {
 	"fields": {},
 	"reason": reason,
 	"notices": [],
-	"consent_id": null,
+	"consent_used": false,
 }

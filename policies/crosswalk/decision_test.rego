@@ -1,8 +1,10 @@
-# Tests of the gates in decision.rego, the decision's shape, and the properties
-# every decision must have, checked over a matrix of inputs. Also the shared test
+# Tests of the gates in decision.rego, of how fields.rego builds an "allow",
+# and of the decision's shape on one request per route. Also the shared test
 # helpers, prefixed t_: tests live in package crosswalk (the bundle's only root
 # is "crosswalk", so `opa eval -b policies/` accepts them) and must not collide
-# with the policy's own rule names.
+# with the policy's own rule names. Every decision the tests need goes through
+# t_decide, so that a Rust test can run them all again with the VM deciding
+# (gateway/src/policy/tests/engines.rs).
 package crosswalk
 
 import data.crosswalk.catalog
@@ -52,7 +54,7 @@ t_deny_shape(d) if {
 	d.effect == "deny"
 	d.fields == {}
 	d.notices == []
-	d.consent_id == null
+	d.consent_used == false
 }
 
 # ---------------------------------------------------------------------------
@@ -179,7 +181,7 @@ test_aggregate_ignores_relationship_and_consent if {
 	d := t_decide(r)
 	d.effect == "aggregate_only"
 	d.fields == {}
-	d.consent_id == null
+	d.consent_used == false
 }
 
 test_no_aggregates_of_consents_or_audit if {
@@ -242,53 +244,50 @@ test_read_matrix_without_consent if {
 }
 
 # ---------------------------------------------------------------------------
-# Properties of every decision, over a matrix of inputs: every kind (and an
-# unknown one) x resource (and an unknown one) x action (and an unknown one) x
-# relationship x an allowed and a disallowed purpose x no consent / a broad
-# consent naming the requester (also under Part 2) / a consent for someone else
-# x a Part 2 record or not.
+# Building an "allow" (fields.rego): only catalog fields, only known actions
 # ---------------------------------------------------------------------------
 
-t_matrix contains r if {
-	some kind in array.concat(vocabulary.kinds, ["stranger"])
-	some resource in array.concat(vocabulary.resources, ["subject"])
-	some action in array.concat(vocabulary.actions, ["delete"])
-	some rel in vocabulary.relationships
-	some purpose in {object.get(t_purpose, kind, "CAREMGT"), "PATRQT"}
-	some on_file in t_matrix_consents(kind)
-	some part2 in {false, true}
-	r := {
-		"requester": {"id": object.get(t_ids, kind, "stranger-1"), "kind": kind},
-		"purpose": purpose,
-		"action": action,
-		"resource": resource,
-		"relationship": rel,
-		"record": {"part2": part2},
-		"consent": on_file,
-	}
+# A route that names a field the catalog does not (here: one an operator
+# removed) does not bring it back: the decision lists the catalog's fields.
+test_a_route_cannot_add_a_field_the_catalog_lacks if {
+	trimmed := json.remove(catalog, ["referral/cad_number"])
+	d := t_decide(t_req("police", "read", "referral", "submitter")) with data.crosswalk.catalog as trimmed
+	d.effect == "allow"
+	object.keys(d.fields) == object.keys(trimmed.referral)
+	d.fields.officer_id == "release"
 }
 
-t_matrix_consents(kind) := [
-	null,
-	t_consent([object.get(t_ids, kind, "stranger-1")], t_all_purposes, vocabulary.classes, [object.get(t_ids, kind, "stranger-1")]),
-	t_consent(["someone-else"], t_all_purposes, vocabulary.classes, ["someone-else"]),
-]
+# An action the vocabulary does not know leaves the field withheld (here:
+# "release" taken out of the vocabulary).
+test_an_unknown_field_action_leaves_the_field_withheld if {
+	d := t_decide(t_req("cbo", "read", "referral", "assigned_cbo")) with data.crosswalk.vocabulary.field_actions as ["pseudonymize", "generalize", "withhold"]
+	d.effect == "allow"
+	d.fields == t_all("referral", "withhold")
+}
 
-t_all_purposes := sort([code | some code, _ in vocabulary.purposes])
+# ---------------------------------------------------------------------------
+# The shape of every decision. The exhaustive check, over every kind, resource,
+# action, relationship, purpose, consent on file and Part 2 flag, is the Rust
+# authorization matrix test (gateway/src/policy/matrix), which also renders
+# MATRIX.md; it is not repeated here because these tests run at every gateway
+# start. Here: one request per route and per gate, and what an unknown value
+# does at each gate.
+# ---------------------------------------------------------------------------
 
 # Every decision is one object of the contract's shape.
 t_well_formed(r, d) if {
-	object.keys(d) == {"effect", "fields", "reason", "notices", "consent_id"}
+	object.keys(d) == {"effect", "fields", "reason", "notices", "consent_used"}
 	d.effect in {"allow", "aggregate_only", "deny"}
 	is_object(d.fields)
 	is_string(d.reason)
 	d.reason != ""
 	is_array(d.notices)
+	is_boolean(d.consent_used)
 	t_allow_fields_ok(r, d)
 }
 
 # "allow" lists every catalog field of the resource with a known action; the
-# other effects list none.
+# other effects list none, carry no notice and use no consent.
 t_allow_fields_ok(r, d) if {
 	d.effect == "allow"
 	object.keys(d.fields) == object.keys(catalog[r.resource])
@@ -301,84 +300,82 @@ t_allow_fields_ok(_, d) if {
 	d.effect != "allow"
 	d.fields == {}
 	d.notices == []
-	d.consent_id == null
+	d.consent_used == false
 }
 
-# Notices are present exactly when a substance-use field is disclosed.
-t_discloses_part2(r, d) if {
-	r.record.part2 == true
-	some name, action in d.fields
-	catalog[r.resource][name].class == "health"
-	action != "withhold"
+# A consent covering every purpose and class, naming the requester by id, also
+# under Part 2.
+t_broad_consent(kind) := t_consent([t_ids[kind]], t_all_purposes, vocabulary.classes, [t_ids[kind]])
+
+t_all_purposes := sort([code | some code, _ in vocabulary.purposes])
+
+# One request for each line of each kind's rule, with and without a consent on
+# file, on a Part 2 record and not.
+t_routes := [
+	t_req("police", "read", "referral", "submitter"),
+	t_req("police", "read", "referral", "none"),
+	t_req("police", "read", "outcome", "none"),
+	t_req("police", "list", "case_status", "none"),
+	t_req("police", "read", "consent", "submitter"),
+	t_req("cbo", "read", "referral", "assigned_cbo"),
+	t_req("cbo", "list", "outcome", "submitter"),
+	t_req("cbo", "read", "consent", "submitter"),
+	t_req("cbo", "read", "case_status", "none"),
+	t_req("cbo", "read", "referral", "none"),
+	t_req("health", "read", "case_status", "submitter"),
+	t_req("health", "read", "case_status", "linked_health"),
+	t_req("health", "read", "consent", "submitter"),
+	t_req("health", "read", "referral", "none"),
+	t_req("health", "read", "audit_entry", "none"),
+	t_req("evaluator", "read", "outcome", "none"),
+	t_req("evaluator", "export", "referral", "none"),
+	t_req("evaluator", "export", "consent", "none"),
+	t_req("admin", "read", "audit_entry", "none"),
+	t_req("admin", "read", "consent", "none"),
+	t_req("admin", "list", "case_status", "none"),
+	t_req("admin", "export", "referral", "none"),
+	t_req("cbo", "aggregate", "outcome", "none"),
+	t_req("cbo", "aggregate", "audit_entry", "none"),
+]
+
+t_route_variants contains r if {
+	some base in t_routes
+	some on_file in [null, t_broad_consent(base.requester.kind)]
+	some part2 in [false, true]
+	r := object.union(base, {"consent": on_file, "record": {"part2": part2}})
 }
 
-t_notices_ok(r, d) if {
-	t_discloses_part2(r, d)
-	d.notices == [vocabulary.notices.part2_redisclosure, sprintf(vocabulary.notices.part2_consent_scope, [r.consent.id, r.requester.id, concat(", ", sort(r.consent.purposes))])]
-}
-
-t_notices_ok(r, d) if {
-	not t_discloses_part2(r, d)
-	d.notices == []
-}
-
-# The decision names the consent exactly when the consent opened something:
-# the same request without it would have released less.
-t_consent_id_ok(r, d) if {
-	d.consent_id == null
-	not t_consent_opened(r, d)
-}
-
-t_consent_id_ok(r, d) if {
-	d.consent_id == r.consent.id
-	d.effect == "allow"
-	t_consent_opened(r, d)
-}
-
-t_consent_opened(r, d) if {
-	r.consent != null
-	without := t_decide(object.union(r, {"consent": null}))
-	without.fields != d.fields
-}
-
-# Police never receive a substance-use field.
-t_police_no_part2(r, _) if r.requester.kind != "police"
-
-t_police_no_part2(r, d) if {
-	r.requester.kind == "police"
-	not t_discloses_part2(r, d)
-}
-
-test_matrix_covers_every_combination if {
-	count(t_matrix) == ((((6 * 6) * 5) * 4) * 2) * 6
-}
-
-# Each property test collects the inputs whose decision breaks it (none when it holds).
-test_every_decision_is_well_formed if {
-	failures := {r | some r in t_matrix; not t_well_formed(r, t_decide(r))}
+test_every_route_gives_a_well_formed_decision if {
+	count(t_route_variants) == count(t_routes) * 4
+	failures := {r | some r in t_route_variants; not t_well_formed(r, t_decide(r))}
 	failures == set()
 }
 
-test_notices_present_exactly_when_substance_use_disclosed if {
-	failures := {r | some r in t_matrix; not t_notices_ok(r, t_decide(r))}
-	failures == set()
+# Each gate, given an unknown value, answers with a well-formed deny, whatever
+# else the request holds.
+test_unknown_values_give_well_formed_denies if {
+	every patch in [
+		{"requester": {"id": "x", "kind": "journalist"}},
+		{"action": "delete"},
+		{"resource": "subject"},
+		{"relationship": "owner"},
+		{"purpose": "MARKETING"},
+	] {
+		every r in t_route_variants {
+			d := t_decide(object.union(r, patch))
+			t_well_formed(r, d)
+			d.effect == "deny"
+		}
+	}
 }
 
-test_consent_id_only_when_consent_opened_record_level_data if {
-	failures := {r | some r in t_matrix; not t_consent_id_ok(r, t_decide(r))}
-	failures == set()
-}
-
-test_police_never_receive_substance_use_in_matrix if {
-	failures := {r | some r in t_matrix; not t_police_no_part2(r, t_decide(r))}
-	failures == set()
-}
-
-# The matrix reaches each effect, so the properties above are not vacuous.
-test_matrix_reaches_every_effect if {
-	seen := {[d.effect, d.notices != [], d.consent_id != null] | some r in t_matrix; d := t_decide(r)}
+# The routes above reach every effect, with and without notices and consent,
+# so the shape checks are not vacuous.
+test_routes_reach_every_effect if {
+	seen := {[d.effect, d.notices != [], d.consent_used] | some r in t_route_variants; d := t_decide(r)}
 	{s[0] | some s in seen} == {"allow", "aggregate_only", "deny"}
 	["allow", true, true] in seen
+	["allow", true, false] in seen
 	["allow", false, true] in seen
 	["allow", false, false] in seen
 }

@@ -8,7 +8,7 @@ import rego.v1
 
 evaluator_decision := deny("evaluator: nothing record-level through the API; request a de-identified export") if {
 	input.action in vocabulary.record_actions
-} else := allow_decision(evaluator_export, "evaluator: de-identified export (HIPAA Safe Harbor)", false) if {
+} else := allow_decision(evaluator_export, "evaluator: de-identified export (HIPAA Safe Harbor)", "route") if {
 	input.action == "export"
 	input.resource in vocabulary.export_resources
 } else := deny("evaluator: this resource is not exported")
@@ -27,15 +27,18 @@ evaluator_by_class := {
 }
 
 evaluator_export := object.union_n([
-	{name: evaluator_by_class[class] | some name, class in field_class},
+	by_class(evaluator_by_class),
 	# Which police department or CBO handled a record is not study data.
-	{name: "pseudonymize" | some name in {"submitted_by", "recorded_by"}; field_class[name] == "operational"},
+	{name: "pseudonymize" | some name in {"submitted_by", "recorded_by"}; classes[name] == "operational"},
 	# Gateway record ids are used outside the study (Safe Harbor (R)); a study
 	# pseudonym of them still joins outcomes to referrals within the export.
 	# Added to the contract, which released them.
 	{name: "pseudonymize" |
-		some name, spec in resource_fields
+		some name, spec in fields
 		spec.safe_harbor == "other_unique_number"
-		field_class[name] == "operational"
+		classes[name] == "operational"
 	},
-])
+]) if {
+	classes := field_class
+	fields := resource_fields
+}

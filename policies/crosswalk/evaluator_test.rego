@@ -54,7 +54,7 @@ test_evaluator_export_referral_safe_harbor if {
 			"follow_up_by": "release",
 		}
 		d.notices == []
-		d.consent_id == null
+		d.consent_used == false
 	}
 }
 
@@ -84,7 +84,7 @@ test_evaluator_export_withholds_substance_use if {
 	d.fields.program == "withhold"
 	d.fields.status == "withhold"
 	d.notices == []
-	d.consent_id == null
+	d.consent_used == false
 }
 
 test_evaluator_export_of_consents_and_audit_denied if {

@@ -3,6 +3,18 @@
 # A per-kind rule only says which fields its route opens and how; allow_decision
 # below turns that into the full decision, so no route can forget a field, the
 # Part 2 rules or the notices.
+#
+# Why the rules read the way they do (README.md, "How the gateway evaluates
+# it"): the Rego tests, and decisions whenever the VM cannot take them, run on
+# regorus's interpreter, which pays for each loop iteration, each function call
+# and, most of all, each reference to `data` or to another rule (a few
+# microseconds each). So a decision makes as few passes over the resource's
+# fields as it can, a rule or data document used inside a loop is first bound
+# to a local variable (`classes := field_class`), and class-based routes go
+# through a small per-class table (by_class). And no `else` branch fails inside
+# an iteration (a helper such as opens_something holds the loop), which
+# regorus's VM would get wrong. The meaning is plain Rego; only the spelling is
+# chosen for the engines.
 package crosswalk
 
 import data.crosswalk.catalog
@@ -12,22 +24,38 @@ import rego.v1
 # The catalog entries of the requested resource.
 resource_fields := catalog[input.resource]
 
+# Every field of the resource withheld: where every "allow" starts, so that a
+# field no route opens (e.g. one newly added to the catalog) stays withheld.
+withhold_all := {name: "withhold" | some name, _ in resource_fields}
+
 # Every field of the resource released as-is (for a partner's own records).
 release_all := {name: "release" | some name, _ in resource_fields}
 
+# The record carries 42 CFR Part 2 (substance-use program) information.
+part2_record if input.record.part2 == true
+
 # The class each field has for THIS record. A record flagged as carrying 42 CFR
-# Part 2 information (input.record.part2) has every `health` field treated as
-# `substance_use`. The contract states this for case_status; it is applied to
-# every resource so that an outcome or referral flagged Part 2 is protected the
-# same way (fail closed).
-field_class := object.union(
-	{name: spec.class | some name, spec in resource_fields},
-	{name: "substance_use" |
-		input.record.part2 == true
-		some name, spec in resource_fields
-		spec.class == "health"
-	},
-)
+# Part 2 information has every `health` field treated as `substance_use`. The
+# contract states this for case_status; it is applied to every resource so that
+# an outcome or referral flagged Part 2 is protected the same way (fail closed).
+field_class := declared_class if {
+	not part2_record
+} else := object.union(declared_class, {name: "substance_use" |
+	some name, class in declared_class
+	class == "health"
+})
+
+declared_class := {name: spec.class | some name, spec in resource_fields}
+
+# The fields that hold substance-use information on this record.
+substance_use_fields := {name | some name, class in field_class; class == "substance_use"}
+
+# A per-class table applied to every field of this record: {class: action} ->
+# {field: action}. Fields whose class the table does not name are left out (and
+# so stay withheld).
+by_class(table) := {name: table[class] | some name, class in classes} if {
+	classes := field_class
+}
 
 # ---------------------------------------------------------------------------
 # Building an "allow"
@@ -36,66 +64,82 @@ field_class := object.union(
 # route_actions: {"<field>": action} for the fields the route opens. Every
 # catalog field starts withheld; the route's actions replace that (only for
 # catalog fields and known actions); then substance-use fields go back to
-# withheld unless a Part 2 consent permits. So a field newly added to the
-# catalog stays withheld until a rule opens it.
-# by_consent: true when the route exists only because of the person's consent.
-allow_decision(route_actions, reason, by_consent) := {
+# withheld unless the basis permits them. So a field newly added to the catalog
+# stays withheld until a rule opens it.
+#
+# basis: why the route exists, which decides how 42 CFR Part 2 applies:
+#   "route"   - the requester's own route (its referral, its assignment, its role):
+#               substance-use fields need a Part 2 consent naming it;
+#   "consent" - the route exists only because of the person's consent: the same,
+#               and the consent is recorded as used whenever it opens a field;
+#   "program" - a Part 2 program's own records returned to it: 42 CFR Part 2
+#               governs disclosures, and giving a program back what it submitted
+#               discloses nothing to anyone new, so no consent is needed; they
+#               still carry the redisclosure statement, so that whoever handles
+#               them there knows they are Part 2 records.
+allow_decision(route_actions, reason, basis) := {
 	"effect": "allow",
 	"fields": fields,
 	"reason": reason,
-	"notices": part2_notices(fields),
-	"consent_id": consent_used(fields, by_consent),
+	"notices": part2_notices(fields, basis),
+	"consent_used": consent_used(fields, basis),
 } if {
-	fields := object.union_n([
-		{name: "withhold" | some name, _ in field_class},
-		{name: action |
-			some name, action in route_actions
-			field_class[name]
-			action in vocabulary.field_actions
-		},
-		part2_withheld,
-	])
+	catalog_fields := resource_fields
+	known_actions := vocabulary.field_actions
+	opened := {name: action |
+		some name, action in route_actions
+		catalog_fields[name]
+		action in known_actions
+	}
+	fields := object.union_n([withhold_all, opened, part2_withheld(basis)])
 }
 
 # 42 CFR Part 2: substance-use information leaves only under a Part 2 consent
-# that names this recipient (and never to police: see part2_consent_permits).
-part2_withheld := {name: "withhold" |
-	input.record.part2 == true
+# that names this recipient (and never to police: see part2_consent_permits),
+# or to the program whose records they are.
+part2_withheld(basis) := {} if {
+	basis == "program"
+} else := {name: "withhold" | some name in substance_use_fields} if {
+	part2_record
 	not part2_consent_permits
-	some name, class in field_class
-	class == "substance_use"
-}
+} else := {}
 
 # True when at least one substance-use field is disclosed in any form.
 discloses_substance_use(fields) if {
-	input.record.part2 == true
-	some name, action in fields
-	field_class[name] == "substance_use"
-	action != "withhold"
+	part2_record
+	some name in substance_use_fields
+	fields[name] != "withhold"
 }
 
 # 42 CFR §2.32: every disclosure of Part 2 information made with the patient's
 # consent carries the redisclosure statement and an explanation of the scope of
-# the consent.
-part2_notices(fields) := [vocabulary.notices.part2_redisclosure, scope] if {
-	discloses_substance_use(fields)
+# the consent. A program's own records carry the statement only: no consent
+# was used, so there is no scope to explain.
+part2_notices(fields, basis) := [] if {
+	not discloses_substance_use(fields)
+} else := [vocabulary.notices.part2_redisclosure] if {
+	basis == "program"
+} else := [vocabulary.notices.part2_redisclosure, scope] if {
 	scope := sprintf(vocabulary.notices.part2_consent_scope, [
-		object.get(consent, "id", "(no id)"),
 		input.requester.id,
 		concat(", ", sort(consent_purposes)),
 	])
-} else := []
+}
 
-# The consent is recorded in the decision (and so in the audit log) exactly when
-# it opened record-level data: a consent route that released something, or a
-# substance-use field released under a Part 2 consent.
-consent_used(fields, by_consent) := object.get(consent, "id", null) if {
-	by_consent
-	some action in fields
-	action != "withhold"
-} else := object.get(consent, "id", null) if {
+# Whether the consent opened record-level data: a consent route that released
+# something, or a substance-use field released under a Part 2 consent. The
+# gateway then records the consent's id with the disclosure; the decision
+# itself never names the consent, so that one decision serves every consent
+# with the same scope (and the decision cache can share it).
+consent_used(fields, "consent") := true if {
+	opens_something(fields)
+} else := false
+
+consent_used(fields, "route") := true if {
 	discloses_substance_use(fields)
-} else := null
+} else := false
+
+consent_used(_, "program") := false
 
 # ---------------------------------------------------------------------------
 # Consent
@@ -143,23 +187,30 @@ part2_consent_permits if {
 	consent_covers_purpose
 }
 
-# What a consent opens on another partner's record: the classes it covers,
-# except direct identifiers, which never cross between partners (records are
-# linked by pseudonym, so neither side learns the other's identifiers).
-# Substance-use fields are opened here and then decided by the Part 2 check
-# alone (part2_withheld).
-consent_route_actions := object.union_n([
-	{name: "release" | some name, class in field_class; class in consent_classes},
-	{name: "release" | some name, class in field_class; class == "substance_use"},
-	{name: "withhold" | some name, class in field_class; class == "direct_identifier"},
+# What a consent opens on another partner's record, class by class: the classes
+# it covers, except direct identifiers, which never cross between partners
+# (records are linked by pseudonym, so neither side learns the other's
+# identifiers). Substance-use fields are opened here and then decided by the
+# Part 2 check alone (part2_withheld).
+consent_class_actions := object.union_n([
+	{class: "release" | some class in consent_classes},
+	{"substance_use": "release"},
+	{"direct_identifier": "withhold"},
 ])
 
-# The consent route of any kind: defined only when a consent applies AND it
-# releases at least one field of this record; otherwise the kind's fallback
-# (aggregate_only for police, deny for others) decides.
-consent_decision(reason) := d if {
+# The consent route of any kind: the consent's view when a consent applies AND
+# it releases at least one field of this record; otherwise the kind's fallback
+# (`otherwise`: aggregate_only for police, deny for others). The fallback is an
+# argument, not a later `else` in the kind's rule, so that every rule chain
+# stays a plain sequence of conditions.
+consent_decision(reason, otherwise) := d if {
 	consent_applies
-	d := allow_decision(consent_route_actions, reason, true)
-	some action in d.fields
+	d := allow_decision(by_class(consent_class_actions), reason, "consent")
+	opens_something(d.fields)
+} else := otherwise
+
+# At least one field is released in some form.
+opens_something(fields) if {
+	some action in fields
 	action != "withhold"
 }

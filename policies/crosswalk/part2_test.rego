@@ -18,7 +18,7 @@ test_part2_without_consent_withheld if {
 	d.fields.resources == "withhold"
 	d.fields["subject.phone"] == "release"
 	d.notices == []
-	d.consent_id == null
+	d.consent_used == false
 }
 
 test_part2_with_consent_naming_recipient_released_with_notices if {
@@ -28,9 +28,9 @@ test_part2_with_consent_naming_recipient_released_with_notices if {
 	d.fields.resources == "release"
 	d.notices == [
 		vocabulary.notices.part2_redisclosure,
-		"Scope of the patient's consent (42 CFR 2.32(b)): consent c-1 permits disclosure of this record to cbo-north for these purposes of use: CAREMGT.",
+		"Scope of the patient's consent (42 CFR 2.32(b)): the patient's consent permits disclosure of this record to cbo-north for these purposes of use: CAREMGT.",
 	]
-	d.consent_id == "c-1"
+	d.consent_used == true
 }
 
 # §2.31: a Part 2 consent names the recipient; a partner kind is not enough.
@@ -38,14 +38,14 @@ test_part2_consent_naming_only_the_kind_withheld if {
 	d := t_decide(t_cbo_part2_referral(t_part2_consent(["cbo"], ["CAREMGT"])))
 	d.fields.status == "withhold"
 	d.notices == []
-	d.consent_id == null
+	d.consent_used == false
 }
 
 test_part2_consent_naming_another_recipient_withheld if {
 	d := t_decide(t_cbo_part2_referral(t_part2_consent(["cbo-south", "county-health"], ["CAREMGT"])))
 	d.fields.resources == "withhold"
 	d.notices == []
-	d.consent_id == null
+	d.consent_used == false
 }
 
 test_part2_consent_not_covering_purpose_withheld if {
@@ -63,10 +63,27 @@ test_part2_outcome_of_assigned_referral if {
 	with_consent := t_decide(t_with(t_req("cbo", "read", "outcome", "assigned_cbo"), object.union(t_part2, {"consent": t_part2_consent(["cbo-north"], ["CAREMGT"])})))
 	with_consent.fields.kind == "release"
 	count(with_consent.notices) == 2
-	with_consent.consent_id == "c-1"
+	with_consent.consent_used == true
 }
 
-test_part2_health_own_case_status_needs_part2_consent if {
+# Returning a program's own records to it is not a disclosure under 42 CFR
+# Part 2: the health partner that submitted a Part 2 case status sees all of
+# it, with the redisclosure statement (no consent was used, so there is no
+# consent scope to explain), whatever consent is or is not on file.
+test_part2_health_submitter_sees_its_own_case_status if {
+	every c in [null, t_part2_consent(["someone-else"], ["TREAT"]), t_part2_consent(["county-health"], ["CAREMGT"])] {
+		d := t_decide(t_with(t_req("health", "read", "case_status", "submitter"), object.union(t_part2, {"consent": c})))
+		d.effect == "allow"
+		d.fields == t_all("case_status", "release")
+		d.notices == [vocabulary.notices.part2_redisclosure]
+		d.consent_used == false
+		d.reason == "health: case status it submitted"
+	}
+}
+
+# Only its own: the same partner linked to the person, but not the submitter of
+# this case status, still needs a Part 2 consent naming it.
+test_part2_health_linked_case_status_needs_part2_consent if {
 	without := t_decide(t_with(t_req("health", "read", "case_status", "linked_health"), t_part2))
 	without.effect == "allow"
 	without.fields.program == "withhold"
@@ -77,7 +94,7 @@ test_part2_health_own_case_status_needs_part2_consent if {
 	with_consent.fields.program == "release"
 	with_consent.fields.status == "release"
 	count(with_consent.notices) == 2
-	with_consent.consent_id == "c-1"
+	with_consent.consent_used == true
 }
 
 # Under a consent route the Part 2 check alone opens substance-use fields; the
@@ -91,7 +108,7 @@ test_part2_cbo_case_status_under_consent if {
 		"program": "release", "status": "release", "effective_at": "withhold",
 	}
 	count(d.notices) == 2
-	d.consent_id == "c-1"
+	d.consent_used == true
 }
 
 test_part2_cbo_case_status_without_part2_naming_withheld if {
@@ -101,7 +118,7 @@ test_part2_cbo_case_status_without_part2_naming_withheld if {
 	d.fields.program == "withhold"
 	d.fields.id == "release"
 	d.notices == []
-	d.consent_id == "c-1"
+	d.consent_used == true
 }
 
 test_part2_never_to_police if {
@@ -126,7 +143,7 @@ test_part2_no_notice_without_the_flag if {
 	d := t_decide(t_with(t_req("cbo", "read", "referral", "assigned_cbo"), {"consent": t_part2_consent(["cbo-north"], ["CAREMGT"])}))
 	d.fields.status == "release"
 	d.notices == []
-	d.consent_id == null
+	d.consent_used == false
 }
 
 test_part2_admin_with_part2_consent_gets_notices if {
@@ -134,5 +151,5 @@ test_part2_admin_with_part2_consent_gets_notices if {
 	d := t_decide(t_with(t_req("admin", "read", "case_status", "none"), object.union(t_part2, {"consent": c})))
 	d.fields.program == "release"
 	d.notices[0] == vocabulary.notices.part2_redisclosure
-	d.consent_id == "c-1"
+	d.consent_used == true
 }

@@ -6,16 +6,16 @@ package crosswalk
 
 import rego.v1
 
-police_decision := allow_decision(police_own_referral, "police: own referral; follow-up status withheld (outcomes reach police only in aggregate or under consent)", false) if {
+police_decision := allow_decision(police_own_referral, "police: own referral; follow-up status withheld (outcomes reach police only in aggregate or under consent)", "route") if {
 	input.resource == "referral"
 	relationship == "submitter"
 } else := deny("police: not its own referral") if {
 	# A police partner never sees another police partner's referrals.
 	input.resource == "referral"
-} else := d if {
-	input.resource in {"outcome", "case_status"}
-	d := consent_decision("police: record-level outcome under the person's consent covering police, this purpose and these fields")
-} else := aggregate_only("police: outcomes only in aggregate without a consent covering police, this purpose and these fields") if {
+} else := consent_decision(
+	"police: record-level outcome under the person's consent covering police, this purpose and these fields",
+	aggregate_only("police: outcomes only in aggregate without a consent covering police, this purpose and these fields"),
+) if {
 	input.resource in {"outcome", "case_status"}
 } else := deny("police: no rule allows this request")
 

@@ -12,7 +12,7 @@ test_police_own_referral_released_except_status if {
 		d.effect == "allow"
 		d.fields == object.union(t_all("referral", "release"), {"status": "withhold"})
 		d.notices == []
-		d.consent_id == null
+		d.consent_used == false
 	}
 }
 
@@ -36,7 +36,7 @@ test_police_referral_ignores_consent if {
 	c := t_consent(["police"], ["CAREMGT"], vocabulary.classes, ["pd"])
 	own := t_decide(t_with(t_req("police", "read", "referral", "submitter"), {"consent": c}))
 	own.fields.status == "withhold"
-	own.consent_id == null
+	own.consent_used == false
 	other := t_decide(t_with(t_req("police", "read", "referral", "none"), {"consent": c}))
 	t_deny_shape(other)
 }
@@ -47,7 +47,7 @@ test_police_outcomes_without_consent_aggregate_only if {
 			d := t_decide(t_req("police", "read", resource, rel))
 			d.effect == "aggregate_only"
 			d.fields == {}
-			d.consent_id == null
+			d.consent_used == false
 		}
 	}
 }
@@ -61,7 +61,7 @@ test_police_outcome_under_consent_naming_police_kind if {
 		"kind": "release", "resource": "release",
 		"occurred_at": "withhold", "notes": "withhold",
 	}
-	d.consent_id == "c-1"
+	d.consent_used == true
 	d.notices == []
 }
 
@@ -74,7 +74,7 @@ test_police_outcome_under_consent_naming_partner_id if {
 		"kind": "release", "resource": "release",
 		"occurred_at": "release", "notes": "release",
 	}
-	d.consent_id == "c-1"
+	d.consent_used == true
 }
 
 test_police_consent_for_another_recipient_aggregate_only if {
@@ -82,7 +82,7 @@ test_police_consent_for_another_recipient_aggregate_only if {
 		c := t_consent(recipients, ["CAREMGT"], vocabulary.classes, [])
 		d := t_decide(t_with(t_req("police", "read", "outcome", "submitter"), {"consent": c}))
 		d.effect == "aggregate_only"
-		d.consent_id == null
+		d.consent_used == false
 	}
 }
 
@@ -96,7 +96,7 @@ test_police_consent_not_covering_any_class_aggregate_only if {
 	c := t_consent(["police"], ["CAREMGT"], ["justice", "direct_identifier"], [])
 	d := t_decide(t_with(t_req("police", "read", "outcome", "submitter"), {"consent": c}))
 	d.effect == "aggregate_only"
-	d.consent_id == null
+	d.consent_used == false
 }
 
 # A malformed consent (lists that are not arrays) opens nothing.
@@ -113,7 +113,7 @@ test_police_case_status_under_consent_without_case_ref if {
 	d := t_decide(t_with(t_req("police", "read", "case_status", "none"), {"consent": c}))
 	d.effect == "allow"
 	d.fields == object.union(t_all("case_status", "release"), {"case_ref": "withhold"})
-	d.consent_id == "c-1"
+	d.consent_used == true
 }
 
 # 42 CFR §2.32: substance-use information never reaches police, whatever the

@@ -3,6 +3,11 @@
 //! The cache lives in the snapshot, so a reload starts with an empty one: a
 //! decision is never served by a bundle other than the one that made it.
 //!
+//! The key is the [`DecisionInput`], which holds exactly what the policy sees:
+//! the consent on file counts by its scope, not its id (see
+//! [`super::ConsentScope`]), so a police list of a thousand outcomes under a
+//! thousand consents of one scope costs one evaluation.
+//!
 //! Bounded by emptying it when full rather than by LRU bookkeeping: the working
 //! set (partners × purposes × actions × resources × relationships × consents on
 //! file) is small, a miss costs one evaluation, and a hit stays a read lock and

@@ -43,7 +43,7 @@ pub fn eval(dir: &Path, input: &Path, out: &mut impl std::io::Write) -> anyhow::
     let mut json = serde_json::Deserializer::from_str(&text);
     let question: DecisionInput = serde_path_to_error::deserialize(&mut json).map_err(|e| {
         anyhow::anyhow!(
-            "{}: {}: {} (see policies/CONTRACT.md for the input document)",
+            "{}: {}: {} (see policies/README.md for the input document)",
             input.display(),
             e.path(),
             e.inner()

@@ -2,8 +2,9 @@
 //!
 //! `data.crosswalk.decision` is parsed strictly: an unknown effect or field action,
 //! a missing or extra key, a field the catalog does not name (or a catalog field
-//! an `allow` forgets), a consent id that is not the one on file, or substance-use
-//! information released without a notice — each is an error, and an error is a
+//! an `allow` forgets), a consent used when none is on file, notices or a consent
+//! on a decision that releases nothing, or substance-use information released
+//! without a notice — each is an error, and an error is a
 //! deny (see [`super::Policy::decide`]). A policy bug therefore withholds; it never
 //! releases.
 
@@ -67,7 +68,7 @@ impl FieldAction {
 ///     fields: Default::default(),
 ///     reason: String::new(),
 ///     notices: Vec::new(),
-///     consent_id: None,
+///     consent_used: false,
 ///     policy_version: "forged".into(),
 /// };
 /// ```
@@ -80,8 +81,12 @@ pub struct Decision {
     /// Notices every release under this decision carries (e.g. the 42 CFR Part 2
     /// redisclosure notice).
     pub notices: Vec<String>,
-    /// The consent that allowed record-level release, if one did.
-    pub consent_id: Option<String>,
+    /// The consent on file opened record-level data (a consent route released
+    /// something, or a substance-use field was released under a Part 2 consent):
+    /// the caller records that consent's id with the disclosure
+    /// ([`Decision::consent_to_record`]). A flag, not the id, so that one decision
+    /// serves every consent with the same scope.
+    pub consent_used: bool,
     /// The bundle that decided: recorded with every disclosure.
     pub policy_version: Arc<str>,
     /// The resource's catalog entries, for shaping: how `generalize` and
@@ -98,7 +103,7 @@ struct RawDecision {
     fields: BTreeMap<String, FieldAction>,
     reason: String,
     notices: Vec<String>,
-    consent_id: Option<String>,
+    consent_used: bool,
 }
 
 impl Decision {
@@ -116,19 +121,21 @@ impl Decision {
         }
         match raw.effect {
             Effect::Allow => check_fields(&raw, plan, input)?,
-            Effect::AggregateOnly | Effect::Deny if !raw.fields.is_empty() => {
+            // Nothing is released, so there is nothing for a notice to travel
+            // with and no consent was used.
+            Effect::AggregateOnly | Effect::Deny
+                if !raw.fields.is_empty() || !raw.notices.is_empty() || raw.consent_used =>
+            {
                 return Err(format!(
-                    "data.crosswalk.decision: {} must not list fields",
+                    "data.crosswalk.decision: {} must not list fields or notices, or use a consent",
                     raw.effect.as_str()
                 ));
             }
             Effect::AggregateOnly | Effect::Deny => {}
         }
-        if let Some(id) = &raw.consent_id
-            && input.consent.as_ref().is_none_or(|c| &c.id != id)
-        {
+        if raw.consent_used && input.consent.is_none() {
             return Err(
-                "data.crosswalk.decision: consent_id is not the consent on file".to_owned(),
+                "data.crosswalk.decision: consent_used without a consent on file".to_owned(),
             );
         }
         Ok(Self {
@@ -136,7 +143,7 @@ impl Decision {
             fields: raw.fields,
             reason: raw.reason,
             notices: raw.notices,
-            consent_id: raw.consent_id,
+            consent_used: raw.consent_used,
             policy_version: Arc::clone(policy_version),
             plan: Arc::clone(plan),
         })
@@ -153,7 +160,7 @@ impl Decision {
             fields: BTreeMap::new(),
             reason: reason.to_owned(),
             notices: Vec::new(),
-            consent_id: None,
+            consent_used: false,
             policy_version: Arc::clone(policy_version),
             plan: Arc::clone(plan),
         }
@@ -162,6 +169,16 @@ impl Decision {
     /// Whether a record-level view may be produced.
     pub fn allows_records(&self) -> bool {
         self.effect == Effect::Allow
+    }
+
+    /// The id of the consent to record with a disclosure under this decision:
+    /// the consent on file in `input` (the question this decision answered),
+    /// when the decision says it opened record-level data.
+    pub fn consent_to_record<'a>(&self, input: &'a DecisionInput) -> Option<&'a str> {
+        self.consent_used
+            .then_some(input.consent.as_ref())
+            .flatten()
+            .map(|consent| consent.id.as_str())
     }
 
     /// The fields released in some form (not withheld), for the audit entry.

@@ -1,10 +1,12 @@
 //! What a decision is about: the policy's `input` document, typed.
 //!
-//! [`DecisionInput`] serializes to exactly the JSON `policies/CONTRACT.md`
+//! [`DecisionInput`] serializes to exactly the JSON `policies/README.md`
 //! describes, and is the decision cache's key: two requests with equal inputs get
 //! the same decision, which is what lets a list of a thousand records of one shape
 //! cost one evaluation. So it holds only what the policy may look at — never a
-//! record's identifiers, only facts about the record (`record.part2`).
+//! record's identifiers, only facts about the record (`record.part2`), and of the
+//! consent on file only its scope (the consent's id rides along for the caller's
+//! audit entry but is neither shown to the policy nor part of the key).
 
 use std::fmt;
 use std::str::FromStr;
@@ -106,10 +108,23 @@ pub struct RecordFacts {
     pub part2: bool,
 }
 
-/// What an active consent covers.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// An active consent on file: its id, for the caller's audit entry, and what it
+/// covers, for the policy.
+///
+/// The policy sees only the scope: `id` is not serialized into the input
+/// document, and equality and hashing ignore it. So the decision cannot depend
+/// on which consent it is, only on what it covers, and the decision cache
+/// shares one decision between every consent with the same scope (a police list
+/// of a thousand outcomes under a thousand consents costs one evaluation per
+/// distinct scope, not a thousand). A caller that gets a decision with
+/// [`Decision::consent_used`](super::Decision::consent_used) records this `id`
+/// with the disclosure itself ([`Decision::consent_to_record`](super::Decision::consent_to_record)).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsentScope {
+    /// The consent's id. Never shown to the policy; accepted (and ignored) in
+    /// an input document, so that `crosswalk policy eval` reads one that has it.
+    #[serde(default, skip_serializing)]
     pub id: String,
     /// Partner ids and/or partner kinds.
     pub recipients: Vec<String>,
@@ -118,6 +133,37 @@ pub struct ConsentScope {
     /// Partner ids named under 42 CFR Part 2 (empty if none).
     #[serde(default)]
     pub part2_recipients: Vec<String>,
+}
+
+impl ConsentScope {
+    /// Everything the policy sees, which is everything but the id. Destructured
+    /// field by field, so that a field added to the struct is a compile error
+    /// here until someone decides whether the policy sees it (and so whether
+    /// the cache key must include it).
+    fn scope(&self) -> (&[String], &[Purpose], &[FieldClass], &[String]) {
+        let Self {
+            id: _,
+            recipients,
+            purposes,
+            classes,
+            part2_recipients,
+        } = self;
+        (recipients, purposes, classes, part2_recipients)
+    }
+}
+
+impl PartialEq for ConsentScope {
+    fn eq(&self, other: &Self) -> bool {
+        self.scope() == other.scope()
+    }
+}
+
+impl Eq for ConsentScope {}
+
+impl std::hash::Hash for ConsentScope {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.scope().hash(state);
+    }
 }
 
 /// An HL7 `PurposeOfUse` code (`CAREMGT`, `PERFMSR`, ...), from the
@@ -210,13 +256,42 @@ mod tests {
             "resource": "case_status",
             "relationship": "assigned_cbo",
             "record": {"part2": true},
-            "consent": {"id": "c-1", "recipients": ["cbo"], "purposes": ["CAREMGT"],
+            "consent": {"recipients": ["cbo"], "purposes": ["CAREMGT"],
                         "classes": ["substance_use"], "part2_recipients": ["cbo-north"]},
         });
 
-        assert_eq!(serde_json::to_value(&input).expect("serializes"), expected);
+        assert_eq!(
+            serde_json::to_value(&input).expect("serializes"),
+            expected,
+            "the consent's id never reaches the policy"
+        );
         let back: DecisionInput = serde_json::from_value(expected).expect("parses");
         assert_eq!(back, input);
+        assert_eq!(back.consent.expect("consent").id, "", "no id given");
+        let mut with_id = serde_json::to_value(&input).expect("serializes");
+        with_id["consent"]["id"] = json!("c-9");
+        let back: DecisionInput = serde_json::from_value(with_id).expect("an id is accepted");
+        assert_eq!(back.consent.expect("consent").id, "c-9");
+    }
+
+    #[test]
+    fn consents_compare_and_hash_by_scope_not_by_id() {
+        use std::hash::BuildHasher as _;
+        let scope = |id: &str, classes: Vec<FieldClass>| ConsentScope {
+            id: id.into(),
+            recipients: vec!["police".into()],
+            purposes: vec!["CAREMGT".parse().expect("purpose")],
+            classes,
+            part2_recipients: Vec::new(),
+        };
+        let a = scope("c-1", vec![FieldClass::Health]);
+        let b = scope("c-2", vec![FieldClass::Health]);
+        let wider = scope("c-1", vec![FieldClass::Health, FieldClass::Operational]);
+
+        assert_eq!(a, b);
+        let state = std::hash::RandomState::new();
+        assert_eq!(state.hash_one(&a), state.hash_one(&b));
+        assert_ne!(a, wider);
     }
 
     #[test]

@@ -4,9 +4,17 @@
 //! A read flows: build a [`DecisionInput`] (who asks, for what purpose, which
 //! action on which resource, the relationship to the record, the record's Part 2
 //! flag, the active consent) → [`Policy::decide`] → [`release_view`] for each
-//! record with that [`Decision`]. The decision is the Rego document
-//! `data.crosswalk.decision`; `policies/CONTRACT.md` is the binding description of
-//! its input and output.
+//! record with that [`Decision`] → the audit entry, with
+//! [`Decision::consent_to_record`] as its consent. The decision is the Rego
+//! document `data.crosswalk.decision`; `policies/README.md` is the binding
+//! description of its input and output.
+//!
+//! # Engines
+//! regorus evaluates the bundle two ways ([`engine`]): its interpreter, the
+//! reference the Rego tests run on, and its bytecode VM, about three times
+//! faster, which decides whenever it gave exactly the interpreter's decisions
+//! on the load-time check questions (otherwise the interpreter decides, and the
+//! log says why). [`Policy::engine`] says which.
 //!
 //! # Never failing open
 //! - Start-up ([`Policy::load`]) and reload ([`Policy::reload`]) accept a bundle
@@ -17,6 +25,9 @@
 //! - A decision that does not parse strictly (unknown effect or action, a field
 //!   the catalog does not name, ...) or fails to evaluate is a deny, logged.
 //! - A field the decision does not name never reaches a view.
+//! - A decision depends on the consent's scope, never on which consent it is:
+//!   the id is not in the policy's input nor in the cache key, and the decision
+//!   says only whether the consent was used ([`Decision::consent_used`]).
 //!
 //! # Versions and reload
 //! A bundle's version is BLAKE3 over its files ([`bundle`]); every decision
@@ -35,13 +46,17 @@
 //!    return only [`release_view`]s — 404 when the effect allows no record-level
 //!    view, so that existence is not revealed.
 //! 5. Refresh the authorization matrix (`policies/MATRIX.md`):
-//!    `UPDATE_MATRIX=1 cargo test -p crosswalk matrix`, and review the diff.
+//!    `UPDATE_MATRIX=1 cargo test -p crosswalk matrix`, and review the diff. The
+//!    matrix test also decides every case on both engines; if the VM disagrees,
+//!    rewrite the rule as `policies/README.md` says (an `else` branch must not
+//!    fail inside an iteration).
 
 mod bundle;
 mod cache;
 mod catalog;
 pub mod commands;
 mod decision;
+mod engine;
 mod input;
 mod release;
 pub mod resources;
@@ -60,6 +75,7 @@ use arc_swap::ArcSwap;
 
 pub use self::catalog::FieldClass;
 pub use self::decision::{Decision, Effect, FieldAction};
+pub use self::engine::DecisionEngine;
 pub use self::input::{
     Action, ConsentScope, DecisionInput, InvalidPurpose, Purpose, RecordFacts, Relationship,
     Requester,
@@ -211,6 +227,26 @@ impl Policy {
         self.current
             .load()
             .evaluate(input)
+            .map_err(|problem| PolicyError::Evaluation { problem })
+    }
+
+    /// The engine that decides for the bundle in force: the VM, unless it could
+    /// not compile the bundle or disagreed with the interpreter at load.
+    pub fn engine(&self) -> DecisionEngine {
+        self.current.load().engine()
+    }
+
+    /// Evaluates `input` on a given engine, bypassing the cache: for the
+    /// benchmark's comparison of the two (the VM falls back to the interpreter
+    /// when the bundle does not compile for it).
+    pub fn evaluate_with(
+        &self,
+        engine: DecisionEngine,
+        input: &DecisionInput,
+    ) -> Result<Decision, PolicyError> {
+        self.current
+            .load()
+            .evaluate_with(engine, input)
             .map_err(|problem| PolicyError::Evaluation { problem })
     }
 }

@@ -1,23 +1,33 @@
-//! One loaded, checked bundle: the regorus engine, the compiled decision, the
+//! One loaded, checked bundle: the regorus engines, the compiled decision, the
 //! catalog and the decision cache — everything a reload replaces at once.
 //!
 //! Loading never fails open. A snapshot exists only once the bundle parsed, its
 //! data placed, its manifest roots respected, its catalog agreed with the code,
 //! `data.crosswalk.decision` gave a well-formed decision for probes of every
 //! resource by every partner kind, and every Rego test in every package passed.
+//! Which engine then decides (the VM, or the interpreter it must agree with) is
+//! [`super::engine`]'s business.
+//!
+//! Decisions are evaluated on an engine holding only the policy modules: the
+//! `*_test.rego` files (OPA's naming) are left out, because regorus's
+//! interpreter walks every module on each reference to `data`, so test modules
+//! slow every decision (by about a fifth on the baseline) without being able to
+//! change one. A policy module that needs a rule from a test file therefore
+//! fails to compile, at load.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
 use rayon::prelude::*;
-use regorus::{CompiledPolicy, Engine};
+use regorus::Engine;
 
 use super::PolicyError;
 use super::bundle::{Bundle, FileKind, check_data_roots, root_contains};
 use super::cache::{CAPACITY, DecisionCache};
 use super::catalog::Catalog;
 use super::decision::Decision;
+use super::engine::{DecisionEngine, DecisionEngines, agreement_inputs};
 use super::input::{Action, DecisionInput, RecordFacts, Relationship, Requester};
 use super::resources::Resource;
 use crate::config::PartnerKind;
@@ -32,13 +42,21 @@ static TEST_NAME: LazyLock<regex::Regex> = LazyLock::new(|| {
 /// Where the catalog sits under `data`.
 const CATALOG_PATH: [&str; 2] = ["crosswalk", "catalog"];
 
-/// The bundle parsed into an engine, before any check: what `crosswalk policy
+/// The bundle parsed into engines, before any check: what `crosswalk policy
 /// test` needs.
 pub(super) struct LoadedBundle {
     pub dir: PathBuf,
     pub version: Arc<str>,
+    /// Every module and the data: the Rego tests run here.
     pub engine: Engine,
+    /// The policy modules (not `*_test.rego`) and the data: decisions run here.
+    pub policy_engine: Engine,
     modules: Vec<Module>,
+}
+
+/// A test module, by OPA's naming convention.
+fn is_test_module(relative: &str) -> bool {
+    relative.ends_with("_test.rego")
 }
 
 /// A module of the bundle, as the test runner needs it.
@@ -54,20 +72,15 @@ impl LoadedBundle {
     pub fn load(dir: &Path) -> Result<Self, PolicyError> {
         let bundle = Bundle::read(dir)?;
         let roots = bundle.roots()?;
-        let mut engine = Engine::new();
+        let mut policy_engine = Engine::new();
+        let mut tests = Vec::new();
         for file in &bundle.files {
             match &file.kind {
-                FileKind::Rego => {
-                    engine
-                        .add_policy(file.path.display().to_string(), file.contents.clone())
-                        .map_err(|e| PolicyError::File {
-                            path: file.path.clone(),
-                            problem: e.to_string(),
-                        })?;
-                }
+                FileKind::Rego if is_test_module(&file.relative) => tests.push(file),
+                FileKind::Rego => add_policy(&mut policy_engine, file)?,
                 FileKind::Data { at, yaml } => {
                     add_data(
-                        &mut engine,
+                        &mut policy_engine,
                         file.path.as_path(),
                         &file.contents,
                         at,
@@ -77,6 +90,10 @@ impl LoadedBundle {
                 }
                 FileKind::Manifest => {}
             }
+        }
+        let mut engine = policy_engine.clone();
+        for file in tests {
+            add_policy(&mut engine, file)?;
         }
         let sources: HashMap<String, &str> = bundle
             .files
@@ -114,12 +131,13 @@ impl LoadedBundle {
             dir: dir.to_owned(),
             version: Arc::from(bundle.version()),
             engine,
+            policy_engine,
             modules,
         })
     }
 
-    /// Runs every `test_*` rule of every package; a test passes when it is `true`.
-    pub fn run_tests(&self) -> TestReport {
+    /// Every `test_*` rule of every package, as `data.<package>.test_<name>`.
+    pub fn test_names(&self) -> BTreeSet<String> {
         let mut tests = BTreeSet::new();
         for module in &self.modules {
             for candidate in TEST_NAME.find_iter(&module.contents) {
@@ -134,6 +152,12 @@ impl LoadedBundle {
                 }
             }
         }
+        tests
+    }
+
+    /// Runs every `test_*` rule of every package; a test passes when it is `true`.
+    pub fn run_tests(&self) -> TestReport {
+        let tests = self.test_names();
         // Tests are independent: each worker evaluates on its own engine clone
         // (evaluation needs `&mut`), and the report is put back in name order.
         let outcomes: Vec<(String, Result<(), String>)> = tests
@@ -162,6 +186,16 @@ impl LoadedBundle {
         }
         report
     }
+}
+
+fn add_policy(engine: &mut Engine, file: &super::bundle::BundleFile) -> Result<(), PolicyError> {
+    engine
+        .add_policy(file.path.display().to_string(), file.contents.clone())
+        .map(drop)
+        .map_err(|e| PolicyError::File {
+            path: file.path.clone(),
+            problem: e.to_string(),
+        })
 }
 
 /// Places one data file under `data` at its folder's path.
@@ -238,12 +272,9 @@ pub struct TestFailure {
 /// A loaded bundle that passed every check, with its decision cache.
 pub(super) struct Snapshot {
     pub version: Arc<str>,
-    /// The decision rule, compiled once. Evaluated by regorus's interpreter — the
-    /// engine the Rego tests run on. (regorus 0.14's register VM is about three
-    /// times faster on the baseline, but gives different answers for an `else`
-    /// whose body calls an undefined function, which the baseline does; a
-    /// decision engine that disagrees with the tests is not one to enforce.)
-    decision: CompiledPolicy,
+    /// The decision rule, compiled once for the interpreter and the VM; the VM
+    /// decides only if it agreed with the interpreter at load.
+    engines: DecisionEngines,
     catalog: Catalog,
     pub cache: DecisionCache,
 }
@@ -252,6 +283,7 @@ impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Snapshot")
             .field("version", &self.version)
+            .field("engine", &self.engines.in_use())
             .field("cached", &self.cache.len())
             .finish_non_exhaustive()
     }
@@ -274,16 +306,28 @@ impl Snapshot {
     fn load_with(dir: &Path, run_rego_tests: bool) -> Result<Self, PolicyError> {
         let mut loaded = LoadedBundle::load(dir)?;
         let catalog = Self::check_catalog(&loaded)?;
-        let decision = loaded
-            .engine
-            .compile_with_entrypoint(&DECISION_RULE.into())
+        let mut engines = DecisionEngines::compile(&mut loaded.policy_engine, DECISION_RULE)
             .map_err(|e| PolicyError::Decision {
                 dir: dir.to_owned(),
                 problem: format!("does not compile: {e}"),
             })?;
+        let checks: Vec<regorus::Value> = agreement_inputs()
+            .map(|input| input_document(&input))
+            .collect::<Result<_, _>>()
+            .map_err(|problem| PolicyError::Decision {
+                dir: dir.to_owned(),
+                problem,
+            })?;
+        if let Err(why) = engines.check_agreement(&checks) {
+            tracing::warn!(
+                policy_version = %loaded.version,
+                %why,
+                "the policy VM is not used for this bundle; deciding with the interpreter (slower, same decisions)"
+            );
+        }
         let snapshot = Self {
             version: Arc::clone(&loaded.version),
-            decision,
+            engines,
             catalog,
             cache: DecisionCache::new(CAPACITY),
         };
@@ -336,12 +380,30 @@ impl Snapshot {
         self.catalog.plan(resource)
     }
 
+    /// The engine that decides.
+    pub fn engine(&self) -> DecisionEngine {
+        self.engines.in_use()
+    }
+
+    #[cfg(test)]
+    pub fn engines(&self) -> &DecisionEngines {
+        &self.engines
+    }
+
     /// Evaluates the decision for `input`, bypassing the cache.
     pub fn evaluate(&self, input: &DecisionInput) -> Result<Decision, String> {
-        let document = serde_json::to_value(input).map_err(|e| e.to_string())?;
+        self.evaluate_with(self.engines.in_use(), input)
+    }
+
+    /// Evaluates the decision for `input` on `engine`, bypassing the cache.
+    pub fn evaluate_with(
+        &self,
+        engine: DecisionEngine,
+        input: &DecisionInput,
+    ) -> Result<Decision, String> {
         let output = self
-            .decision
-            .eval_with_input(regorus::Value::from(document))
+            .engines
+            .evaluate_with(engine, input_document(input)?)
             .map_err(|e| format!("evaluation failed: {e}"))?;
         if output == regorus::Value::Undefined {
             return Err(format!("{DECISION_RULE} is undefined"));
@@ -414,4 +476,11 @@ fn probe_inputs() -> impl Iterator<Item = DecisionInput> {
             })
         })
     })
+}
+
+/// The input document the policy sees.
+fn input_document(input: &DecisionInput) -> Result<regorus::Value, String> {
+    serde_json::to_value(input)
+        .map(regorus::Value::from)
+        .map_err(|e| e.to_string())
 }

@@ -12,6 +12,14 @@
 //! relationship with nothing on file (they are denied at the first gate, before
 //! consent or Part 2 can matter); permitted purposes are checked in every
 //! combination.
+//!
+//! Each case is decided by both engines (regorus's VM, which the gateway uses,
+//! and its interpreter, which the Rego tests run on), which must agree exactly;
+//! then the decision is checked against the baseline: the effect, the fields
+//! each route must withhold, the §2.32 notices word for word, and
+//! `consent_used` exactly when the consent changed what is released. This is
+//! the exhaustive check: the Rego tests, which run at every gateway start, keep
+//! to one request per rule.
 
 mod render;
 
@@ -21,6 +29,7 @@ use std::path::PathBuf;
 use rayon::prelude::*;
 
 use super::catalog::{FieldClass, ResourcePlan};
+use super::engine::DecisionEngine;
 use super::snapshot::Snapshot;
 use super::*;
 use crate::config::PartnerKind;
@@ -65,6 +74,10 @@ enum OnFile {
     Nothing,
     /// A consent naming another kind of partner only.
     AnotherKinds,
+    /// A consent naming the requester's kind for every purpose, but covering
+    /// only direct identifiers, which never cross between partners: it applies
+    /// and opens nothing (the kind's fallback decides).
+    IdentifiersOnly,
     /// A consent naming the requester's kind, for every purpose and class.
     Covering,
     /// The same, also naming the requester under 42 CFR Part 2.
@@ -72,9 +85,10 @@ enum OnFile {
 }
 
 impl OnFile {
-    const ALL: [Self; 4] = [
+    const ALL: [Self; 5] = [
         Self::Nothing,
         Self::AnotherKinds,
+        Self::IdentifiersOnly,
         Self::Covering,
         Self::CoveringPart2,
     ];
@@ -84,13 +98,17 @@ impl OnFile {
             Self::Nothing => return None,
             Self::AnotherKinds if kind == PartnerKind::Police => "cbo",
             Self::AnotherKinds => "police",
-            Self::Covering | Self::CoveringPart2 => kind.as_str(),
+            Self::IdentifiersOnly | Self::Covering | Self::CoveringPart2 => kind.as_str(),
         };
         Some(ConsentScope {
             id: "c-1".to_owned(),
             recipients: vec![recipient.to_owned()],
             purposes: PURPOSES.iter().map(|p| purpose(p)).collect(),
-            classes: FieldClass::ALL.to_vec(),
+            classes: if self == Self::IdentifiersOnly {
+                vec![FieldClass::DirectIdentifier]
+            } else {
+                FieldClass::ALL.to_vec()
+            },
             part2_recipients: if self == Self::CoveringPart2 {
                 vec![partner_id(kind).to_owned()]
             } else {
@@ -99,6 +117,7 @@ impl OnFile {
         })
     }
 
+    /// The consent opens record-level data on the consent routes.
     fn applies(self) -> bool {
         matches!(self, Self::Covering | Self::CoveringPart2)
     }
@@ -258,24 +277,94 @@ fn consent_route(case: &Case) -> bool {
     }
 }
 
+/// The §2.32 texts, from the bundle's vocabulary.
+struct Notices {
+    redisclosure: String,
+    /// With `%s` for the recipient and the consent's purposes.
+    scope: String,
+}
+
+impl Notices {
+    fn read() -> Self {
+        let path = bundle_dir().join("crosswalk/vocabulary/data.json");
+        let text = std::fs::read_to_string(path).expect("the vocabulary");
+        let vocabulary: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let notice = |key: &str| {
+            vocabulary["notices"][key]
+                .as_str()
+                .expect("a notice text")
+                .to_owned()
+        };
+        Self {
+            redisclosure: notice("part2_redisclosure"),
+            scope: notice("part2_consent_scope"),
+        }
+    }
+
+    /// Both texts, as a disclosure under the matrix's consent carries them.
+    fn under_consent(&self, case: &Case) -> Vec<String> {
+        let mut purposes = PURPOSES.to_vec();
+        purposes.sort_unstable();
+        let scope = self
+            .scope
+            .replacen("%s", partner_id(case.kind), 1)
+            .replacen("%s", &purposes.join(", "), 1);
+        vec![self.redisclosure.clone(), scope]
+    }
+}
+
+/// Whether `case` is a Part 2 program's own record coming back to it (not a
+/// disclosure under 42 CFR Part 2): a health partner's case status it
+/// submitted.
+fn own_program_record(case: &Case) -> bool {
+    (case.kind, case.resource, case.relationship)
+        == (
+            PartnerKind::Health,
+            Resource::CaseStatus,
+            Relationship::Submitter,
+        )
+}
+
 /// The field-level rules of the baseline an `allow` must respect.
-fn check_fields(case: &Case, decision: &Decision, plan: &ResourcePlan) -> Vec<String> {
+fn check_fields(
+    case: &Case,
+    decision: &Decision,
+    plan: &ResourcePlan,
+    notices: &Notices,
+) -> Vec<String> {
     let mut problems = Vec::new();
     let withheld = |field: &str| decision.fields.get(field) == Some(&FieldAction::Withhold);
-    for (field, action) in &decision.fields {
-        let class = effective_class(plan, field, case.part2);
-        if class == FieldClass::SubstanceUse && *action != FieldAction::Withhold {
-            if case.kind == PartnerKind::Police || case.on_file != OnFile::CoveringPart2 {
-                problems.push(format!(
-                    "{field} (substance use) disclosed without a Part 2 consent naming a non-police requester"
-                ));
+    let discloses_part2 = decision.fields.iter().any(|(field, action)| {
+        *action != FieldAction::Withhold
+            && effective_class(plan, field, case.part2) == FieldClass::SubstanceUse
+    });
+    if discloses_part2 {
+        if own_program_record(case) {
+            if decision.notices != [notices.redisclosure.clone()] {
+                problems.push(
+                    "its own Part 2 record must come back with the redisclosure statement only"
+                        .to_owned(),
+                );
             }
-            if decision.notices.len() != 2 || decision.consent_id.as_deref() != Some("c-1") {
+        } else {
+            if case.kind == PartnerKind::Police || case.on_file != OnFile::CoveringPart2 {
+                problems.push(
+                    "substance use disclosed without a Part 2 consent naming a non-police requester"
+                        .to_owned(),
+                );
+            }
+            if decision.notices != notices.under_consent(case) {
                 problems.push(format!(
-                    "{field} (substance use) disclosed without both §2.32 notices and the consent id"
+                    "substance use disclosed without both §2.32 notices: {:?}",
+                    decision.notices
                 ));
             }
         }
+    } else if !decision.notices.is_empty() {
+        problems.push("notices without substance-use information".to_owned());
+    }
+    for field in decision.fields.keys() {
+        let class = effective_class(plan, field, case.part2);
         let never = match (case.kind, case.resource, case.action) {
             (
                 PartnerKind::Admin,
@@ -295,13 +384,6 @@ fn check_fields(case: &Case, decision: &Decision, plan: &ResourcePlan) -> Vec<St
                 "{field} must be withheld: no identities on this route"
             ));
         }
-    }
-    let discloses_part2 = decision.fields.iter().any(|(field, action)| {
-        *action != FieldAction::Withhold
-            && effective_class(plan, field, case.part2) == FieldClass::SubstanceUse
-    });
-    if !discloses_part2 && !decision.notices.is_empty() {
-        problems.push("notices without substance-use information".to_owned());
     }
     match (case.kind, case.resource) {
         (PartnerKind::Cbo, Resource::Referral) => {
@@ -323,20 +405,56 @@ fn bundle_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies")
 }
 
+/// A decision, or why none could be made.
+type Decided = Result<Decision, String>;
+
+/// Whether the consent on file opened record-level data in `case`: the same
+/// question with nothing on file got other fields (or no record-level view).
+fn consent_opened(case: &Case, decision: &Decision, decided: &BTreeMap<Case, Decision>) -> bool {
+    let without = Case {
+        on_file: OnFile::Nothing,
+        ..*case
+    };
+    case.on_file != OnFile::Nothing
+        && decision.effect == Effect::Allow
+        && decided
+            .get(&without)
+            .is_none_or(|other| other.fields != decision.fields)
+}
+
 #[test]
 fn the_authorization_matrix_matches_the_baseline_and_matrix_md() {
     let snapshot = Snapshot::load_without_rego_tests(&bundle_dir()).expect("the bundle loads");
+    assert_eq!(
+        snapshot.engine(),
+        DecisionEngine::Vm,
+        "the baseline must be decided by the VM (the cold-decision target depends on it)"
+    );
+    let notices = Notices::read();
     let cases = cases();
 
-    let decisions: Vec<(Case, Result<Decision, String>)> = cases
+    // Every case on both engines: they must agree exactly.
+    let decisions: Vec<(Case, Decided, Decided)> = cases
         .par_iter()
-        .map(|case| (*case, snapshot.evaluate(&case.input())))
+        .map(|case| {
+            let input = case.input();
+            (
+                *case,
+                snapshot.evaluate_with(DecisionEngine::Vm, &input),
+                snapshot.evaluate_with(DecisionEngine::Interpreter, &input),
+            )
+        })
         .collect();
 
     let mut problems = Vec::new();
     let mut decided = BTreeMap::new();
-    for (case, decision) in decisions {
-        let decision = match decision {
+    for (case, by_vm, by_interpreter) in decisions {
+        if by_vm != by_interpreter {
+            problems.push(format!(
+                "{case:?}: the engines disagree: vm {by_vm:?}, interpreter {by_interpreter:?}"
+            ));
+        }
+        let decision = match by_interpreter {
             Ok(decision) => decision,
             Err(e) => {
                 problems.push(format!("{case:?}: {e}"));
@@ -353,11 +471,25 @@ fn the_authorization_matrix_matches_the_baseline_and_matrix_md() {
             ));
         } else if decision.effect == Effect::Allow {
             let plan = snapshot.catalog_plan(case.resource);
-            for problem in check_fields(&case, &decision, plan) {
+            for problem in check_fields(&case, &decision, plan, &notices) {
                 problems.push(format!("{case:?}: {problem}"));
             }
         }
         decided.insert(case, decision);
+    }
+    // The decision names the consent as used exactly when it opened something.
+    for (case, decision) in &decided {
+        if decision.consent_used != consent_opened(case, decision, &decided) {
+            problems.push(format!(
+                "{case:?}: consent_used is {} but the consent {} record-level data",
+                decision.consent_used,
+                if decision.consent_used {
+                    "opened no"
+                } else {
+                    "opened"
+                }
+            ));
+        }
     }
     assert!(
         problems.is_empty(),
@@ -365,6 +497,25 @@ fn the_authorization_matrix_matches_the_baseline_and_matrix_md() {
         problems.len(),
         problems[..problems.len().min(20)].join("\n")
     );
+    // The checks above are not vacuous: the matrix reaches every effect, and
+    // allows with and without notices and a consent, in each combination.
+    let seen: std::collections::BTreeSet<(Effect, bool, bool)> = decided
+        .values()
+        .map(|d| (d.effect, !d.notices.is_empty(), d.consent_used))
+        .collect();
+    for reached in [
+        (Effect::Deny, false, false),
+        (Effect::AggregateOnly, false, false),
+        (Effect::Allow, false, false),
+        (Effect::Allow, false, true),
+        (Effect::Allow, true, false),
+        (Effect::Allow, true, true),
+    ] {
+        assert!(
+            seen.contains(&reached),
+            "the matrix never reaches {reached:?}"
+        );
+    }
 
     let markdown = render::render(&decided, &snapshot);
     let path = bundle_dir().join("MATRIX.md");

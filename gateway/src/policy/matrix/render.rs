@@ -42,7 +42,9 @@ pub(super) fn render(decided: &BTreeMap<Case, Decision>, snapshot: &Snapshot) ->
          that share it.\n\n\
          On a Part 2 record every `health` field counts as substance use: it is\n\
          withheld on every route unless the consent names the requester under 42 CFR\n\
-         Part 2 (never police), and then it travels with the two §2.32 notices.\n",
+         Part 2 (never police), and then it travels with the two §2.32 notices; the\n\
+         health partner that submitted a case status gets its own record back\n\
+         whole (see the last section).\n",
     );
     for resource in Resource::ALL {
         render_fields(&mut out, decided, snapshot.catalog_plan(resource));
@@ -165,7 +167,7 @@ fn render_fields(out: &mut String, decided: &BTreeMap<Case, Decision>, plan: &Re
         {
             continue;
         }
-        let with_consent = decision.consent_id.is_some();
+        let with_consent = decision.consent_used;
         let key = (
             kind_rank(case.kind),
             with_consent,
@@ -203,9 +205,17 @@ fn render_fields(out: &mut String, decided: &BTreeMap<Case, Decision>, plan: &Re
 }
 
 fn render_part2(out: &mut String, decided: &BTreeMap<Case, Decision>) {
-    let mut routes: BTreeMap<(Resource, usize), BTreeSet<Relationship>> = BTreeMap::new();
+    // (resource, kind) -> relationships, for disclosures under a Part 2 consent
+    // and for a program's own records.
+    let mut under_consent: BTreeMap<(Resource, usize), BTreeSet<Relationship>> = BTreeMap::new();
+    let mut own_records: BTreeMap<(Resource, usize), BTreeSet<Relationship>> = BTreeMap::new();
     for (case, decision) in decided {
         if case.part2 && !decision.notices.is_empty() {
+            let routes = if decision.consent_used {
+                &mut under_consent
+            } else {
+                &mut own_records
+            };
             routes
                 .entry((case.resource, kind_rank(case.kind)))
                 .or_default()
@@ -214,10 +224,22 @@ fn render_part2(out: &mut String, decided: &BTreeMap<Case, Decision>) {
     }
     out.push_str(
         "\n## Substance-use information (42 CFR Part 2)\n\n\
-         Routes that disclose it on a Part 2 record, all under a consent naming the\n\
-         requester under Part 2, each time with the §2.32 notices:\n\n",
+         Routes that disclose it on a Part 2 record under a consent naming the\n\
+         requester under Part 2, each time with the two §2.32 notices:\n\n",
     );
-    for ((resource, kind), relationships) in routes {
+    for ((resource, kind), relationships) in under_consent {
+        let _ = writeln!(
+            out,
+            "- {resource}: {} ({})",
+            KINDS[kind],
+            relationships_label(&relationships)
+        );
+    }
+    out.push_str(
+        "\nA program's own records, returned to it without any consent (not a\n\
+         disclosure under 42 CFR Part 2), with the redisclosure statement only:\n\n",
+    );
+    for ((resource, kind), relationships) in own_records {
         let _ = writeln!(
             out,
             "- {resource}: {} ({})",

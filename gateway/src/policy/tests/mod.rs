@@ -1,7 +1,9 @@
 //! The engine against small bundles written to a temporary directory: loading and
-//! its checks, strict decisions, the cache and reload; enforcement in `release`.
-//! (The real baseline bundle is exercised by the authorization matrix.)
+//! its checks, strict decisions, the cache and reload; the two regorus engines
+//! and the Rego tests in `engines`; enforcement in `release`. (The real
+//! baseline bundle's decisions are exercised by the authorization matrix.)
 
+mod engines;
 mod release;
 
 use std::path::Path;
@@ -47,11 +49,11 @@ pub(super) fn matching_catalog() -> Value {
 /// quasi-identifiers generalized; an assigned CBO gets everything but the fields
 /// in `data.crosswalk.rules.withheld_from_cbo`; a Part 2 record's health fields
 /// carry a notice; `aggregate` is aggregate-only; the rest is denied.
-const DECISION_REGO: &str = r#"package crosswalk
+pub(super) const DECISION_REGO: &str = r#"package crosswalk
 
 import rego.v1
 
-default decision := {"effect": "deny", "fields": {}, "reason": "no rule allows this request", "notices": [], "consent_id": null}
+default decision := {"effect": "deny", "fields": {}, "reason": "no rule allows this request", "notices": [], "consent_used": false}
 
 decision := allow(admin_fields, "admin view") if {
 	input.requester.kind == "admin"
@@ -59,21 +61,26 @@ decision := allow(admin_fields, "admin view") if {
 } else := allow(cbo_fields, "assigned CBO") if {
 	input.requester.kind == "cbo"
 	input.relationship == "assigned_cbo"
-} else := {"effect": "aggregate_only", "fields": {}, "reason": "counts only", "notices": [], "consent_id": null} if {
+} else := {"effect": "aggregate_only", "fields": {}, "reason": "counts only", "notices": [], "consent_used": false} if {
 	input.action == "aggregate"
 }
 
-allow(fields, reason) := {"effect": "allow", "fields": fields, "reason": reason, "notices": notices(fields), "consent_id": consent_id}
+allow(fields, reason) := {"effect": "allow", "fields": fields, "reason": reason, "notices": notices(fields), "consent_used": consent_used}
 
-consent_id := input.consent.id if input.consent != null
-else := null
+default consent_used := false
+
+consent_used if input.consent != null
 
 notices(fields) := ["Part 2 notice"] if {
 	input.record.part2
+	releases_health(fields)
+} else := []
+
+releases_health(fields) if {
 	some name, action in fields
 	data.crosswalk.catalog[input.resource][name].class == "health"
 	action == "release"
-} else := []
+}
 
 admin_fields := {name: admin_action(spec.class) | some name, spec in data.crosswalk.catalog[input.resource]}
 
@@ -140,7 +147,7 @@ impl TestBundle {
     }
 }
 
-fn input(kind: PartnerKind, action: Action, resource: Resource) -> DecisionInput {
+pub(super) fn input(kind: PartnerKind, action: Action, resource: Resource) -> DecisionInput {
     DecisionInput {
         requester: Requester {
             id: format!("{kind}-1"),
@@ -240,6 +247,46 @@ fn equal_inputs_share_one_cached_decision() {
     let other = policy.decide(&input(PartnerKind::Cbo, Action::Read, Resource::Referral));
     assert!(!Arc::ptr_eq(&first, &other));
     assert_eq!(policy.evaluate(&question).expect("evaluates"), *first);
+}
+
+#[test]
+fn consents_with_the_same_scope_share_one_cached_decision() {
+    let policy = TestBundle::new().load().expect("loads");
+    let question = |id: &str, classes: Vec<FieldClass>| DecisionInput {
+        consent: Some(ConsentScope {
+            id: id.into(),
+            recipients: vec!["admin".into()],
+            purposes: vec!["CAREMGT".parse().expect("purpose")],
+            classes,
+            part2_recipients: Vec::new(),
+        }),
+        ..input(PartnerKind::Admin, Action::List, Resource::Outcome)
+    };
+    let first_question = question("c-1", vec![FieldClass::Health]);
+    let second_question = question("c-2", vec![FieldClass::Health]);
+
+    let first = policy.decide(&first_question);
+    let second = policy.decide(&second_question);
+
+    assert!(
+        Arc::ptr_eq(&first, &second),
+        "one evaluation for two consents that differ only in their id"
+    );
+    assert_eq!(policy.current.load().cache.len(), 1);
+    // Each caller still records its own consent with the disclosure.
+    assert!(first.consent_used);
+    assert_eq!(first.consent_to_record(&first_question), Some("c-1"));
+    assert_eq!(second.consent_to_record(&second_question), Some("c-2"));
+
+    let wider = policy.decide(&question(
+        "c-1",
+        vec![FieldClass::Health, FieldClass::Operational],
+    ));
+    assert!(
+        !Arc::ptr_eq(&first, &wider),
+        "another scope is another question"
+    );
+    assert_eq!(policy.current.load().cache.len(), 2);
 }
 
 #[test]
@@ -374,7 +421,9 @@ fn parsing_is_strict() {
         .map(|f| (f.name.to_owned(), json!("release")))
         .collect();
     let good = json!({"effect": "allow", "fields": all_released, "reason": "r",
-                      "notices": [], "consent_id": null});
+                      "notices": [], "consent_used": false});
+    let deny = json!({"effect": "deny", "fields": {}, "reason": "r",
+                      "notices": [], "consent_used": false});
     assert!(Decision::parse(good.clone(), &question, plan, &policy.version()).is_ok());
 
     let mut with_consent = question.clone();
@@ -413,26 +462,36 @@ fn parsing_is_strict() {
         }),
         ("deny with fields", &|o| o["effect"] = json!("deny")),
         ("empty reason", &|o| o["reason"] = json!(" ")),
-        ("consent not on file", &|o| o["consent_id"] = json!("c-1")),
+        ("a consent used with none on file", &|o| {
+            o["consent_used"] = json!(true);
+        }),
     ];
     for (case, f) in edits {
         refused(case, edit(f), &question, plan);
     }
     refused("not an object", json!("allow"), &question, plan);
-    refused(
-        "another consent than the one on file",
-        edit(&|o| o["consent_id"] = json!("c-2")),
-        &with_consent,
-        plan,
-    );
+    let deny_with = |case: &str, key: &str, value: Value| {
+        let mut output = deny.clone();
+        output[key] = value;
+        refused(case, output, &with_consent, plan);
+    };
+    deny_with("a deny with notices", "notices", json!(["Part 2 notice"]));
+    deny_with("a deny that used the consent", "consent_used", json!(true));
+    assert!(Decision::parse(deny.clone(), &with_consent, plan, &policy.version()).is_ok());
     refused(
         "Part 2 health released without a notice",
         good.clone(),
         &part2,
         health_plan.plan(Resource::Outcome),
     );
-    let with_id = edit(&|o| o["consent_id"] = json!("c-1"));
-    assert!(Decision::parse(with_id, &with_consent, plan, &policy.version()).is_ok());
+    let used = edit(&|o| o["consent_used"] = json!(true));
+    let parsed = Decision::parse(used, &with_consent, plan, &policy.version()).expect("parses");
+    assert_eq!(parsed.consent_to_record(&with_consent), Some("c-1"));
+    let unused = Decision::parse(good.clone(), &with_consent, plan, &policy.version());
+    assert_eq!(
+        unused.expect("parses").consent_to_record(&with_consent),
+        None
+    );
 }
 
 #[test]
