@@ -203,13 +203,12 @@ pub(crate) async fn entries(
             release_view(&decision, &entry_record(entry, hash), &shaper).ok()
         })
         .collect();
-    let mut read = Event::new(&partner.id, READ_ACTION)
+    let read = Event::new(&partner.id, READ_ACTION)
         .with_purpose(purpose.as_str())
         .with_resource(Resource::AuditEntry.as_str())
         .with_fields(released_fields(&decision))
         .with_decision(&*decision.policy_version, &decision.reason)
         .with_detail(json!({"returned": views.len(), "filters": query.given}));
-    read.consent_id.clone_from(&decision.consent_id);
     append(&mut tx, &[read], state.audit.clock.as_ref()).await?;
     tx.commit().await?;
 
