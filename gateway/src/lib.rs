@@ -10,6 +10,8 @@
 //! - [`audit`]: the hash-chained audit log every write and disclosure appends to.
 //! - [`auth`]: partner tokens (Ed25519 JWTs) checked against the registry.
 //! - [`policy`]: the Rego release policy, its decisions and [`policy::release_view`].
+//! - [`exchange`]: referrals, their routing, outcomes, reassignments and case
+//!   statuses — the writes partners make every day.
 //! - [`store`]: the database (SQLite or PostgreSQL through one sqlx code path).
 //! - [`http`]: routers, handlers, problem+json errors, metrics, OpenAPI.
 //! - [`server`]: TLS, the accept loop and graceful shutdown.
@@ -24,6 +26,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod exchange;
 pub mod http;
 pub mod keys;
 pub mod linkage;

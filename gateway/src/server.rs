@@ -26,6 +26,7 @@ use tower::ServiceExt as _;
 use crate::auth::{Registry, Verifier};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
+use crate::exchange::{Exchange, ExchangeParts};
 use crate::http::{self, AppState, ConnectionInfo};
 use crate::policy::Policy;
 use crate::pseudonym::Pseudonymizer;
@@ -66,10 +67,24 @@ impl Gateway {
         let vault = Vault::new(keys.vault.clone(), store.clone(), RotationPolicy::default());
         let subjects = SubjectRegistry::open(&store, &keys.master, vault.clone()).await?;
         let config = Arc::new(config);
+        let subjects = Arc::new(subjects);
+        let pseudonyms = Arc::new(Pseudonymizer::new(&keys.master));
+        let exchange = Arc::new(Exchange::start(
+            ExchangeParts {
+                config: Arc::clone(&config),
+                store: store.clone(),
+                registry: Arc::clone(&subjects),
+                vault: vault.clone(),
+                pseudonyms: Arc::clone(&pseudonyms),
+                clock: Arc::clone(&clock),
+            },
+            &keys.master,
+        ));
         let state = AppState {
-            registry: Arc::new(subjects),
-            pseudonyms: Arc::new(Pseudonymizer::new(&keys.master)),
+            registry: subjects,
+            pseudonyms,
             vault,
+            exchange,
             verifier: Arc::new(Verifier::new(registry, &config, clock)),
             config: Arc::clone(&config),
             store: store.clone(),

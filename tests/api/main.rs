@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth;
+mod exchange;
 mod linkage;
 mod policy;
 mod startup;

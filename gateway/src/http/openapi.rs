@@ -16,6 +16,11 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::system::metrics,
         super::system::openapi,
         super::whoami::whoami,
+        super::referrals::create_referral,
+        super::referrals_batch::create_batch,
+        super::referrals::create_outcome,
+        super::referrals::reassign,
+        super::cases::create_case,
     ),
     components(schemas(super::problem::Problem, super::problem::FieldError)),
     modifiers(&PartnerToken)

@@ -56,6 +56,23 @@ default_phone_region = "US"
 # reloads it.
 dir = "../policies"
 
+[routing]
+# Which CBO a referral goes to when it names none in `assign_to`: the first rule
+# that matches wins (a rule matches a referral that requests any of its
+# `resources` and comes from any of its `districts`, compared without regard to
+# case; a list left out matches anything), else `default_cbo`. Rules naming an
+# inactive CBO are skipped. Start-up fails if a rule names a partner that is not
+# a registered CBO.
+default_cbo = "cbo-north"
+
+[[routing.rules]]
+resources = ["domestic_violence", "human_trafficking", "crime_victim"]
+cbo = "cbo-south"
+
+[[routing.rules]]
+districts = ["south", "d4", "d5"]
+cbo = "cbo-south"
+
 # The partner registry. Each partner signs its own tokens (EdDSA, sub = its id,
 # aud = "crosswalk") with partners/ID.key.pem; the gateway holds only the public key.
 "#,
