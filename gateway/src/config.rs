@@ -56,6 +56,9 @@ pub struct Config {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Which CBO a referral goes to when it names none (see [`crate::exchange::routing`]).
+    #[serde(default)]
+    pub routing: crate::exchange::routing::RoutingConfig,
     /// The partner registry, keyed by partner id. Keyed rather than a list so that
     /// one partner's setting can be overridden from the environment by name.
     #[serde(default)]
@@ -448,6 +451,7 @@ impl Config {
                 return err(&key("age_recipient"), "is not an age X25519 recipient");
             }
         }
+        self.routing.validate(self)?;
         Ok(())
     }
 

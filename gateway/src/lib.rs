@@ -11,6 +11,8 @@
 //!   its signed checkpoints, `crosswalk audit verify` and the refusal writer.
 //! - [`auth`]: partner tokens (Ed25519 JWTs) checked against the registry.
 //! - [`policy`]: the Rego release policy, its decisions and [`policy::release_view`].
+//! - [`exchange`]: referrals, their routing, outcomes, reassignments and case
+//!   statuses — the writes partners make every day.
 //! - [`store`]: the database (SQLite or PostgreSQL through one sqlx code path).
 //! - [`http`]: routers, handlers, problem+json errors, metrics, OpenAPI.
 //! - [`server`]: TLS, the accept loop and graceful shutdown.
@@ -25,6 +27,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod exchange;
 pub mod http;
 pub mod keys;
 pub mod linkage;

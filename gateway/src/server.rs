@@ -29,6 +29,7 @@ use crate::audit::refusals::{RefusalWriter, Refusals};
 use crate::auth::{Registry, Verifier};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
+use crate::exchange::{Exchange, ExchangeParts};
 use crate::http::{self, AppState, AuditContext, ConnectionInfo};
 use crate::policy::Policy;
 use crate::pseudonym::Pseudonymizer;
@@ -90,10 +91,24 @@ impl Gateway {
             config.audit.refusal_queue_capacity,
         );
         let config = Arc::new(config);
+        let subjects = Arc::new(subjects);
+        let pseudonyms = Arc::new(Pseudonymizer::new(&keys.master));
+        let exchange = Arc::new(Exchange::start(
+            ExchangeParts {
+                config: Arc::clone(&config),
+                store: store.clone(),
+                registry: Arc::clone(&subjects),
+                vault: vault.clone(),
+                pseudonyms: Arc::clone(&pseudonyms),
+                clock: Arc::clone(&clock),
+            },
+            &keys.master,
+        ));
         let state = AppState {
-            registry: Arc::new(subjects),
-            pseudonyms: Arc::new(Pseudonymizer::new(&keys.master)),
+            registry: subjects,
+            pseudonyms,
             vault,
+            exchange,
             verifier: Arc::new(Verifier::new(registry, &config, Arc::clone(&clock))),
             config: Arc::clone(&config),
             store: store.clone(),

@@ -368,3 +368,91 @@ pub fn run_cli(args: &[&str], db: &TestDatabase) -> (Option<i32>, String, String
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+impl TestApp {
+    /// Stops the gateway with SIGTERM and waits for it to exit, so that what it
+    /// wrote is on disk (SQLite checkpoints its WAL on close).
+    pub async fn stop(&mut self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        assert!(
+            self.wait_exit(Duration::from_secs(30)).await.is_some(),
+            "still running after SIGTERM:\n{}",
+            self.logs()
+        );
+    }
+
+    /// A connection pool on the gateway's database, to check what it stored.
+    pub async fn db_pool(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::AnyPool::connect(&self.db.url)
+            .await
+            .expect("connect to the test database")
+    }
+}
+
+/// Everything the database holds at rest: for SQLite, the raw bytes of the file
+/// and its WAL; for PostgreSQL, every row as text plus the raw bytes of every
+/// `bytea` value.
+pub async fn data_at_rest(db: &TestDatabase) -> Vec<u8> {
+    use sqlx::{Connection as _, Row as _};
+    if let Some(path) = db.url.strip_prefix("sqlite://") {
+        let mut bytes = std::fs::read(path).expect("database file");
+        for suffix in ["-wal", "-journal"] {
+            if let Ok(more) = std::fs::read(format!("{path}{suffix}")) {
+                bytes.extend(more);
+            }
+        }
+        return bytes;
+    }
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let columns: Vec<(String, String, String)> = sqlx::query(
+        "SELECT table_name::text, column_name::text, data_type::text \
+         FROM information_schema.columns WHERE table_schema = 'public'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("columns")
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect();
+    let mut tables: Vec<&String> = columns.iter().map(|(t, _, _)| t).collect();
+    tables.sort();
+    tables.dedup();
+    let mut dump = Vec::new();
+    for table in tables {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT t::text FROM \"{table}\" t"
+        )))
+        .fetch_all(&mut conn)
+        .await
+        .expect("rows");
+        for row in rows {
+            dump.extend(row.get::<String, _>(0).into_bytes());
+            dump.push(b'\n');
+        }
+    }
+    for (table, column, _) in columns.iter().filter(|(_, _, kind)| kind == "bytea") {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT \"{column}\" FROM \"{table}\""
+        )))
+        .fetch_all(&mut conn)
+        .await
+        .expect("bytea rows");
+        for row in rows {
+            dump.extend(row.get::<Option<Vec<u8>>, _>(0).unwrap_or_default());
+            dump.push(b'\n');
+        }
+    }
+    dump
+}
+
+/// An RFC 3339 time `offset_secs` from now (negative: in the past).
+pub fn rfc3339_from_now(offset_secs: i64) -> String {
+    chrono::DateTime::from_timestamp(now() + offset_secs, 0)
+        .expect("a representable time")
+        .to_rfc3339()
+}

@@ -13,9 +13,13 @@
 
 mod audit;
 pub mod auth;
+mod cases;
+mod exchange;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
+mod referrals;
+mod referrals_batch;
 mod system;
 mod whoami;
 
@@ -63,6 +67,8 @@ pub struct AppState {
     pub refusals: Refusals,
     /// What the audit endpoints need: the clock and the gateway's public key.
     pub audit: AuditContext,
+    /// Referrals, outcomes, reassignments and case statuses (the writes).
+    pub exchange: Arc<crate::exchange::Exchange>,
 }
 
 /// What the TLS layer learned about the connection a request came on.
@@ -75,16 +81,22 @@ pub struct ConnectionInfo {
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole API with its middleware.
+///
+/// Every route gets the global body-size limit and request timeout
+/// (`server.request_body_limit_bytes`, `server.request_timeout_secs`) except
+/// `POST /v1/referrals/batch`, which streams without bound and applies its own
+/// per-line and idle limits (see `referrals_batch`).
 pub fn router(state: AppState) -> Router {
     let limits = &state.config.server;
+    let metrics = middleware::from_fn_with_state(state.clone(), record_metrics);
     let api = Router::new()
         .merge(system::router())
         .merge(whoami::router())
         .merge(audit::router())
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            record_metrics,
-        ));
+        .merge(referrals::router())
+        .merge(cases::router())
+        .layer(metrics.clone());
+    let streaming = referrals_batch::router().layer(metrics);
     // Each `layer` wraps everything added before it: the last one is outermost.
     api.fallback(not_found)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
@@ -94,6 +106,7 @@ pub fn router(state: AppState) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(limits.request_timeout_secs),
         ))
+        .merge(streaming)
         .layer(middleware::map_response(problem::problem_for_bare_errors))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))

@@ -18,6 +18,11 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::whoami::whoami,
         super::audit::entries,
         super::audit::signing_key,
+        super::referrals::create_referral,
+        super::referrals_batch::create_batch,
+        super::referrals::create_outcome,
+        super::referrals::reassign,
+        super::cases::create_case,
     ),
     components(schemas(
         super::problem::Problem,

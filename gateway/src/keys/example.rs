@@ -67,6 +67,22 @@ checkpoint_interval_secs = 300
 # Refusals queued for the audit writer; a flood beyond this is counted into
 # refusal.summary entries instead of queued.
 refusal_queue_capacity = 1024
+[routing]
+# Which CBO a referral goes to when it names none in `assign_to`: the first rule
+# that matches wins (a rule matches a referral that requests any of its
+# `resources` and comes from any of its `districts`, compared without regard to
+# case; a list left out matches anything), else `default_cbo`. Rules naming an
+# inactive CBO are skipped. Start-up fails if a rule names a partner that is not
+# a registered CBO.
+default_cbo = "cbo-north"
+
+[[routing.rules]]
+resources = ["domestic_violence", "human_trafficking", "crime_victim"]
+cbo = "cbo-south"
+
+[[routing.rules]]
+districts = ["south", "d4", "d5"]
+cbo = "cbo-south"
 
 # The partner registry. Each partner signs its own tokens (EdDSA, sub = its id,
 # aud = "crosswalk") with partners/ID.key.pem; the gateway holds only the public key.

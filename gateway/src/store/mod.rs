@@ -25,6 +25,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions as _, Row as _};
 
 pub mod audit;
+pub mod cases;
+pub mod idempotency;
+pub mod outcomes;
+pub mod referrals;
 pub mod subjects;
 mod vault_keys;
 
