@@ -1,4 +1,4 @@
-//! The command line: `crosswalk serve`, `migrate`, `keys generate`, `token issue`,
+//! The command line: `crosswalk serve`, `demo`, `migrate`, `keys generate`, `token issue`,
 //! `policy test`, `policy eval`, `audit verify`, `audit checkpoint`.
 //!
 //! Each command is a thin function that loads what it needs and calls the domain.
@@ -32,6 +32,14 @@ struct Cli {
 enum Command {
     /// Start the gateway (TLS on 127.0.0.1:8443 by default).
     Serve {
+        /// Address to listen on, overriding `server.listen`. Port 0 picks a free port.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Seed synthetic partners' data into a demo database (`sqlite://data/demo.db`
+    /// unless DATABASE_URL says otherwise; once), then serve and print tokens
+    /// and curl commands to try the exchange with.
+    Demo {
         /// Address to listen on, overriding `server.listen`. Port 0 picks a free port.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
@@ -237,6 +245,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             crate::telemetry::init();
             runtime()?.block_on(crate::server::serve(config))
+        }
+        Command::Demo { listen } => {
+            let mut config = load_config(&cli.config)?;
+            if let Some(listen) = listen {
+                config.server.listen = listen;
+            }
+            let invocation = crate::demo::Invocation {
+                database_from_env: crate::demo::use_demo_storage(&mut config, &|name| {
+                    std::env::var_os(name)
+                }),
+                config: (cli.config != Path::new(DEFAULT_CONFIG_PATH)).then_some(cli.config),
+            };
+            crate::telemetry::init();
+            runtime()?.block_on(crate::demo::run(config, invocation))
         }
     }
 }

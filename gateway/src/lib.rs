@@ -16,6 +16,7 @@
 //! - [`store`]: the database (SQLite or PostgreSQL through one sqlx code path).
 //! - [`http`]: routers, handlers, problem+json errors, metrics, OpenAPI.
 //! - [`server`]: TLS, the accept loop and graceful shutdown.
+//! - [`demo`]: `crosswalk demo`, the gateway seeded with synthetic data.
 //! - [`clock`]: the one place that reads the time.
 //! - [`telemetry`]: logging set-up.
 //!
@@ -27,6 +28,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod exchange;
 pub mod http;
 pub mod keys;

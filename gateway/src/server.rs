@@ -54,6 +54,9 @@ pub struct Gateway {
     pub checkpointer: Arc<Checkpointer>,
     /// Writes refusals to the audit log; flushed at shutdown.
     pub refusal_writer: RefusalWriter,
+    /// The same exchange the handlers write through: `crosswalk demo` seeds
+    /// with it, so seeded data is checked, sealed and audited like real data.
+    pub exchange: Arc<Exchange>,
 }
 
 impl Gateway {
@@ -108,7 +111,7 @@ impl Gateway {
             registry: subjects,
             pseudonyms,
             vault,
-            exchange,
+            exchange: Arc::clone(&exchange),
             verifier: Arc::new(Verifier::new(registry, &config, Arc::clone(&clock))),
             config: Arc::clone(&config),
             store: store.clone(),
@@ -129,6 +132,7 @@ impl Gateway {
             clock,
             checkpointer,
             refusal_writer,
+            exchange,
         })
     }
 }
@@ -136,6 +140,16 @@ impl Gateway {
 /// `crosswalk serve`: load, listen, serve until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let gateway = Gateway::build(config, Arc::new(SystemClock)).await?;
+    serve_gateway(gateway, |_| {}).await
+}
+
+/// Serves a built gateway until SIGTERM or Ctrl-C; `on_listening` is called with
+/// the bound address once the listener is open (`crosswalk demo` prints its
+/// guide there, port 0 included).
+pub async fn serve_gateway(
+    gateway: Gateway,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+) -> anyhow::Result<()> {
     reload_policy_on_sighup(
         Arc::clone(&gateway.policy),
         gateway.store.clone(),
@@ -153,6 +167,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         backend = %gateway.store.backend(),
         "crosswalk listening on https://{local}"
     );
+    on_listening(local);
     let grace = Duration::from_secs(gateway.config.server.shutdown_grace_secs);
     run(
         listener,
