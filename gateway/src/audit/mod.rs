@@ -324,10 +324,16 @@ pub async fn append(
 
 /// `BLAKE3(tag ‖ prev ‖ canonical(entry))`.
 pub fn entry_hash(prev: &[u8; 32], entry: &StoredEntry) -> [u8; 32] {
+    columns_hash(prev, &EntryColumns::of(entry))
+}
+
+/// [`entry_hash`] over borrowed columns, so the verifier hashes rows straight
+/// from the page it read without copying them into a [`StoredEntry`].
+pub(crate) fn columns_hash(prev: &[u8; 32], entry: &EntryColumns<'_>) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new();
     hasher.update(ENTRY_TAG);
     hasher.update(prev);
-    canonical(entry, &mut hasher);
+    feed_canonical(entry, &mut hasher);
     *hasher.finalize().as_bytes()
 }
 
@@ -336,22 +342,43 @@ pub fn entry_hash(prev: &[u8; 32], entry: &StoredEntry) -> [u8; 32] {
 /// (0 absent, 1 present) and, if present, its UTF-8 length (8 bytes big-endian)
 /// and bytes.
 pub fn canonical(entry: &StoredEntry, hasher: &mut blake3::Hasher) {
+    feed_canonical(&EntryColumns::of(entry), hasher);
+}
+
+/// Every hashed column of an entry, borrowed: `seq`, `at` and the eleven text
+/// columns in table order.
+pub(crate) struct EntryColumns<'a> {
+    pub seq: i64,
+    pub at: i64,
+    pub texts: [Option<&'a str>; 11],
+}
+
+impl<'a> EntryColumns<'a> {
+    pub(crate) fn of(entry: &'a StoredEntry) -> Self {
+        Self {
+            seq: entry.seq,
+            at: entry.at,
+            texts: [
+                Some(&entry.actor),
+                Some(&entry.action),
+                entry.purpose.as_deref(),
+                entry.resource.as_deref(),
+                entry.record_id.as_deref(),
+                entry.subject_ref.as_deref(),
+                Some(&entry.fields),
+                entry.policy_version.as_deref(),
+                entry.reason.as_deref(),
+                entry.consent_id.as_deref(),
+                entry.detail.as_deref(),
+            ],
+        }
+    }
+}
+
+fn feed_canonical(entry: &EntryColumns<'_>, hasher: &mut blake3::Hasher) {
     hasher.update(&entry.seq.to_be_bytes());
     hasher.update(&entry.at.to_be_bytes());
-    let texts: [Option<&str>; 11] = [
-        Some(&entry.actor),
-        Some(&entry.action),
-        entry.purpose.as_deref(),
-        entry.resource.as_deref(),
-        entry.record_id.as_deref(),
-        entry.subject_ref.as_deref(),
-        Some(&entry.fields),
-        entry.policy_version.as_deref(),
-        entry.reason.as_deref(),
-        entry.consent_id.as_deref(),
-        entry.detail.as_deref(),
-    ];
-    for text in texts {
+    for text in entry.texts {
         match text {
             None => {
                 hasher.update(&[0]);

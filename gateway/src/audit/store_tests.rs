@@ -174,6 +174,13 @@ async fn verify_names_the_first_bad_entry(store: Store, _dir: &std::path::Path) 
         "restored"
     );
 
+    // A value of another type where text belongs (SQLite columns are untyped).
+    if store.backend() == Backend::Sqlite {
+        sql(&store, "UPDATE audit_log SET actor = x'00ff' WHERE seq = 3").await;
+        assert_eq!(tamper_kind(&store).await, (3, TamperKind::Altered));
+        sql(&store, "UPDATE audit_log SET actor = 'pd' WHERE seq = 3").await;
+    }
+
     // Swapped: the contents (and hashes) of entries 5 and 6.
     swap(&store, 5, 6).await;
     assert_eq!(tamper_kind(&store).await, (5, TamperKind::OutOfPlace));
@@ -247,11 +254,11 @@ async fn swap(store: &Store, a: i64, b: i64) {
 }
 
 async fn stored(store: &Store, seq: i64) -> (crate::store::audit::StoredEntry, [u8; 32]) {
-    let mut tx = store.begin_read().await.expect("read");
-    let page = crate::store::audit::page_after(&mut tx, seq - 1, 1)
+    let rows = crate::store::audit::range(store, seq, seq, 1)
         .await
         .expect("page");
-    let (entry, hash) = page.into_iter().next().expect("entry");
+    let (entry, hash) =
+        crate::store::audit::StoredEntry::from_row(rows.first().expect("entry")).expect("row");
     (
         entry,
         <[u8; 32]>::try_from(hash.as_slice()).expect("32 bytes"),
