@@ -8,6 +8,7 @@ mod auth;
 mod exchange;
 mod linkage;
 mod policy;
+mod reads;
 mod startup;
 mod system;
 mod tls;
