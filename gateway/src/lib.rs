@@ -13,6 +13,8 @@
 //! - [`policy`]: the Rego release policy, its decisions and [`policy::release_view`].
 //! - [`exchange`]: referrals, their routing, outcomes, reassignments and case
 //!   statuses — the writes partners make every day.
+//! - [`reads`]: every record-level read: decide, unseal only what is released,
+//!   [`policy::release_view`], and the disclosure's audit entry.
 //! - [`store`]: the database (SQLite or PostgreSQL through one sqlx code path).
 //! - [`http`]: routers, handlers, problem+json errors, metrics, OpenAPI.
 //! - [`server`]: TLS, the accept loop and graceful shutdown.
@@ -36,6 +38,7 @@ pub mod linkage;
 pub mod normalize;
 pub mod policy;
 pub mod pseudonym;
+pub mod reads;
 pub mod secrets;
 pub mod server;
 pub mod store;

@@ -223,6 +223,23 @@ impl SubjectRegistry {
     }
 }
 
+/// Opens a stored identity (`identities.sealed` of `identity_id`): the
+/// identifiers as the partner sent them. For the read side, and only after a
+/// release decision discloses some of them; the result must not be logged.
+pub async fn unseal_identity(
+    vault: &Vault,
+    identity_id: &str,
+    sealed: &[u8],
+) -> Result<IdentityInput, RegistryError> {
+    let sealed = Sealed::from_bytes(sealed.to_vec());
+    let plain = vault
+        .unseal(&identity_context(identity_id), &sealed)
+        .await?;
+    unseal_input(&plain).ok_or_else(|| RegistryError::CorruptIdentity {
+        identity_id: identity_id.to_owned(),
+    })
+}
+
 /// Associated data binding a sealed identity to its row.
 fn identity_context(identity_id: &str) -> Vec<u8> {
     format!("identities:{identity_id}").into_bytes()

@@ -5,10 +5,12 @@ mod helpers;
 
 mod audit;
 mod auth;
+mod cycle;
 mod demo;
 mod exchange;
 mod linkage;
 mod policy;
+mod reads;
 mod startup;
 mod system;
 mod tls;

@@ -24,8 +24,8 @@ use axum::routing::get;
 use serde::Serialize;
 use serde_json::json;
 
-use super::auth::PURPOSE_OF_USE;
 use super::problem::{FieldError, Problem};
+use super::purpose::declared_purpose;
 use super::{AppState, AuthenticatedPartner};
 use crate::audit::checkpoint::GatewayPublicKey;
 use crate::audit::read::{READ_ACTION, entry_record, list_entries};
@@ -33,8 +33,8 @@ use crate::audit::refusals::Refusal;
 use crate::audit::{Event, append, released_fields};
 use crate::clock::Clock;
 use crate::policy::{
-    Action, DecisionInput, Effect, FieldShaper, Purpose, RecordFacts, Relationship, ReleasedView,
-    Requester, Resource, release_view,
+    Action, DecisionInput, Effect, FieldShaper, RecordFacts, Relationship, ReleasedView, Requester,
+    Resource, release_view,
 };
 use crate::store::StoreError;
 use crate::store::audit::EntryFilter;
@@ -61,13 +61,13 @@ impl std::fmt::Debug for AuditContext {
     }
 }
 
+/// The purpose assumed when the request declares none, whoever asks: operating
+/// the gateway (HL7 `HOPERAT`), which is what reading its log is for.
+const DEFAULT_PURPOSE: &str = "HOPERAT";
+
 /// Entries per page when `limit` is not given, and the most a page may hold.
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
-
-/// The purpose assumed when the request declares none: operating the gateway
-/// (HL7 `HOPERAT`), which is what reading its log is for.
-const DEFAULT_PURPOSE: &str = "HOPERAT";
 
 /// A page of the log.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -165,7 +165,8 @@ pub(crate) async fn entries(
             "is not a valid URL query string",
         )])
     })?;
-    let purpose = purpose_of(&headers)?;
+    let purpose = declared_purpose(&headers, DEFAULT_PURPOSE)
+        .map_err(|problem| EntriesError::BadRequest(problem.errors))?;
     let query = parse_query(&pairs)?;
 
     let decision = state.policy.decide(&DecisionInput {
@@ -222,24 +223,6 @@ fn field_error(field: &str, problem: &str) -> FieldError {
     FieldError {
         field: field.to_owned(),
         problem: problem.to_owned(),
-    }
-}
-
-/// The declared purpose, or [`DEFAULT_PURPOSE`].
-fn purpose_of(headers: &HeaderMap) -> Result<Purpose, EntriesError> {
-    let bad = || {
-        EntriesError::BadRequest(vec![field_error(
-            "X-Purpose-Of-Use",
-            "must be an HL7 PurposeOfUse code: 2-16 upper-case letters, e.g. HOPERAT",
-        )])
-    };
-    match headers.get(PURPOSE_OF_USE) {
-        None => DEFAULT_PURPOSE.parse().map_err(|_| bad()),
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(bad),
     }
 }
 

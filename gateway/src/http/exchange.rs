@@ -13,43 +13,15 @@
 
 use axum::http::{HeaderMap, StatusCode, header};
 
-use super::AuthenticatedPartner;
 use super::problem::Problem;
-use crate::config::PartnerKind;
 use crate::exchange::{ExchangeError, Invalid};
-use crate::policy::Purpose;
 
-pub(crate) const PURPOSE_HEADER: &str = "x-purpose-of-use";
+/// The purpose a write is made for (the one helper every handler uses).
+pub(crate) use super::purpose::purpose_of;
+
 pub(crate) const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// Set on a response that repeats the first answer to an idempotency key.
 pub(crate) const REPLAYED_HEADER: &str = "idempotent-replayed";
-
-/// The purpose a write is made for.
-pub(crate) fn purpose_of(
-    headers: &HeaderMap,
-    partner: &AuthenticatedPartner,
-) -> Result<Purpose, Problem> {
-    let Some(value) = headers.get(PURPOSE_HEADER) else {
-        let default = match partner.kind {
-            PartnerKind::Admin => "HOPERAT",
-            PartnerKind::Evaluator => "HRESCH",
-            PartnerKind::Police | PartnerKind::Cbo | PartnerKind::Health => "CAREMGT",
-        };
-        return default
-            .parse()
-            .map_err(|_| Problem::new(StatusCode::INTERNAL_SERVER_ERROR));
-    };
-    value
-        .to_str()
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| {
-            invalid_problem(&Invalid::field(
-                "X-Purpose-Of-Use",
-                "must be an HL7 PurposeOfUse code: 2-16 upper-case letters, e.g. CAREMGT",
-            ))
-        })
-}
 
 /// Refuses a body that is not declared as one of `accepted` (415).
 pub(crate) fn require_content_type(headers: &HeaderMap, accepted: &[&str]) -> Result<(), Problem> {

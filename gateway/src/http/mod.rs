@@ -18,6 +18,8 @@ mod exchange;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
+mod purpose;
+mod reads;
 mod referrals;
 mod referrals_batch;
 mod system;
@@ -94,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .merge(whoami::router())
         .merge(audit::router())
         .merge(referrals::router())
+        .merge(reads::router())
         .merge(cases::router())
         .layer(metrics.clone());
     let streaming = referrals_batch::router().layer(metrics);

@@ -23,11 +23,18 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::referrals::create_outcome,
         super::referrals::reassign,
         super::cases::create_case,
+        super::reads::list_referrals,
+        super::reads::read_referral,
+        super::reads::case_status,
+        super::reads::disclosures,
     ),
     components(schemas(
         super::problem::Problem,
         super::problem::FieldError,
-        super::audit::EntryPageBody
+        super::audit::EntryPageBody,
+        super::reads::ReferralPageBody,
+        super::reads::CaseStatusBody,
+        super::reads::DisclosurePageBody
     )),
     modifiers(&PartnerToken)
 )]

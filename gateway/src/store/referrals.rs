@@ -235,6 +235,214 @@ pub async fn set_assigned_cbo(
     Ok(())
 }
 
+/// A referral as the read side needs it: its columns, its sealed fields and the
+/// sealed identity of its person (both vault output, opened only when a release
+/// decision discloses them).
+pub struct ReferralRow {
+    pub id: String,
+    pub submitted_by: String,
+    /// The internal subject as written (never leaves the gateway).
+    pub subject_id: String,
+    pub assigned_cbo: String,
+    pub status: String,
+    pub workflow_state: String,
+    /// Unix microseconds.
+    pub contact_at: i64,
+    pub district: String,
+    pub arrested: Option<bool>,
+    /// JSON array of category codes.
+    pub resources: String,
+    pub follow_up_by: Option<String>,
+    /// Unix microseconds.
+    pub created_at: i64,
+    /// `referrals.sealed` (CAD number, officer id, circumstances), if any.
+    pub sealed: Option<Vec<u8>>,
+    pub identity_id: String,
+    /// `identities.sealed`: the person's identifiers as the police sent them.
+    pub identity_sealed: Vec<u8>,
+}
+
+impl std::fmt::Debug for ReferralRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReferralRow")
+            .field("id", &self.id)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whose referrals a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferralOwner<'a> {
+    /// A police partner's own submissions.
+    SubmittedBy(&'a str),
+    /// A CBO's assigned queue.
+    AssignedTo(&'a str),
+    /// Every referral (a requester the policy lets see them all, e.g. an admin).
+    Everyone,
+}
+
+/// One page of a referral list, newest first.
+#[derive(Debug, Clone)]
+pub struct ReferralListQuery<'a> {
+    pub owner: ReferralOwner<'a>,
+    pub status: Option<&'a str>,
+    /// Only referrals strictly older than this `(created_at, id)`: the last one
+    /// of the previous page.
+    pub before: Option<(i64, &'a str)>,
+    pub limit: i64,
+}
+
+const REFERRAL_COLUMNS: &str = "r.id, r.submitted_by, r.subject_id, r.assigned_cbo, r.status, \
+     r.workflow_state, r.contact_at, r.district, r.arrested, r.resources, r.follow_up_by, \
+     r.created_at, r.sealed, r.identity_id, i.sealed";
+
+fn referral_row(r: &sqlx::any::AnyRow) -> Result<ReferralRow, StoreError> {
+    let arrested: Option<i64> = r.try_get(8)?;
+    Ok(ReferralRow {
+        id: r.try_get(0)?,
+        submitted_by: r.try_get(1)?,
+        subject_id: r.try_get(2)?,
+        assigned_cbo: r.try_get(3)?,
+        status: r.try_get(4)?,
+        workflow_state: r.try_get(5)?,
+        contact_at: r.try_get(6)?,
+        district: r.try_get(7)?,
+        arrested: arrested.map(|a| a != 0),
+        resources: r.try_get(9)?,
+        follow_up_by: r.try_get(10)?,
+        created_at: r.try_get(11)?,
+        sealed: r.try_get(12)?,
+        identity_id: r.try_get(13)?,
+        identity_sealed: r.try_get(14)?,
+    })
+}
+
+/// One referral with its person's sealed identity, or `None`.
+#[tracing::instrument(name = "db.referrals.get", skip_all)]
+pub async fn get_referral(tx: &mut Tx<'_>, id: &str) -> Result<Option<ReferralRow>, StoreError> {
+    let sql = format!(
+        "SELECT {REFERRAL_COLUMNS} FROM referrals r JOIN identities i ON i.id = r.identity_id \
+         WHERE r.id = $1"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.as_ref().map(referral_row).transpose()
+}
+
+/// A page of referrals, newest first (`created_at`, then `id`, descending).
+#[tracing::instrument(name = "db.referrals.list", skip_all)]
+pub async fn list_referrals(
+    tx: &mut Tx<'_>,
+    query: &ReferralListQuery<'_>,
+) -> Result<Vec<ReferralRow>, StoreError> {
+    // Only placeholders and fixed column names are spliced in; values are bound.
+    let mut conditions: Vec<String> = Vec::new();
+    let mut binds: Vec<String> = Vec::new();
+    let next = |value: String, binds: &mut Vec<String>| {
+        binds.push(value);
+        format!("${}", binds.len())
+    };
+    match query.owner {
+        ReferralOwner::SubmittedBy(partner) => {
+            let p = next(partner.to_owned(), &mut binds);
+            conditions.push(format!("r.submitted_by = {p}"));
+        }
+        ReferralOwner::AssignedTo(partner) => {
+            let p = next(partner.to_owned(), &mut binds);
+            conditions.push(format!("r.assigned_cbo = {p}"));
+        }
+        ReferralOwner::Everyone => {}
+    }
+    if let Some(status) = query.status {
+        let p = next(status.to_owned(), &mut binds);
+        conditions.push(format!("r.status = {p}"));
+    }
+    let before = query.before.map(|(at, id)| (at, id.to_owned()));
+    let mut sql = format!(
+        "SELECT {REFERRAL_COLUMNS} FROM referrals r JOIN identities i ON i.id = r.identity_id"
+    );
+    let at_index = binds.len() + 1;
+    if before.is_some() {
+        conditions.push(format!(
+            "(r.created_at < ${at_index} OR (r.created_at = ${at_index} AND r.id < ${}))",
+            at_index + 1
+        ));
+    }
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    let limit_index = at_index + if before.is_some() { 2 } else { 0 };
+    sql.push_str(" ORDER BY r.created_at DESC, r.id DESC LIMIT $");
+    sql.push_str(&limit_index.to_string());
+    let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for value in binds {
+        statement = statement.bind(value);
+    }
+    if let Some((at, id)) = before {
+        statement = statement.bind(at).bind(id);
+    }
+    let rows = statement.bind(query.limit).fetch_all(&mut **tx).await?;
+    rows.iter().map(referral_row).collect()
+}
+
+/// Every internal subject that is the same person as `subject_id`: the subject
+/// it was merged into (if any) and every subject merged into that one,
+/// following `subjects.merged_into` transitively. Empty for an unknown subject.
+#[tracing::instrument(name = "db.subjects.family", skip_all)]
+pub async fn same_person_subjects(
+    tx: &mut Tx<'_>,
+    subject_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    // The survivor: follow merged_into to its end (bounded, in case a cycle
+    // ever crept in).
+    let mut root = subject_id.to_owned();
+    for _ in 0..64 {
+        let row = sqlx::query("SELECT merged_into FROM subjects WHERE id = $1")
+            .bind(root.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+        match row {
+            None if root == subject_id => return Ok(Vec::new()),
+            Some(row) => match row.try_get::<Option<String>, _>(0)? {
+                Some(next) if next != root => root = next,
+                _ => break,
+            },
+            None => break,
+        }
+    }
+    // Everything merged into it, level by level (merges normally point at the
+    // survivor directly, so this is one round).
+    let mut family = vec![root.clone()];
+    let mut frontier = vec![root];
+    while !frontier.is_empty() && family.len() < 10_000 {
+        let sql = format!(
+            "SELECT id FROM subjects WHERE merged_into IN ({})",
+            (1..=frontier.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in &frontier {
+            statement = statement.bind(id.as_str());
+        }
+        let rows = statement.fetch_all(&mut **tx).await?;
+        frontier = Vec::new();
+        for row in rows {
+            let id: String = row.try_get(0)?;
+            if !family.contains(&id) {
+                family.push(id.clone());
+                frontier.push(id);
+            }
+        }
+    }
+    Ok(family)
+}
+
 #[cfg(test)]
 mod tests {
     use super::placeholders;

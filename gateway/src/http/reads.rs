@@ -1,0 +1,434 @@
+//! The record-level reads: `GET /v1/referrals`, `GET /v1/referrals/{id}`,
+//! `GET /v1/referrals/{id}/case-status` and the accounting of disclosures,
+//! `GET /v1/audit/disclosures?referral=`.
+//!
+//! Thin: authenticate, parse (the purpose of use through the one shared helper,
+//! [`super::purpose`]: the `X-Purpose-Of-Use` header or the partner kind's
+//! default; a malformed code is a 400 naming the header), then
+//! [`crate::reads`] decides, shapes and audits.
+//!
+//! # 404, not 403, for a record the policy hides
+//! A record the requester may not see (`deny` or `aggregate_only`) gets exactly
+//! the body a nonexistent id gets, so that existence is not revealed; the
+//! refusal goes to the audit log through `state.refusals`. A list the policy
+//! refuses as a whole is a 403 with the policy's reason: a collection's
+//! existence is no secret.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{MatchedPath, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use serde::Serialize;
+
+use super::problem::Problem;
+use super::purpose::purpose_of;
+use super::{AppState, AuthenticatedPartner};
+use crate::audit::refusals::Refusal;
+use crate::policy::{Purpose, ReleasedView};
+use crate::reads::{Asker, Cursor, DEFAULT_LIMIT, ListRequest, MAX_LIMIT, ReadError, Reads};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/referrals", get(list_referrals))
+        .route("/v1/referrals/{id}", get(read_referral))
+        .route("/v1/referrals/{id}/case-status", get(case_status))
+        .route("/v1/audit/disclosures", get(disclosures))
+}
+
+fn reads(state: &AppState) -> Reads<'_> {
+    Reads {
+        store: &state.store,
+        vault: &state.vault,
+        policy: &state.policy,
+        pseudonyms: &state.pseudonyms,
+        clock: state.audit.clock.as_ref(),
+    }
+}
+
+/// A failed read, with what the refusal log needs.
+struct ReadFailure<'a> {
+    error: ReadError,
+    partner: &'a str,
+    route: &'a str,
+    purpose: &'a Purpose,
+    state: &'a AppState,
+}
+
+impl ReadFailure<'_> {
+    fn into_problem(self) -> Problem {
+        match self.error {
+            ReadError::NotFound { refused } => {
+                if let Some(reason) = refused {
+                    self.state.refusals.record(Refusal::policy(
+                        self.partner,
+                        "GET",
+                        self.route,
+                        self.purpose,
+                        &reason,
+                    ));
+                }
+                // The very body the fallback gives an unknown path or id.
+                Problem::new(StatusCode::NOT_FOUND)
+            }
+            ReadError::Refused { reason } => {
+                self.state.refusals.record(Refusal::policy(
+                    self.partner,
+                    "GET",
+                    self.route,
+                    self.purpose,
+                    &reason,
+                ));
+                Problem::new(StatusCode::FORBIDDEN)
+                    .with_type("forbidden", "Refused by the release policy")
+                    .with_detail(reason)
+            }
+            ReadError::Invalid { parameter, problem } => invalid_query(parameter, &problem),
+            internal => {
+                tracing::error!(error = %internal, "read failed");
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    }
+}
+
+fn invalid_query(parameter: &str, problem: &str) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST)
+        .with_type("invalid-query", "Invalid query")
+        .with_detail("a query parameter or header is not valid")
+        .with_field(parameter, problem)
+}
+
+/// The query's parameters, each at most once and each one this endpoint knows.
+fn query_pairs<'p>(
+    query: &'p Result<Query<Vec<(String, String)>>, QueryRejection>,
+    known: &[&'static str],
+) -> Result<Vec<(&'static str, &'p str)>, Problem> {
+    let Ok(Query(pairs)) = query else {
+        return Err(invalid_query("query", "is not a valid URL query string"));
+    };
+    let mut out: Vec<(&'static str, &str)> = Vec::new();
+    let mut problem = Problem::new(StatusCode::BAD_REQUEST)
+        .with_type("invalid-query", "Invalid query")
+        .with_detail("a query parameter or header is not valid");
+    for (name, value) in pairs {
+        match known.iter().find(|k| **k == name) {
+            Some(k) if out.iter().any(|(seen, _)| seen == k) => {
+                problem = problem.with_field(*k, "is given more than once");
+            }
+            Some(k) => out.push((k, value.as_str())),
+            None => {
+                // Name the parameter when it looks like one; never echo junk.
+                let shown = if name.len() <= 32
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    name.as_str()
+                } else {
+                    "query"
+                };
+                problem = problem.with_field(
+                    shown,
+                    format!("is not a parameter of this endpoint ({})", known.join(", ")),
+                );
+            }
+        }
+    }
+    if problem.errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(problem)
+    }
+}
+
+fn parse_limit(value: &str) -> Result<u32, Problem> {
+    match value.parse::<u32>() {
+        Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
+        _ => Err(invalid_query(
+            "limit",
+            &format!("must be a whole number from 1 to {MAX_LIMIT}"),
+        )),
+    }
+}
+
+/// A page of referrals.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReferralPageBody {
+    /// Newest first, each with the `referral` fields the policy releases:
+    /// `id`, `workflow_state`, `status`, `created_at`, `submitted_by`,
+    /// `assigned_cbo`, `subject_pseudonym`, `cad_number`, `officer_id`,
+    /// `subject` {`given_name`, `surname`, `dob`, `sex`, `address`
+    /// {`street`, `city`, `state`, `zip`}, `phone`, `email`}, `contact_at`,
+    /// `district`, `arrested`, `circumstances`, `resources`, `follow_up_by`.
+    #[schema(value_type = Vec<Object>)]
+    referrals: Vec<ReleasedView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+/// List referrals: a police partner's own submissions, a CBO's assigned queue.
+///
+/// Each referral carries only the fields the release policy gives this partner
+/// for this purpose (police: workflow state, not the follow-up status; CBOs:
+/// the contact details, not the CAD number, officer or arrest). Another kind
+/// gets what the policy decides for no relationship (the baseline: an admin's
+/// view without identities; health and evaluators are refused). Every
+/// referral returned is recorded as a disclosure.
+#[utoipa::path(get, path = "/v1/referrals", tag = "referrals",
+    security(("partner_token" = [])),
+    params(
+        ("status" = Option<String>, Query, description = "Only referrals in this status (new, contact_attempted, contacted, engaged, service_connected, declined, unable_to_locate, closed); only for partners the policy releases the status to"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, description = "Referrals per page, 1-200 (default 50)"),
+        ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default CAREMGT (HOPERAT for an admin, HRESCH for an evaluator)"),
+    ),
+    responses(
+        (status = 200, description = "A page, newest first", body = ReferralPageBody),
+        (status = 400, description = "A parameter or the purpose header is not valid", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The policy gives this partner no record-level view", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn list_referrals(
+    State(state): State<AppState>,
+    partner: AuthenticatedPartner,
+    route: MatchedPath,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<ReferralPageBody>, Problem> {
+    let purpose = purpose_of(&headers, &partner)?;
+    let mut request = ListRequest {
+        limit: DEFAULT_LIMIT,
+        ..ListRequest::default()
+    };
+    for (name, value) in query_pairs(&query, &["status", "cursor", "limit"])? {
+        match name {
+            "status" => request.status = Some(value.to_owned()),
+            "cursor" => {
+                request.cursor = Some(Cursor::decode(value).ok_or_else(|| {
+                    invalid_query("cursor", "must be the next_cursor of a previous page")
+                })?);
+            }
+            _ => request.limit = parse_limit(value)?,
+        }
+    }
+    let asker = Asker {
+        partner: &partner.id,
+        kind: partner.kind,
+        purpose: &purpose,
+    };
+    match reads(&state).list_referrals(&asker, &request).await {
+        Ok(page) => Ok(Json(ReferralPageBody {
+            referrals: page.referrals,
+            next_cursor: page.next_cursor.map(|c| c.encode()),
+        })),
+        Err(error) => Err(ReadFailure {
+            error,
+            partner: &partner.id,
+            route: route.as_str(),
+            purpose: &purpose,
+            state: &state,
+        }
+        .into_problem()),
+    }
+}
+
+/// Read one referral: the fields the release policy gives this partner.
+///
+/// A referral the partner may not see is a 404 with the same body as an id that
+/// does not exist. The read is recorded as a disclosure.
+#[utoipa::path(get, path = "/v1/referrals/{id}", tag = "referrals",
+    security(("partner_token" = [])),
+    params(
+        ("id" = String, Path, description = "The referral id"),
+        ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default CAREMGT (HOPERAT for an admin, HRESCH for an evaluator)"),
+    ),
+    responses(
+        (status = 200, description = "The released fields (see the list's description)", body = Object),
+        (status = 400, description = "The purpose header is not valid", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such referral, or none this partner may see", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn read_referral(
+    State(state): State<AppState>,
+    partner: AuthenticatedPartner,
+    route: MatchedPath,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<ReleasedView>, Problem> {
+    let purpose = purpose_of(&headers, &partner)?;
+    let asker = Asker {
+        partner: &partner.id,
+        kind: partner.kind,
+        purpose: &purpose,
+    };
+    reads(&state)
+        .read_referral(&asker, &id)
+        .await
+        .map(Json)
+        .map_err(|error| {
+            ReadFailure {
+                error,
+                partner: &partner.id,
+                route: route.as_str(),
+                purpose: &purpose,
+                state: &state,
+            }
+            .into_problem()
+        })
+}
+
+/// The health case statuses linked to a referral.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CaseStatusBody {
+    referral_id: String,
+    /// The latest status of each linked case the policy releases, each with
+    /// the `case_status` fields it releases: `id`, `submitted_by`, `case_ref`,
+    /// `program`, `status`, `effective_at` (and `_notices` for 42 CFR Part 2).
+    #[schema(value_type = Vec<Object>)]
+    case_statuses: Vec<ReleasedView>,
+}
+
+/// Health case statuses linked to a referral's person, as the policy allows.
+///
+/// For the referral's assigned CBO: the latest status of each health case about
+/// the same person, only where the policy allows it (a consent on file covering
+/// health → that CBO; Part 2 cases only under a Part 2 consent naming it). The
+/// list looks the same whether or not unreleased cases exist. A referral the
+/// partner may not read is a 404. Each status returned is recorded as a
+/// disclosure.
+#[utoipa::path(get, path = "/v1/referrals/{id}/case-status", tag = "referrals",
+    security(("partner_token" = [])),
+    params(
+        ("id" = String, Path, description = "The referral id"),
+        ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default CAREMGT"),
+    ),
+    responses(
+        (status = 200, description = "The released case statuses", body = CaseStatusBody),
+        (status = 400, description = "The purpose header is not valid", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such referral, or none this partner may see", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn case_status(
+    State(state): State<AppState>,
+    partner: AuthenticatedPartner,
+    route: MatchedPath,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<CaseStatusBody>, Problem> {
+    let purpose = purpose_of(&headers, &partner)?;
+    let asker = Asker {
+        partner: &partner.id,
+        kind: partner.kind,
+        purpose: &purpose,
+    };
+    match reads(&state).case_statuses(&asker, &id).await {
+        Ok(case_statuses) => Ok(Json(CaseStatusBody {
+            referral_id: id,
+            case_statuses,
+        })),
+        Err(error) => Err(ReadFailure {
+            error,
+            partner: &partner.id,
+            route: route.as_str(),
+            purpose: &purpose,
+            state: &state,
+        }
+        .into_problem()),
+    }
+}
+
+/// A page of the accounting of disclosures.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DisclosurePageBody {
+    /// Oldest first: `seq`, `at`, `actor` (the recipient), `action`, `purpose`,
+    /// `resource`, `record_id`, `fields` [{`field`, `how`}], `policy_version`,
+    /// `consent_id`.
+    #[schema(value_type = Vec<Object>)]
+    disclosures: Vec<ReleasedView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+/// The accounting of disclosures about the person a referral is about.
+///
+/// Every release of a record about that person (all their internal subjects,
+/// merges followed): who received which fields, how, when, for what purpose,
+/// under which policy version and consent. Administrators only for now (the
+/// partner that recorded the person's consent comes with consents). Reading it
+/// is recorded (`audit.read`).
+#[utoipa::path(get, path = "/v1/audit/disclosures", tag = "audit",
+    security(("partner_token" = [])),
+    params(
+        ("referral" = String, Query, description = "A referral id: account for its person"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, description = "Disclosures per page, 1-200 (default 50)"),
+        ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default HOPERAT for an admin"),
+    ),
+    responses(
+        (status = 200, description = "A page of disclosures", body = DisclosurePageBody),
+        (status = 400, description = "A parameter or the purpose header is not valid", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a partner that may read the accounting", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such referral", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn disclosures(
+    State(state): State<AppState>,
+    partner: AuthenticatedPartner,
+    route: MatchedPath,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<DisclosurePageBody>, Problem> {
+    let purpose = purpose_of(&headers, &partner)?;
+    let mut referral = None;
+    let mut cursor = None;
+    let mut limit = DEFAULT_LIMIT;
+    for (name, value) in query_pairs(&query, &["referral", "cursor", "limit"])? {
+        match name {
+            "referral" => referral = Some(value.to_owned()),
+            "cursor" => {
+                cursor = Some(
+                    value
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|c| *c >= 0)
+                        .ok_or_else(|| {
+                            invalid_query("cursor", "must be the next_cursor of a previous page")
+                        })?,
+                );
+            }
+            _ => limit = parse_limit(value)?,
+        }
+    }
+    let referral = referral.ok_or_else(|| {
+        invalid_query(
+            "referral",
+            "is required: the referral whose person to account for",
+        )
+    })?;
+    let asker = Asker {
+        partner: &partner.id,
+        kind: partner.kind,
+        purpose: &purpose,
+    };
+    match reads(&state)
+        .disclosures(&asker, &referral, cursor, limit)
+        .await
+    {
+        Ok(page) => Ok(Json(DisclosurePageBody {
+            disclosures: page.disclosures,
+            next_cursor: page.next_cursor.map(|c| c.to_string()),
+        })),
+        Err(error) => Err(ReadFailure {
+            error,
+            partner: &partner.id,
+            route: route.as_str(),
+            purpose: &purpose,
+            state: &state,
+        }
+        .into_problem()),
+    }
+}
