@@ -125,7 +125,7 @@ impl Backend {
                 store.migrate().await.expect("migrate");
                 Fresh {
                     store,
-                    drop_sql: Some((admin.clone(), format!("DROP DATABASE {db}"))),
+                    drop_sql: Some((admin.clone(), format!("DROP DATABASE {db} WITH (FORCE)"))),
                 }
             }
         }

@@ -14,7 +14,8 @@
 //!
 //! # How it runs
 //! The head and the latest checkpoint are read in one read-only snapshot, which
-//! also looks for entries beyond the head at the end. The entries up to that
+//! also looks for entries numbered below 1 first and beyond the head last (each
+//! one indexed query). The entries from 1 to that
 //! head are read in pages of [`PAGE_SIZE`] by sequence range, [`PAGES_IN_FLIGHT`]
 //! at a time on their own connections, and each page is hashed as soon as it
 //! arrives: a link depends only on two adjacent rows, so each page is read with
