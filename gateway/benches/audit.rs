@@ -16,6 +16,7 @@
 //!    peak memory (`VmHWM`, reset through `/proc/self/clear_refs` just before).
 //!
 //! Plain `Instant` timing on a multi-threaded Tokio runtime.
+//! `AUDIT_BENCH_ONLY=concurrency|flood|overhead|verify` runs one part.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -56,12 +57,23 @@ async fn run() {
         Ok(admin) => backends.push(Backend::Postgres { admin }),
         Err(_) => println!("(PostgreSQL skipped: set TEST_DATABASE_URL to include it)"),
     }
+    // `AUDIT_BENCH_ONLY=verify` (or concurrency, flood, overhead) runs one part.
+    let only = std::env::var("AUDIT_BENCH_ONLY").ok();
+    let runs = |part: &str| only.as_deref().is_none_or(|only| only == part);
     for backend in &backends {
         println!("\n=== {} ===", backend.name());
-        concurrency(backend).await;
-        refusal_flood(backend).await;
-        overhead(backend).await;
-        verify(backend, entries).await;
+        if runs("concurrency") {
+            concurrency(backend).await;
+        }
+        if runs("flood") {
+            refusal_flood(backend).await;
+        }
+        if runs("overhead") {
+            overhead(backend).await;
+        }
+        if runs("verify") {
+            verify(backend, entries).await;
+        }
     }
 }
 
@@ -113,7 +125,7 @@ impl Backend {
                 store.migrate().await.expect("migrate");
                 Fresh {
                     store,
-                    drop_sql: Some((admin.clone(), format!("DROP DATABASE {db}"))),
+                    drop_sql: Some((admin.clone(), format!("DROP DATABASE {db} WITH (FORCE)"))),
                 }
             }
         }
@@ -475,10 +487,12 @@ async fn verify(backend: &Backend, entries: usize) {
     let rss_before = status_kib("VmRSS");
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let started = Instant::now();
+    let cpu_before = cpu_seconds();
     let verified = crosswalk::audit::verify::verify(&fresh.store, &key, None)
         .await
         .expect("intact");
     let elapsed = started.elapsed();
+    let cpu = cpu_seconds() - cpu_before;
     let peak = status_kib("VmHWM");
     assert_eq!(verified.entries, i64::try_from(entries).expect("fits"));
     println!(
@@ -486,6 +500,14 @@ async fn verify(backend: &Backend, entries: usize) {
         verified.entries,
         elapsed.as_secs_f64(),
         per_sec(entries, elapsed)
+    );
+    println!(
+        "verify used {cpu:.2} CPU-seconds in this process ({:.0} entries per CPU-second{})",
+        f64::from(u32::try_from(entries).unwrap_or(u32::MAX)) / cpu,
+        match backend {
+            Backend::Sqlite { .. } => ", SQLite's work included",
+            Backend::Postgres { .. } => "; the server's work is in its own processes",
+        }
     );
     println!(
         "verify memory: RSS {} MiB before; peak (VmHWM) during verify {} MiB{}",
@@ -498,6 +520,22 @@ async fn verify(backend: &Backend, entries: usize) {
         }
     );
     fresh.close().await;
+}
+
+/// User and system CPU time of this process so far (`/proc/self/stat`, in
+/// clock ticks of 1/100 s), to read figures taken on a busy machine.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesized command name; utime and stime are the
+    // 14th and 15th fields of the line, the 12th and 13th after it.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: Vec<u32> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    ticks.iter().map(|&t| f64::from(t)).sum::<f64>() / 100.0
 }
 
 fn status_kib(field: &str) -> u64 {

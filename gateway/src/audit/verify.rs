@@ -14,7 +14,8 @@
 //!
 //! # How it runs
 //! The head and the latest checkpoint are read in one read-only snapshot, which
-//! also looks for entries beyond the head at the end. The entries up to that
+//! also looks for entries numbered below 1 first and beyond the head last (each
+//! one indexed query). The entries from 1 to that
 //! head are read in pages of [`PAGE_SIZE`] by sequence range, [`PAGES_IN_FLIGHT`]
 //! at a time on their own connections, and each page is hashed as soon as it
 //! arrives: a link depends only on two adjacent rows, so each page is read with
@@ -241,10 +242,17 @@ pub async fn verify_paged(
         None => None,
     };
 
+    // Numbers start at 1: the lowest entry below that is the first bad one.
+    if let Some(seq) = repo::first_below(&mut tx, 1).await? {
+        return Err(VerifyError::Tampered(Tamper {
+            seq,
+            kind: TamperKind::Inserted { head: head_seq },
+        }));
+    }
     let mut walk = Walk::new(head_seq, expected);
     let mut ranges = page_ranges(head_seq, page_size);
     let mut in_flight = VecDeque::new();
-    let spawn = |(lo, hi): (i64, i64)| tokio::spawn(read_page(store.clone(), lo, hi, page_size));
+    let spawn = |(lo, hi): (i64, i64)| tokio::spawn(read_page(store.clone(), lo, hi));
     in_flight.extend(ranges.by_ref().take(PAGES_IN_FLIGHT).map(spawn));
     while let Some(reading) = in_flight.pop_front() {
         let read = reading.await;
@@ -277,19 +285,17 @@ pub async fn verify_paged(
     })
 }
 
-/// The sequence ranges `(lo, hi)` (inclusive) that cover every entry up to
-/// `head`: the first from the lowest number (so entries numbered below 1 are
-/// read too), each next one starting at the last of the one before, whose
-/// entry it reads again as its first link's predecessor.
+/// The sequence ranges `(lo, hi)` (inclusive) that cover every entry from 1
+/// to `head`: the first from 0, each next one starting at the last of the one
+/// before, whose entry it reads again as its first link's predecessor.
 fn page_ranges(head: i64, page_size: i64) -> impl Iterator<Item = (i64, i64)> {
-    let mut lo = i64::MIN;
-    let mut done = false;
+    let mut lo: i64 = 0;
+    let mut done = head < 1;
     std::iter::from_fn(move || {
         if done {
             return None;
         }
-        let start = if lo == i64::MIN { 0 } else { lo };
-        let hi = start.saturating_add(page_size).min(head.max(0));
+        let hi = lo.saturating_add(page_size).min(head);
         done = hi >= head;
         let range = (lo, hi);
         lo = hi;
@@ -309,17 +315,12 @@ struct Link {
     chains: Option<bool>,
 }
 
-/// Reads the entries `lo ..= hi` (at most `page_size` of them past the first)
-/// and checks each one's link to the one before it.
-async fn read_page(
-    store: Store,
-    lo: i64,
-    hi: i64,
-    page_size: i64,
-) -> Result<Vec<Link>, StoreError> {
-    let limit = page_size.saturating_add(1);
+/// Reads the entries `lo ..= hi` and checks each one's link to the one before
+/// it.
+async fn read_page(store: Store, lo: i64, hi: i64) -> Result<Vec<Link>, StoreError> {
+    let limit = hi.saturating_sub(lo).saturating_add(1);
     if store.backend() == Backend::Sqlite {
-        let packed = repo::range_packed(&store, lo, hi, limit).await;
+        let packed = repo::range_packed(&store, lo, hi).await;
         if let Ok(mut rows) = packed
             .as_deref()
             .map_err(|_| ())
@@ -377,7 +378,9 @@ fn links<'a>(
         ),
     >,
 ) -> Vec<Link> {
-    let first_range = lo == i64::MIN;
+    // The first range starts at 0, where no entry is (checked before): its
+    // first entry chains from the genesis hash.
+    let first_range = lo == 0;
     // Outer `None`: the predecessor was not read; inner `None`: its stored hash
     // is unusable, so nothing can chain from it.
     let mut prev: Option<Option<[u8; 32]>> = first_range.then_some(Some(GENESIS_HASH));

@@ -215,7 +215,7 @@ pub async fn range(
         .await?)
 }
 
-/// [`range`], packed by the database into one JSON text: an array of `[seq, at,
+/// The entries `lo ..= hi`, packed by the database into one JSON text: an array of `[seq, at,
 /// actor, action, purpose, resource, record_id, subject_ref, fields,
 /// policy_version, reason, consent_id, detail, hash hex]` arrays, in any order.
 /// SQLite's fast path: sqlx hands each result row from SQLite's worker thread
@@ -223,32 +223,37 @@ pub async fn range(
 /// one value per page does not. JSON keeps every text exact (escaped, never
 /// truncated), so what is hashed is what is stored.
 #[tracing::instrument(name = "db.audit_log.range_packed", skip(store))]
-pub async fn range_packed(
-    store: &Store,
-    lo: i64,
-    hi: i64,
-    limit: i64,
-) -> Result<String, StoreError> {
+pub async fn range_packed(store: &Store, lo: i64, hi: i64) -> Result<String, StoreError> {
     const ELEMENTS: &str = "seq, at, actor, action, purpose, resource, record_id, subject_ref, \
                             fields, policy_version, reason, consent_id, detail";
+    // No LIMIT (it would cost a subquery): sequence numbers are unique, so the
+    // range holds at most `hi - lo + 1` entries.
     let sql = match store.backend() {
         Backend::Sqlite => format!(
-            "SELECT json_group_array(json_array({ELEMENTS}, hex(hash))) AS page FROM \
-             (SELECT * FROM audit_log WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3)"
+            "SELECT json_group_array(json_array({ELEMENTS}, hex(hash))) AS page \
+             FROM audit_log WHERE seq >= $1 AND seq <= $2"
         ),
         Backend::Postgres => format!(
             "SELECT COALESCE(json_agg(json_build_array({ELEMENTS}, encode(hash, 'hex')))::text, \
-             '[]') AS page FROM \
-             (SELECT * FROM audit_log WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3) AS p"
+             '[]') AS page FROM audit_log WHERE seq >= $1 AND seq <= $2"
         ),
     };
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(lo)
         .bind(hi)
-        .bind(limit)
         .fetch_one(store.pool())
         .await?;
     Ok(row.try_get("page")?)
+}
+
+/// The lowest sequence number below `seq`, if any entry lies there.
+#[tracing::instrument(name = "db.audit_log.first_below", skip(tx))]
+pub async fn first_below(tx: &mut Tx<'_>, seq: i64) -> Result<Option<i64>, StoreError> {
+    let row = sqlx::query("SELECT seq FROM audit_log WHERE seq < $1 ORDER BY seq LIMIT 1")
+        .bind(seq)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(|r| r.try_get("seq")).transpose()?)
 }
 
 /// The lowest sequence number above `seq`, if any entry lies there.
