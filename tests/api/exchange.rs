@@ -326,8 +326,8 @@ async fn a_reused_idempotency_key_with_another_body_is_refused(backend: Backend)
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM referrals").await, 1);
 }
 
-async fn bad_input_names_the_field_and_stores_nothing(backend: Backend) {
-    let app = spawn_app(backend).await;
+/// Referrals each wrong in one way, what is wrong, and the field it names.
+fn bad_referrals() -> Vec<(&'static str, Value, &'static str)> {
     let base = full("Jo", "Ivy");
     let with = |path: &[&str], value: Value| {
         let mut body = base.clone();
@@ -338,7 +338,7 @@ async fn bad_input_names_the_field_and_stores_nothing(backend: Backend) {
         target[path[path.len() - 1]] = value;
         body
     };
-    let cases: Vec<(&str, Value, &str)> = vec![
+    vec![
         (
             "unknown field",
             with(&["subject", "middle_name"], json!("Q")),
@@ -421,8 +421,13 @@ async fn bad_input_names_the_field_and_stores_nothing(backend: Backend) {
             },
             "subject.surname",
         ),
-    ];
-    for (what, body, field) in cases {
+    ]
+}
+
+async fn bad_input_names_the_field_and_stores_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let base = full("Jo", "Ivy");
+    for (what, body, field) in bad_referrals() {
         let problem = assert_problem(post(&app, "/v1/referrals", "pd", &body).await, 400).await;
         let fields: Vec<&str> = problem["errors"]
             .as_array()

@@ -3,15 +3,16 @@
 //!
 //! # Why a writer task
 //! A referral costs the database far more in round trips and commits than in
-//! work: on SQLite each statement is a hop to sqlx's worker thread (~70 µs) and
-//! each commit a WAL sync; on PostgreSQL each commit is a disk flush, and every
-//! write transaction holds the audit head's row lock from its append to its
-//! commit, so writers queue on it anyway. So instead of a transaction per request,
-//! every submission — one referral from `POST /v1/referrals`, or a chunk of a
-//! batch — is queued here, and the writer takes whatever is waiting (up to
-//! [`GROUP_LIMIT`] referrals) and writes it as one transaction of multi-row
-//! statements with one audit append. Under load, concurrent single submissions
-//! share a commit (group commit); alone, a submission is written at once.
+//! work: on SQLite each statement is a hop to sqlx's worker thread and each
+//! commit a WAL sync; on PostgreSQL each commit is a disk flush, and every write
+//! transaction holds the audit head's row lock from its append to its commit, so
+//! writers queue on it anyway. So instead of a transaction per request, every
+//! submission — one referral from `POST /v1/referrals`, or a chunk of a batch —
+//! is queued here, and a writer takes whatever is waiting (up to [`GROUP_LIMIT`]
+//! referrals) and writes it as one transaction of multi-row statements with one
+//! audit append. Under load, concurrent single submissions share a commit (group
+//! commit); alone, a submission is written at once. One writer on SQLite (it has
+//! one writer anyway), [`POSTGRES_WRITERS`] on PostgreSQL.
 //!
 //! # Failure
 //! A group's transaction commits all of it or nothing. When it fails, each
@@ -21,19 +22,19 @@
 //! its neighbours. What still fails is answered as failed — nothing of it stored.
 //!
 //! # Idempotency
-//! Keys are looked up in the group's own transaction: on SQLite the writer holds
-//! the database's write lock, and within a process the writer is the only one
-//! writing referrals, so a key cannot be claimed twice; across replicas on
-//! PostgreSQL the primary key on `idempotency_keys` decides (see above). Two
-//! submissions with the same key in one group are handled as a first submission
-//! and its retry.
+//! Keys are looked up in the group's own transaction. On SQLite the writer holds
+//! the database's write lock, so a key cannot be claimed twice. On PostgreSQL two
+//! concurrent groups (of this replica's writers or another replica's) can both
+//! miss a key; the primary key on `idempotency_keys` then fails the second
+//! group's insert, and its retry finds the key (see "Failure"). Two submissions
+//! with the same key in one group are handled as a first submission and its retry.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use zeroize::Zeroizing;
 
 use super::idempotency::Claim;
@@ -43,6 +44,7 @@ use super::vocabulary::{Code, ReferralStatus, WorkflowState};
 use super::{ExchangeError, Shared};
 use crate::audit::{self, Event};
 use crate::policy::Purpose;
+use crate::store::Backend;
 use crate::store::idempotency::{self as keys_repo, NewKey};
 use crate::store::referrals::{self as repo, NewAssignment, NewReferral};
 
@@ -54,6 +56,13 @@ pub const GROUP_LIMIT: usize = 500;
 /// Submissions waiting for the writer. Bounded, so that a flood waits in the
 /// handlers (and their clients) rather than in memory.
 const QUEUE_DEPTH: usize = 1024;
+
+/// Groups written at the same time on PostgreSQL. Its transactions run
+/// concurrently and serialize only on the audit head, from their append to their
+/// commit (the last few statements), so a few writers keep the round trips of
+/// linking and inserting in flight together. SQLite has one writer at a time
+/// whatever we do: there the intake writes one group at a time.
+const POSTGRES_WRITERS: usize = 4;
 
 /// One referral to write.
 pub struct Submission {
@@ -118,7 +127,11 @@ impl Intake {
     /// Starts the writer task; it ends when every handle is dropped.
     pub(super) fn start(shared: Arc<Shared>) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run_writer(shared, queue));
+        let writers = match shared.store.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => POSTGRES_WRITERS,
+        };
+        tokio::spawn(run_writer(shared, queue, writers));
         Self { jobs }
     }
 
@@ -151,9 +164,16 @@ impl Pending {
     }
 }
 
-async fn run_writer(shared: Arc<Shared>, mut queue: mpsc::Receiver<Job>) {
+/// Forms groups from the queue and writes them, at most `writers` at a time.
+/// A group is formed only when a writer is free, so under load groups grow
+/// (up to [`GROUP_LIMIT`]) instead of queueing as many small transactions.
+async fn run_writer(shared: Arc<Shared>, mut queue: mpsc::Receiver<Job>, writers: usize) {
+    let free = Arc::new(Semaphore::new(writers));
     let mut carried: Option<Job> = None;
     loop {
+        let Ok(permit) = Arc::clone(&free).acquire_owned().await else {
+            return;
+        };
         let first = match carried.take() {
             Some(job) => job,
             None => match queue.recv().await {
@@ -178,9 +198,14 @@ async fn run_writer(shared: Arc<Shared>, mut queue: mpsc::Receiver<Job>) {
         }
         // A client that went away before its turn is not written for.
         group.retain(|job| !job.reply.is_closed());
-        if !group.is_empty() {
-            write_jobs(&shared, group).await;
+        if group.is_empty() {
+            continue;
         }
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            write_jobs(&shared, group).await;
+            drop(permit);
+        });
     }
 }
 
@@ -227,12 +252,13 @@ async fn write_group(
     shared: &Shared,
     items: &[&Submission],
 ) -> Result<Vec<SubmitResult>, ExchangeError> {
-    let started = Instant::now();
+    let mut timer = PhaseTimer::start();
     let clock = &*shared.clock;
     let now = clock.now();
     let mut tx = shared.store.begin().await?;
 
     let plans = plan_idempotency(&mut tx, items).await?;
+    let plan_ms = timer.lap();
     let create: Vec<usize> = plans
         .iter()
         .enumerate()
@@ -253,23 +279,59 @@ async fn write_group(
         })
         .collect();
     let linked = link_identities(&shared.registry, &mut tx, &link_items, clock).await?;
-    let linked_at = started.elapsed();
-
+    let link_ms = timer.lap();
     let rows = build_rows(shared, &mut tx, items, &create, &linked, now).await?;
+    let seal_ms = timer.lap();
     repo::insert_referrals(&mut tx, &rows.referrals).await?;
     repo::insert_assignments(&mut tx, &rows.assignments).await?;
     if !rows.keys.is_empty() {
         keys_repo::insert(&mut tx, &rows.keys).await?;
     }
+    let insert_ms = timer.lap();
     audit::append(&mut tx, &rows.events, clock).await?;
+    let audit_ms = timer.lap();
     tx.commit().await.map_err(crate::store::StoreError::from)?;
+    let commit_ms = timer.lap();
+    // Where a group's time goes, for `cargo bench --bench exchange`.
     tracing::debug!(
         referrals = create.len(),
-        link_ms = linked_at.as_secs_f64() * 1e3,
-        total_ms = started.elapsed().as_secs_f64() * 1e3,
+        plan_ms,
+        link_ms,
+        seal_ms,
+        insert_ms,
+        audit_ms,
+        commit_ms,
+        total_ms = timer.total(),
         "intake group written"
     );
     Ok(resolve(plans, &rows.receipts))
+}
+
+/// Milliseconds per phase of a group's write.
+struct PhaseTimer {
+    started: Instant,
+    lap: Instant,
+}
+
+impl PhaseTimer {
+    fn start() -> Self {
+        let now = Instant::now();
+        Self {
+            started: now,
+            lap: now,
+        }
+    }
+
+    fn lap(&mut self) -> f64 {
+        let now = Instant::now();
+        let ms = now.duration_since(self.lap).as_secs_f64() * 1e3;
+        self.lap = now;
+        ms
+    }
+
+    fn total(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() * 1e3
+    }
 }
 
 /// The rows and audit entries of a group's new referrals.

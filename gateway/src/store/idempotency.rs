@@ -3,7 +3,7 @@
 
 use sqlx::Row as _;
 
-use super::referrals::placeholders;
+use super::referrals::{is_sqlite, placeholders};
 use super::{StoreError, Tx};
 
 /// A recorded key.
@@ -33,7 +33,11 @@ const KEYS_PER_STATEMENT: usize = 500;
 pub async fn find(tx: &mut Tx<'_>, key_hashes: &[[u8; 32]]) -> Result<Vec<StoredKey>, StoreError> {
     let mut found = Vec::new();
     for chunk in key_hashes.chunks(KEYS_PER_STATEMENT) {
-        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let list: Vec<String> = if is_sqlite(tx) {
+            vec!["?".to_owned(); chunk.len()]
+        } else {
+            (1..=chunk.len()).map(|i| format!("${i}")).collect()
+        };
         let sql = format!(
             "SELECT key_hash, body_hash, response FROM idempotency_keys WHERE key_hash IN ({})",
             list.join(", ")
@@ -62,7 +66,7 @@ pub async fn insert(tx: &mut Tx<'_>, rows: &[NewKey]) -> Result<(), StoreError> 
         let sql = format!(
             "INSERT INTO idempotency_keys (key_hash, partner, body_hash, referral_id, response, \
              created_at) VALUES {}",
-            placeholders(chunk.len(), 6)
+            placeholders(tx, chunk.len(), 6)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for row in chunk {

@@ -1,0 +1,470 @@
+//! The exchange end to end: the real `crosswalk` binary (release build) over real
+//! TLS with real partner tokens, on SQLite and — when `TEST_DATABASE_URL` names a
+//! server — on PostgreSQL.
+//!
+//! `cargo bench --bench exchange` prints, per backend:
+//! - **batch**: referrals/s through `POST /v1/referrals/batch` (validate,
+//!   normalize, tokenize, seal, link, assign, store, audit), streaming
+//!   [`BATCH_REFERRALS`] synthetic people as NDJSON while reading the results;
+//!   and where the writer's time went (linking vs the rest), from the gateway's
+//!   own per-group debug lines;
+//! - **single**: latency percentiles of `POST /v1/referrals` sent open-loop at
+//!   [`SINGLE_RATE`] requests/s for [`SINGLE_SECONDS`] s over one HTTP/2
+//!   connection (latency counted from when each request was due, so a stall is
+//!   not hidden by the generator waiting for it).
+//!
+//! The load generator runs in this process and shares the machine's cores with
+//! the gateway. `BATCH_REFERRALS`, `SINGLE_RATE` and `SINGLE_SECONDS` can be set
+//! in the environment.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BATCH_REFERRALS: u32 = 40_000;
+const SINGLE_RATE: u32 = 1_000;
+const SINGLE_SECONDS: u32 = 10;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut backends = vec![("SQLite", None)];
+        match std::env::var("TEST_DATABASE_URL") {
+            Ok(url) => backends.push(("PostgreSQL", Some(url))),
+            Err(_) => println!("(PostgreSQL skipped: set TEST_DATABASE_URL to include it)"),
+        }
+        for (name, admin_url) in backends {
+            println!("\n== {name}");
+            bench_backend(admin_url.as_deref()).await;
+        }
+    });
+}
+
+async fn bench_backend(postgres_admin: Option<&str>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = match postgres_admin {
+        None => format!("sqlite://{}", dir.path().join("bench.db").display()),
+        Some(admin) => create_postgres_database(admin).await,
+    };
+    let gateway = Gateway::start(&url);
+    let client = client();
+    let token = token("pd");
+
+    let people = crosswalk::linkage::synth::people(
+        2026,
+        env_or("BATCH_REFERRALS", BATCH_REFERRALS) as usize,
+    );
+    // A warm-up batch so that the first chunk's key creation and page cache are
+    // not measured.
+    let warm: Vec<Vec<u8>> = crosswalk::linkage::synth::people(7, 1_000)
+        .iter()
+        .map(|p| ndjson_line(&referral(p)))
+        .collect();
+    run_batch(&gateway, &client, &token, warm).await;
+    gateway.take_logs();
+
+    let lines: Vec<Vec<u8>> = people.iter().map(|p| ndjson_line(&referral(p))).collect();
+    let count = lines.len();
+    let elapsed = run_batch(&gateway, &client, &token, lines).await;
+    println!(
+        "batch   {count} referrals in {:.2}s: {:.0} referrals/s",
+        elapsed.as_secs_f64(),
+        per_second(count, elapsed)
+    );
+    report_writer_time(&gateway.take_logs(), elapsed);
+
+    let rate = env_or("SINGLE_RATE", SINGLE_RATE);
+    let seconds = env_or("SINGLE_SECONDS", SINGLE_SECONDS);
+    run_singles(&gateway, &client, &token, rate, seconds).await;
+    report_writer_time(
+        &gateway.take_logs(),
+        Duration::from_secs(u64::from(seconds)),
+    );
+    drop(gateway);
+    if let Some(admin) = postgres_admin {
+        drop_postgres_database(admin, &url).await;
+    }
+}
+
+/// Streams `lines` as one batch while reading the results; returns the time from
+/// the first byte sent to the last result line read.
+async fn run_batch(
+    gateway: &Gateway,
+    client: &reqwest::Client,
+    token: &str,
+    lines: Vec<Vec<u8>>,
+) -> Duration {
+    let expected = lines.len();
+    // Frames of ~64 KiB, as a client streaming from a file would send.
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    let mut frame = Vec::with_capacity(1 << 16);
+    for line in lines {
+        frame.extend_from_slice(&line);
+        if frame.len() >= 1 << 16 {
+            frames.push(std::mem::replace(&mut frame, Vec::with_capacity(1 << 16)));
+        }
+    }
+    frames.push(frame);
+    let stream = futures_util::stream::iter(frames.into_iter().map(Ok::<_, std::io::Error>));
+    let started = Instant::now();
+    let mut response = client
+        .post(gateway.url("/v1/referrals/batch"))
+        .bearer_auth(token)
+        .header("content-type", "application/x-ndjson")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .expect("batch accepted");
+    assert_eq!(response.status().as_u16(), 200);
+    let mut results = 0;
+    let mut created = 0;
+    let mut partial = Vec::new();
+    while let Some(bytes) = response.chunk().await.expect("results") {
+        partial.extend_from_slice(&bytes);
+        while let Some(end) = partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = partial.drain(..=end).collect();
+            results += 1;
+            if line.windows(11).any(|w| w == b"\"referral\":") {
+                created += 1;
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(results, expected, "one result per line");
+    assert_eq!(created, expected, "every line created");
+    elapsed
+}
+
+/// Sends single referrals open-loop at `rate`/s for `seconds` and prints latency
+/// percentiles.
+async fn run_singles(
+    gateway: &Gateway,
+    client: &reqwest::Client,
+    token: &str,
+    rate: u32,
+    seconds: u32,
+) {
+    let people = crosswalk::linkage::synth::people(99, (rate * seconds) as usize + 50);
+    let bodies: Vec<Vec<u8>> = people
+        .iter()
+        .map(|p| referral(p).to_string().into_bytes())
+        .collect();
+    // Warm the connection and the token cache.
+    for body in bodies.iter().take(50) {
+        post_single(client, gateway, token, body.clone()).await;
+    }
+    let interval = Duration::from_secs(1) / rate;
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(bodies.len())));
+    let errors = Arc::new(Mutex::new(0usize));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(bodies.len());
+    for (i, body) in bodies.into_iter().enumerate().skip(50) {
+        let due = started + interval * u32::try_from(i - 50).unwrap_or(u32::MAX);
+        tokio::time::sleep_until(due.into()).await;
+        let client = client.clone();
+        let url = gateway.url("/v1/referrals");
+        let token = token.to_owned();
+        let latencies = Arc::clone(&latencies);
+        let errors = Arc::clone(&errors);
+        tasks.push(tokio::spawn(async move {
+            let response = client
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await;
+            let ok = matches!(&response, Ok(r) if r.status().as_u16() == 201);
+            if let Ok(r) = response {
+                let _ = r.bytes().await;
+            }
+            let latency = due.elapsed();
+            if ok {
+                latencies.lock().expect("lock").push(latency);
+            } else {
+                *errors.lock().expect("lock") += 1;
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let elapsed = started.elapsed();
+    let mut latencies = latencies.lock().expect("lock").clone();
+    let sent = latencies.len() + *errors.lock().expect("lock");
+    latencies.sort();
+    // p in per mille.
+    let pct = |p: usize| {
+        latencies
+            .get(latencies.len().saturating_sub(1) * p / 1000)
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+    };
+    println!(
+        "single  {sent} requests at {rate}/s target ({:.0}/s achieved), {} errors: \
+         p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        per_second(sent, elapsed),
+        *errors.lock().expect("lock"),
+        pct(500),
+        pct(900),
+        pct(990),
+        pct(1000),
+    );
+}
+
+async fn post_single(client: &reqwest::Client, gateway: &Gateway, token: &str, body: Vec<u8>) {
+    let response = client
+        .post(gateway.url("/v1/referrals"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        response.status().as_u16(),
+        201,
+        "{:?}",
+        response.text().await
+    );
+}
+
+/// Where the intake writer's time went, from its `intake group written` lines.
+fn report_writer_time(logs: &str, wall: Duration) {
+    const PHASES: [&str; 7] = [
+        "plan_ms",
+        "link_ms",
+        "seal_ms",
+        "insert_ms",
+        "audit_ms",
+        "commit_ms",
+        "total_ms",
+    ];
+    let (mut groups, mut referrals) = (0usize, 0usize);
+    let mut sums = [0f64; PHASES.len()];
+    for line in logs.lines().filter(|l| l.contains("intake group written")) {
+        let field = |name: &str| -> Option<&str> {
+            line.split(&format!(" {name}="))
+                .nth(1)?
+                .split_whitespace()
+                .next()
+        };
+        groups += 1;
+        referrals += field("referrals")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        for (sum, phase) in sums.iter_mut().zip(PHASES) {
+            *sum += field(phase)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        }
+    }
+    if groups == 0 || referrals == 0 {
+        return;
+    }
+    let total = sums[PHASES.len() - 1];
+    println!(
+        "        writer: {groups} transactions, {:.1} referrals each, busy {:.0}% of the wall \
+         time, {:.1} µs per referral:",
+        count(referrals) / count(groups),
+        100.0 * total / (wall.as_secs_f64() * 1e3),
+        1e3 * total / count(referrals),
+    );
+    let parts: Vec<String> = PHASES[..PHASES.len() - 1]
+        .iter()
+        .zip(sums)
+        .map(|(phase, ms)| {
+            format!(
+                "{} {:.1} µs ({:.0}%)",
+                phase.trim_end_matches("_ms"),
+                1e3 * ms / count(referrals),
+                100.0 * ms / total
+            )
+        })
+        .collect();
+    println!("          {}", parts.join(", "));
+}
+
+fn referral(person: &crosswalk::normalize::IdentityInput) -> Value {
+    json!({
+        "cad_number": "CAD-BENCH-1",
+        "officer_id": "OFC-1",
+        "subject": {
+            "given_name": person.given_name,
+            "surname": person.surname,
+            "dob": person.dob,
+            "sex": person.sex,
+            "address": {"street": person.street, "city": person.city, "state": person.state, "zip": person.zip},
+            "phone": person.phone,
+            "email": person.email,
+        },
+        "contact_at": "2026-01-15T10:00:00-08:00",
+        "district": "d4",
+        "arrested": false,
+        "circumstances": "Benchmark referral.",
+        "resources": ["homelessness", "mental_health"],
+        "follow_up_by": "cbo",
+    })
+}
+
+fn ndjson_line(value: &Value) -> Vec<u8> {
+    let mut line = value.to_string().into_bytes();
+    line.push(b'\n');
+    line
+}
+
+fn env_or(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn per_second(n: usize, elapsed: Duration) -> f64 {
+    count(n) / elapsed.as_secs_f64()
+}
+
+/// Counts here are far below 2^52, where `f64` stops being exact.
+fn count(n: usize) -> f64 {
+    f64::from(u32::try_from(n).expect("a count below 2^32"))
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn token(partner: &str) -> String {
+    let pem = std::fs::read(repo_root().join(format!("keys-example/partners/{partner}.key.pem")))
+        .expect("partner key");
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(&pem).expect("Ed25519 PEM");
+    let now =
+        i64::try_from(std::time::UNIX_EPOCH.elapsed().expect("clock").as_secs()).expect("fits");
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+        &json!({"sub": partner, "aud": "crosswalk", "iat": now, "exp": now + 3000}),
+        &key,
+    )
+    .expect("sign")
+}
+
+fn client() -> reqwest::Client {
+    let ca = std::fs::read(repo_root().join("keys-example/tls/ca.pem")).expect("CA");
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA PEM"))
+        .http2_prior_knowledge()
+        .timeout(Duration::from_mins(30))
+        .build()
+        .expect("client")
+}
+
+async fn create_postgres_database(admin: &str) -> String {
+    use sqlx::Connection as _;
+    let name = format!("crosswalk_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(admin)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create the bench database");
+    let mut url = url::Url::parse(admin).expect("a URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
+/// Drops the bench's database: a bench should leave nothing behind.
+async fn drop_postgres_database(admin: &str, url: &str) {
+    use sqlx::Connection as _;
+    let name = url::Url::parse(url)
+        .map(|u| u.path().trim_start_matches('/').to_owned())
+        .unwrap_or_default();
+    if !name.starts_with("crosswalk_bench_") {
+        return;
+    }
+    if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name}"
+        )))
+        .execute(&mut conn)
+        .await;
+    }
+}
+
+/// The gateway process.
+struct Gateway {
+    addr: SocketAddr,
+    child: Child,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Gateway {
+    fn start(database_url: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_crosswalk"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(repo_root().join("keys-example/crosswalk.toml"))
+            .env("DATABASE_URL", database_url)
+            // Per-group timings from the intake; nothing per request.
+            .env(
+                "RUST_LOG",
+                "warn,crosswalk::server=info,crosswalk::exchange::intake=debug",
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start crosswalk serve");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let logs = Arc::clone(&logs);
+            let addr_tx = addr_tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(rest) = line.split("listening on https://").nth(1) {
+                        let addr = rest.split_whitespace().next().unwrap_or_default();
+                        let _ = addr_tx.send(addr.parse::<SocketAddr>().ok());
+                    }
+                    let mut logs = logs.lock().expect("logs");
+                    logs.push_str(&line);
+                    logs.push('\n');
+                }
+            });
+        }
+        let addr = addr_rx
+            .recv_timeout(Duration::from_mins(2))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| {
+                panic!("the gateway did not start:\n{}", logs.lock().expect("logs"))
+            });
+        Self { addr, child, logs }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.addr.port())
+    }
+
+    fn take_logs(&self) -> String {
+        std::mem::take(&mut *self.logs.lock().expect("logs"))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
