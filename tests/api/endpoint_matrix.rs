@@ -201,6 +201,8 @@ struct Answer {
     /// Whether the body holds one of the seeded person's identifiers as
     /// submitted: the check that does not trust field names.
     identifies: bool,
+    /// A 404's body, which must be that of a referral that does not exist.
+    not_found: Option<String>,
 }
 
 type Answers = BTreeMap<(Endpoint, &'static str, Option<&'static str>), Answer>;
@@ -431,6 +433,7 @@ async fn run(app: &TestApp, asks: Vec<Ask>) -> Answers {
             line_status: None,
             fields: None,
             identifies: SEEDED_IDENTIFIERS.iter().any(|v| text.contains(v)),
+            not_found: (status == 404).then(|| text.clone()),
         };
         if status == 200 && ask.endpoint == Endpoint::Batch {
             let line: Value = serde_json::from_str(text.lines().next().unwrap_or_default())
@@ -578,6 +581,16 @@ fn broken_invariants(answers: &Answers) -> Vec<String> {
         if endpoint.addresses_a_record() {
             check(answer.status != 403, format!("{cell}: 403"));
         }
+        // ... and exactly the 404 of a referral that does not exist.
+        if let Some(body) = &answer.not_found {
+            let missing = answers[&(Endpoint::ReadMissingReferral, partner, purpose)]
+                .not_found
+                .as_ref();
+            check(
+                missing == Some(body),
+                format!("{cell}: a 404 unlike a missing referral's: {body}"),
+            );
+        }
         // Nobody finds a referral that does not exist.
         if endpoint == Endpoint::ReadMissingReferral && purpose != Some("bogus") {
             check(
@@ -610,7 +623,8 @@ fn render(answers: &Answers) -> String {
          and the police partner that submitted them, an admin gets only the generalized \
          `subject.dob` and `subject.address.zip`; police get no `status`, notes, outcome or case fields; `cbo-south` gets 404 for `pd`'s referral; only police refer; a \
          malformed purpose is a 400 wherever a purpose is read; the evaluator gets no 2xx but \
-         `whoami`; a record the requester may not see is a 404, never a 403.\n",
+         `whoami`; a record the requester may not see is a 404 (never a 403) with the very body of a \
+         referral that does not exist.\n",
     );
     for endpoint in ENDPOINTS {
         let _ = write!(
