@@ -209,6 +209,7 @@ type Answers = BTreeMap<(Endpoint, &'static str, Option<&'static str>), Answer>;
 
 async fn endpoint_matrix(backend: Backend) {
     let app = spawn_app(backend).await;
+    assert_every_route_is_asked(&app).await;
     let seeded = seed(&app).await;
     let (reads, mut writes) = asks(&seeded);
     on_fresh_referrals(&app, &mut writes).await;
@@ -222,6 +223,43 @@ async fn endpoint_matrix(backend: Backend) {
         broken.is_empty(),
         "the gateway breaks the endpoint invariants ({backend:?}):\n{}",
         broken.join("\n")
+    );
+}
+
+/// The hand-written [`ENDPOINTS`] cover every `/v1` operation the gateway
+/// documents in `/openapi.json`, so that a new route cannot miss the matrix.
+async fn assert_every_route_is_asked(app: &TestApp) {
+    let document: Value = app
+        .get("/openapi.json", None)
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let documented: BTreeSet<String> = document["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .filter(|(path, _)| path.starts_with("/v1/"))
+        .flat_map(|(path, operations)| {
+            let operations = operations.as_object().expect("operations");
+            operations
+                .keys()
+                .map(|method| format!("{} {path}", method.to_uppercase()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let asked: BTreeSet<String> = ENDPOINTS
+        .iter()
+        .map(|e| {
+            // "GET /v1/referrals/{id} (no such referral)" -> "GET /v1/referrals/{id}"
+            let mut words = e.title().split([' ', '?']);
+            let method = words.next().unwrap_or_default();
+            format!("{method} {}", words.next().unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(
+        documented, asked,
+        "every documented /v1 operation must be in the endpoint matrix"
     );
 }
 
