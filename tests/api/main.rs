@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod cycle;
 mod demo;
+mod endpoint_matrix;
 mod exchange;
 mod linkage;
 mod policy;
