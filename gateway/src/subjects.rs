@@ -32,6 +32,12 @@ use crate::store::subjects::{self as repo, NewIdentity};
 use crate::store::{Store, StoreError, Tx};
 use crate::vault::{Sealed, Vault, VaultError};
 
+mod register_many;
+#[cfg(test)]
+mod tests;
+
+pub use register_many::NewSubjectIdentity;
+
 /// The `gateway_meta` entries that track key versions.
 const META_KEY_VERSION: &str = "key_version";
 const META_MASTER_CHECK: &str = "master_key_check";
