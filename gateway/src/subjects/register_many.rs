@@ -87,6 +87,7 @@ impl SubjectRegistry {
     /// module docs of `subjects::register_many` for how and why it is exact), in
     /// a handful of statements whatever the chunk's size. Returns one [`Linked`]
     /// per identity, in order. Never commits `tx`.
+    #[tracing::instrument(name = "subjects.register_many", skip_all, fields(count = items.len()))]
     pub async fn register_many(
         &self,
         tx: &mut Tx<'_>,
@@ -97,17 +98,19 @@ impl SubjectRegistry {
             return Ok(Vec::new());
         }
         let now = clock.now().timestamp();
-        let prepared: Vec<Prepared> = items
-            .iter()
-            .map(|item| {
-                let fingerprint = linkage::fingerprint(item.identity, &self.keys);
-                Prepared {
-                    identity_id: uuid::Uuid::new_v4().to_string(),
-                    lookup_keys: fingerprint.lookup_keys(),
-                    fingerprint,
-                }
-            })
-            .collect();
+        let prepared: Vec<Prepared> = tracing::debug_span!("subjects.fingerprint").in_scope(|| {
+            items
+                .iter()
+                .map(|item| {
+                    let fingerprint = linkage::fingerprint(item.identity, &self.keys);
+                    Prepared {
+                        identity_id: uuid::Uuid::new_v4().to_string(),
+                        lookup_keys: fingerprint.lookup_keys(),
+                        fingerprint,
+                    }
+                })
+                .collect()
+        });
 
         let mut keys: Vec<&[u8]> = prepared
             .iter()
@@ -120,7 +123,8 @@ impl SubjectRegistry {
         } else {
             bulk::candidates_for_keys(tx, self.key_version, &keys).await?
         };
-        let resolution = resolve(&stored, &prepared, now)?;
+        let resolution = tracing::debug_span!("subjects.resolve")
+            .in_scope(|| resolve(&stored, &prepared, now))?;
 
         let contexts: Vec<Vec<u8>> = prepared
             .iter()

@@ -258,6 +258,7 @@ impl Vault {
     /// that uses up the current data key continues under a new one, so the
     /// [`RotationPolicy`] holds exactly as for single seals. Results are in the
     /// order of `values`.
+    #[tracing::instrument(name = "vault.seal_many", skip_all, fields(count = values.len()))]
     pub async fn seal_many(
         &self,
         tx: &mut Tx<'_>,
