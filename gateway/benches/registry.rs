@@ -114,8 +114,19 @@ async fn bench_backend(name: &str, url: &str, prepopulate: usize, n: usize, phas
     let sequential = stream.measured(n / 10);
     phases.reset();
     let run = register_one_by_one(&store, &registry, &sequential).await;
-    print_row("register", SEQUENTIAL_CHUNK, &sequential, &run, &known_subjects);
-    breakdowns.push(("register".to_owned(), sequential.len(), phases.take(), run.commit));
+    print_row(
+        "register",
+        SEQUENTIAL_CHUNK,
+        &sequential,
+        &run,
+        &known_subjects,
+    );
+    breakdowns.push((
+        "register".to_owned(),
+        sequential.len(),
+        phases.take(),
+        run.commit,
+    ));
     known_subjects.extend(run.subjects);
     for chunk in CHUNK_SIZES {
         let items = stream.measured(n);
@@ -196,7 +207,13 @@ async fn register_one_by_one(store: &Store, registry: &SubjectRegistry, items: &
         for item in chunk {
             linked.push(
                 registry
-                    .register(&mut tx, item.partner, &item.input, &item.identity, &SystemClock)
+                    .register(
+                        &mut tx,
+                        item.partner,
+                        &item.input,
+                        &item.identity,
+                        &SystemClock,
+                    )
                     .await
                     .expect("register"),
             );
@@ -260,7 +277,9 @@ fn print_breakdowns(rows: &[(String, usize, HashMap<&'static str, Duration>, Dur
         .collect();
     names.sort_unstable();
     names.dedup();
-    println!("\nwhere the time goes, µs per identity (spans nest: register_many includes the rest)");
+    println!(
+        "\nwhere the time goes, µs per identity (spans nest: register_many includes the rest)"
+    );
     print!("{:<40}", "span");
     for (label, ..) in rows {
         print!(" {label:>18}");
@@ -335,10 +354,8 @@ impl Stream {
                         self.sent[self.rng.random_range(recent..self.sent.len())].clone()
                     }
                     1 => self.sent[self.rng.random_range(0..self.sent.len())].clone(),
-                    _ => {
-                        self.stored_people[self.rng.random_range(0..self.stored_people.len())]
-                            .clone()
-                    }
+                    _ => self.stored_people[self.rng.random_range(0..self.stored_people.len())]
+                        .clone(),
                 };
                 self.corrupted(&source)
             } else {
@@ -440,10 +457,12 @@ async fn drop_postgres_database(admin_url: &str, name: &str) {
     let mut conn = sqlx::PgConnection::connect(admin_url)
         .await
         .expect("connect to TEST_DATABASE_URL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
-        .execute(&mut conn)
-        .await
-        .expect("drop the bench database");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .expect("drop the bench database");
 }
 
 fn env(name: &str, default: usize) -> usize {

@@ -711,3 +711,52 @@ async fn an_empty_chunk_does_nothing(backend: Backend) {
     assert!(linked.is_empty());
     assert_eq!(snapshot(&f.store).await, before);
 }
+
+/// `register_many` looks candidates up only by the token kinds that can decide
+/// a match; on synthetic people, their corrupted copies and their households
+/// (twins, namesakes), every pair the rule matches agrees on such a kind.
+#[test]
+fn every_match_agrees_on_a_kind_that_is_looked_up() {
+    let keys = crate::linkage::LinkageKeys::derive(&MasterSecret::from_bytes([42; 32]), 1);
+    let options = NormalizeOptions::new(phonenumber::country::Id::US, clock().0.date_naive());
+    let fingerprint = |input: &IdentityInput| {
+        normalize(input, &options)
+            .ok()
+            .map(|identity| crate::linkage::fingerprint(&identity, &keys))
+    };
+    let mut rng = StdRng::seed_from_u64(9);
+    let people: Vec<_> = synth::people(9, 3000)
+        .iter()
+        .filter_map(fingerprint)
+        .collect();
+    let mut matches = 0;
+    for (i, person) in synth::people(9, 3000).iter().enumerate() {
+        let Some(original) = fingerprint(person) else {
+            continue;
+        };
+        let copies: Vec<_> = (0..3)
+            .filter_map(|_| {
+                fingerprint(&synth::corrupt(
+                    &mut rng,
+                    person,
+                    &synth::CorruptionConfig::default(),
+                ))
+            })
+            .collect();
+        // The people generated just before share households with some.
+        let others = people[i.saturating_sub(50)..i].iter();
+        for other in copies.iter().chain(others) {
+            let score = crate::linkage::compare(&original, other);
+            if score.is_match() {
+                matches += 1;
+                assert!(
+                    score
+                        .agreeing_kinds()
+                        .any(super::register_many::can_decide_a_match),
+                    "person {i}: a match on kinds that are not looked up"
+                );
+            }
+        }
+    }
+    assert!(matches > 5000, "{matches} matches checked");
+}
