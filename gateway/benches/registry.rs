@@ -11,6 +11,8 @@
 //! the batch endpoint does. About a fifth of those are corrupted copies of
 //! people already stored or sent earlier in the stream, some in the same chunk.
 //!
+//! `REGISTRY_BACKENDS` (default `sqlite,postgres`) picks the backends.
+//!
 //! It prints identities/s, per-chunk latency percentiles and where the time goes
 //! per identity: the registry's tracing spans (fingerprints, the candidate
 //! lookup, resolution, sealing, each INSERT) summed by a small layer, plus the
@@ -67,9 +69,15 @@ async fn run(phases: &Phases) {
         "prepopulated identities: {prepopulate}; measured per chunk size: {n} ({} for register)",
         n / 10
     );
+    let backends = std::env::var("REGISTRY_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
     let dir = tempfile::tempdir().expect("a temp dir");
-    let sqlite = format!("sqlite://{}", dir.path().join("registry.db").display());
-    bench_backend("SQLite", &sqlite, prepopulate, n, phases).await;
+    if backends.contains("sqlite") {
+        let sqlite = format!("sqlite://{}", dir.path().join("registry.db").display());
+        bench_backend("SQLite", &sqlite, prepopulate, n, phases).await;
+    }
+    if !backends.contains("postgres") {
+        return;
+    }
     match std::env::var("TEST_DATABASE_URL") {
         Ok(admin) => {
             let (url, name) = create_postgres_database(&admin).await;

@@ -18,6 +18,15 @@
 //! The raw identity is sealed by the vault before it is stored; only its sealed
 //! bytes, its keyed fingerprint and its lookup tokens reach the database.
 //!
+//! # One identity or a chunk
+//! [`SubjectRegistry::register`] resolves one identity in five or more
+//! statements: right for a single submission. [`SubjectRegistry::register_many`]
+//! resolves a chunk (the batch endpoint's few hundred referrals per
+//! transaction) in a constant number of statements, with exactly the result of
+//! calling `register` on each in order — later identities of the chunk link to
+//! earlier ones — as `subjects/register_many.rs` explains and its tests check
+//! against `register` on both backends.
+//!
 //! Two replicas resolving the same new person at the same instant may each create
 //! a subject; the next identity that matches both merges them. That is the price
 //! of not serializing every write on one lock, and it heals itself.
