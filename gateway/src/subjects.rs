@@ -18,6 +18,15 @@
 //! The raw identity is sealed by the vault before it is stored; only its sealed
 //! bytes, its keyed fingerprint and its lookup tokens reach the database.
 //!
+//! # One identity or a chunk
+//! [`SubjectRegistry::register`] resolves one identity in five or more
+//! statements: right for a single submission. [`SubjectRegistry::register_many`]
+//! resolves a chunk (the batch endpoint's few hundred referrals per
+//! transaction) in a constant number of statements, with exactly the result of
+//! calling `register` on each in order — later identities of the chunk link to
+//! earlier ones — as `subjects/register_many.rs` explains and its tests check
+//! against `register` on both backends.
+//!
 //! Two replicas resolving the same new person at the same instant may each create
 //! a subject; the next identity that matches both merges them. That is the price
 //! of not serializing every write on one lock, and it heals itself.
@@ -31,6 +40,12 @@ use crate::secrets::MasterSecret;
 use crate::store::subjects::{self as repo, NewIdentity};
 use crate::store::{Store, StoreError, Tx};
 use crate::vault::{Sealed, Vault, VaultError};
+
+mod register_many;
+#[cfg(test)]
+mod tests;
+
+pub use register_many::NewSubjectIdentity;
 
 /// The `gateway_meta` entries that track key versions.
 const META_KEY_VERSION: &str = "key_version";

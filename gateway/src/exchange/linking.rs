@@ -1,18 +1,16 @@
 //! Linking the people named in exchange records to subjects.
 //!
 //! Every write path of the exchange links its identities through
-//! [`link_identities`], and only through it, so that the whole exchange switches
-//! to a faster registry call in one place. Today it registers the identities one
-//! by one with [`SubjectRegistry::register`]: each costs a few statements (lookup
-//! of candidates, the subject, the identity, its tokens), which on SQLite is most
-//! of a batch chunk's time. `SubjectRegistry::register_many` (multi-row
-//! statements, same results as sequential `register`) replaces the loop when it
-//! lands.
+//! [`link_identities`], and only through it. It hands the whole group to
+//! [`SubjectRegistry::register_many`]: the same results as registering the
+//! identities one by one with [`SubjectRegistry::register`], but in a constant
+//! number of multi-row statements per group instead of a few per identity (which
+//! on SQLite was most of a batch chunk's time).
 
 use crate::clock::Clock;
 use crate::normalize::{Identity, IdentityInput};
 use crate::store::Tx;
-use crate::subjects::{Linked, RegistryError, SubjectRegistry};
+use crate::subjects::{Linked, NewSubjectIdentity, RegistryError, SubjectRegistry};
 
 /// One identity to link, as submitted by `source_partner`.
 pub struct LinkItem<'a> {
@@ -30,13 +28,13 @@ pub async fn link_identities(
     items: &[LinkItem<'_>],
     clock: &dyn Clock,
 ) -> Result<Vec<Linked>, RegistryError> {
-    let mut linked = Vec::with_capacity(items.len());
-    for item in items {
-        linked.push(
-            registry
-                .register(tx, item.source_partner, item.input, item.identity, clock)
-                .await?,
-        );
-    }
-    Ok(linked)
+    let items: Vec<NewSubjectIdentity<'_>> = items
+        .iter()
+        .map(|item| NewSubjectIdentity {
+            source_partner: item.source_partner,
+            input: item.input,
+            identity: item.identity,
+        })
+        .collect();
+    registry.register_many(tx, &items, clock).await
 }

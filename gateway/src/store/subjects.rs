@@ -3,11 +3,14 @@
 //!
 //! Everything here takes the caller's transaction, so that an identity, its
 //! tokens, any merge it causes and the audit entry of the write that brought it
-//! commit together.
+//! commit together. [`bulk`] holds the multi-row forms that register a whole
+//! chunk of identities in a constant number of statements.
 
 use sqlx::Row as _;
 
 use super::{StoreError, Tx};
+
+pub mod bulk;
 
 /// An identity row as written. `sealed` and `fingerprint` are opaque bytes made by
 /// the vault and the linkage engine.

@@ -32,13 +32,17 @@
 //! seal under the key writes the row again if it is missing (`ON CONFLICT DO
 //! NOTHING`), so a record can only commit together with its key even if the
 //! transaction that created the key rolled back. Keep sealing transactions short:
-//! one that seals many records after a rotation rewrites the row for each.
+//! one that seals many records after a rotation rewrites the row for each — or
+//! seal them with [`Vault::seal_many`], which writes (or looks for) the row once
+//! per data key the batch uses, with the same guarantee: the row is written in the
+//! batch's transaction unless it was seen committed.
 //!
 //! # Sealing a new kind of value
 //! 1. Choose a context that names the row: `"<table>:<row id>"` as bytes. Use the
 //!    same context to unseal; never one shared by two rows.
 //! 2. Store [`Sealed::as_bytes`] in a BLOB (SQLite) / BYTEA (PostgreSQL) column,
-//!    written in the transaction passed to [`Vault::seal`].
+//!    written in the transaction passed to [`Vault::seal`] (or, for many rows
+//!    written together, to [`Vault::seal_many`]).
 //! 3. Unseal only after a release decision allows it, and keep the result in its
 //!    [`Zeroizing`] buffer: do not log, clone into `String`s that outlive the
 //!    response, or put it in an error.
@@ -170,6 +174,25 @@ struct PendingRow {
     created_at: i64,
 }
 
+/// One value for [`Vault::seal_many`]. Named fields, not a pair, because both
+/// are bytes and swapping them would seal the context under the plaintext's name.
+#[derive(Clone, Copy)]
+pub struct ToSeal<'a> {
+    /// Names the row the sealed value is stored in, as for [`Vault::seal`].
+    pub context: &'a [u8],
+    pub plaintext: &'a [u8],
+}
+
+impl fmt::Debug for ToSeal<'_> {
+    // The plaintext is a raw identifier; its length is all a reader needs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ToSeal")
+            .field("context_len", &self.context.len())
+            .field("plaintext_len", &self.plaintext.len())
+            .finish()
+    }
+}
+
 /// What one seal needs from [`Inner::sealing`], taken out of the lock.
 struct SealTicket {
     id: uuid::Uuid,
@@ -226,6 +249,49 @@ impl Vault {
                 .await?;
         }
         Sealed::seal(&ticket.cipher, ticket.id, context, plaintext)
+    }
+
+    /// Seals many values in the caller's transaction, as [`Vault::seal`] would one
+    /// by one, for a batch that stores them all in `tx`. The data key's row is
+    /// written (or its commit looked for) once per data key the batch uses, not
+    /// once per value, and the nonces come from one read of the OS RNG. A batch
+    /// that uses up the current data key continues under a new one, so the
+    /// [`RotationPolicy`] holds exactly as for single seals. Results are in the
+    /// order of `values`.
+    #[tracing::instrument(name = "vault.seal_many", skip_all, fields(count = values.len()))]
+    pub async fn seal_many(
+        &self,
+        tx: &mut Tx<'_>,
+        values: &[ToSeal<'_>],
+        clock: &dyn Clock,
+    ) -> Result<Vec<Sealed>, VaultError> {
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tickets = self.take_tickets(values.len(), clock.now())?;
+        for (ticket, _) in &tickets {
+            if let Some(row) = &ticket.unconfirmed {
+                self.ensure_key_row(tx, row, ticket.id, ticket.check_committed)
+                    .await?;
+            }
+        }
+        let mut nonces = Zeroizing::new(vec![[0u8; sealed::NONCE_LEN]; values.len()]);
+        rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, nonces.as_flattened_mut())
+            .map_err(|_| VaultError::Random)?;
+        let mut out = Vec::with_capacity(values.len());
+        let mut rest = values.iter().zip(nonces.iter());
+        for (ticket, count) in &tickets {
+            for (value, nonce) in rest.by_ref().take(*count) {
+                out.push(Sealed::seal_with_nonce(
+                    &ticket.cipher,
+                    ticket.id,
+                    nonce,
+                    value.context,
+                    value.plaintext,
+                )?);
+            }
+        }
+        Ok(out)
     }
 
     /// Opens a value sealed for `context`. The plaintext is zeroized when dropped.
@@ -287,24 +353,57 @@ impl Vault {
     /// Counts a seal against the current data key, first replacing the key if it
     /// is used up or too old (or there is none yet).
     fn take_ticket(&self, now: DateTime<Utc>) -> Result<SealTicket, VaultError> {
+        let mut tickets = self.take_tickets(1, now)?;
+        // One seal always fits the first key taken (a fresh key seals at least one).
+        Ok(tickets.swap_remove(0).0)
+    }
+
+    /// Counts `n` seals against the current data key and, when it runs out (or is
+    /// too old, or there is none), against new ones: each ticket with how many of
+    /// the `n` seals it covers, in order.
+    fn take_tickets(
+        &self,
+        n: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(SealTicket, usize)>, VaultError> {
         let mut sealing = lock(&self.inner.sealing);
-        let mut fresh = false;
-        let mut key = match sealing.take() {
-            Some(key) if key.can_seal(&self.inner.policy, now) => key,
-            _ => {
-                fresh = true;
-                self.new_key(now)?
-            }
-        };
-        key.seals += 1;
-        let ticket = SealTicket {
-            id: key.id,
-            cipher: Arc::clone(&key.cipher),
-            unconfirmed: key.unconfirmed.clone(),
-            check_committed: !fresh && key.seals.is_power_of_two(),
-        };
-        *sealing = Some(key);
-        Ok(ticket)
+        let mut tickets = Vec::with_capacity(1);
+        let mut left = n as u64;
+        while left > 0 {
+            let mut fresh = false;
+            let mut key = match sealing.take() {
+                Some(key) if key.can_seal(&self.inner.policy, now) => key,
+                _ => {
+                    fresh = true;
+                    self.new_key(now)?
+                }
+            };
+            // A fresh key seals at least one value, whatever the policy says, as a
+            // single seal always did.
+            let room = self
+                .inner
+                .policy
+                .max_seals_per_key
+                .saturating_sub(key.seals)
+                .max(1);
+            let take = room.min(left);
+            let first = key.seals + 1;
+            key.seals += take;
+            tickets.push((
+                SealTicket {
+                    id: key.id,
+                    cipher: Arc::clone(&key.cipher),
+                    unconfirmed: key.unconfirmed.clone(),
+                    // The 2nd, 4th, 8th... seal under the key falls in this batch.
+                    check_committed: !fresh && first.next_power_of_two() <= key.seals,
+                },
+                // At most `n`, which is a usize.
+                usize::try_from(take).unwrap_or(usize::MAX),
+            ));
+            left -= take;
+            *sealing = Some(key);
+        }
+        Ok(tickets)
     }
 
     /// Makes a data key and wraps it to the vault recipient. The key also goes into

@@ -19,7 +19,7 @@ use super::VaultError;
 
 const VERSION_1: u8 = 1;
 const KEY_ID_LEN: usize = 16;
-const NONCE_LEN: usize = 24;
+pub(super) const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 /// Version and key id: the part of the header that goes into the associated data
 /// (the nonce is bound by the cipher itself).
@@ -57,15 +57,28 @@ impl Sealed {
         let mut nonce = [0u8; NONCE_LEN];
         rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut nonce)
             .map_err(|_| VaultError::Random)?;
+        Self::seal_with_nonce(cipher, key_id, &nonce, context, plaintext)
+    }
+
+    /// Seals under a nonce the caller drew from the OS RNG: a batch draws all of
+    /// its nonces in one call instead of one system call per value. The nonce must
+    /// be fresh random bytes, never reused or derived.
+    pub(super) fn seal_with_nonce(
+        cipher: &XChaCha20Poly1305,
+        key_id: uuid::Uuid,
+        nonce: &[u8; NONCE_LEN],
+        context: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Self, VaultError> {
         // Zeroizing: should encryption fail, the plaintext copy is wiped.
         let mut bytes = Zeroizing::new(Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN));
         bytes.push(VERSION_1);
         bytes.extend_from_slice(key_id.as_bytes());
-        bytes.extend_from_slice(&nonce);
+        bytes.extend_from_slice(nonce);
         bytes.extend_from_slice(plaintext);
         let aad = associated_data(&bytes[..BOUND_HEADER_LEN], context);
         let tag = cipher
-            .encrypt_in_place_detached(XNonce::from_slice(&nonce), &aad, &mut bytes[HEADER_LEN..])
+            .encrypt_in_place_detached(XNonce::from_slice(nonce), &aad, &mut bytes[HEADER_LEN..])
             .map_err(|_| VaultError::TooLarge)?;
         bytes.extend_from_slice(&tag);
         Ok(Self(std::mem::take(&mut *bytes)))

@@ -53,6 +53,8 @@ on_both_backends!(
     rewrap_to_a_new_identity,
 );
 
+mod seal_many;
+
 struct SqliteDb {
     _dir: tempfile::TempDir,
     path: PathBuf,

@@ -1,0 +1,453 @@
+//! Registering a chunk of identities at once: [`SubjectRegistry::register_many`].
+//!
+//! The batch endpoint stores referrals in chunks of a few hundred per transaction
+//! and registers each chunk's identities with one call. The result is exactly
+//! what calling [`SubjectRegistry::register`] on each identity in order, in the
+//! same transaction and at the same instant, would give — the same links, the
+//! same merges, the same `Linked` values (ids aside, which are random either
+//! way) — but with a constant number of statements per chunk instead of five
+//! or more per identity:
+//!
+//! 1. **Fingerprint** (CPU): an id, a fingerprint and its lookup keys for each
+//!    identity.
+//! 2. **One candidate lookup** for the union of the chunk's lookup keys
+//!    ([`candidates_for_keys`](crate::store::subjects::bulk::candidates_for_keys)):
+//!    every stored, linkable identity that shares a key with *some* identity of
+//!    the chunk, with its subject and the subject's age. Only keys of the kinds
+//!    that can decide a match are looked up (see `can_decide_a_match`).
+//! 3. **Resolve in order, in memory.** Stored candidates and the chunk's own
+//!    identities, as they are resolved, go into one index by token; each
+//!    identity is compared with what the index holds for its tokens, so a later
+//!    identity links to an earlier one of the same chunk. Merges are applied to
+//!    an in-memory forwarding table (`merged_into`), so "the subject a candidate
+//!    belongs to now" is what it would be after the earlier `register` calls.
+//! 4. **Seal** all inputs with [`Vault::seal_many`](crate::vault::Vault::seal_many).
+//! 5. **Write** with multi-row statements: subjects, moves of stored subjects
+//!    merged away (identities and `merged_into`), identities, tokens, merges.
+//!
+//! # Why the in-memory resolution is exact
+//! `register` compares an identity with the stored identities that share a row
+//! of `linkage_tokens` with it. Here the lookup returns a superset (they share a
+//! key with any identity of the chunk) and the index narrows it to those that
+//! share a *fingerprint token* with the identity. The two agree on every pair
+//! that can match: a match always needs an agreeing token of a deciding kind
+//! (the linkage rule), a fingerprint's tokens are exactly the rows written for
+//! it, and a stored identity sharing a row but not a token with the identity is
+//! never a match.
+//! Subjects are ordered by `(created_at, id)` as `register` orders them, and
+//! every subject the chunk creates gets the same `created_at` (the chunk is one
+//! write, at one instant).
+//!
+//! # Where the time goes
+//! `cargo bench --bench registry` prints it per phase. With the statements per
+//! chunk constant, CPU work is small (fingerprints ~5 µs, resolution and
+//! sealing a few µs per identity) and the cost is the database's: one index
+//! probe per lookup key and, above all, the ~14 token rows per identity, each
+//! inserted at a random place of the token index, whose dirtied pages the
+//! commit writes (migration 0007 trims that). That is why the CPU phases are
+//! not spread over threads: rayon would save microseconds of a chunk that
+//! waits milliseconds on its writes, on two cores shared with the HTTP server.
+//!
+//! `Linked::subject_id` is the subject at the moment the identity was resolved,
+//! as `register` returns it: a later identity of the same chunk may merge that
+//! subject away (the merge is in its own `Linked::merged` and in
+//! `subject_merges`; the subject's `merged_into` names where it went).
+
+use std::collections::HashMap;
+
+use super::{Linked, RegistryError, SubjectRegistry, identity_context, seal_input};
+use crate::clock::Clock;
+use crate::linkage::{self, Fingerprint, Strength, Token, TokenKind};
+use crate::normalize::{Identity, IdentityInput};
+use crate::store::Tx;
+use crate::store::subjects::NewIdentity;
+use crate::store::subjects::bulk::{self, ChunkCandidate, IdentityTokens, NewMerge, NewSubject};
+use crate::vault::ToSeal;
+
+/// One identity of a chunk, as [`SubjectRegistry::register`] takes it. `Debug`
+/// prints only which fields are present (the identity types redact themselves).
+#[derive(Debug, Clone, Copy)]
+pub struct NewSubjectIdentity<'a> {
+    /// The partner that submitted the identity.
+    pub source_partner: &'a str,
+    /// The identity as sent, which the vault seals.
+    pub input: &'a IdentityInput,
+    /// The identity normalized, which the linkage engine fingerprints.
+    pub identity: &'a Identity,
+}
+
+/// An identity of the chunk once fingerprinted.
+struct Prepared {
+    identity_id: String,
+    fingerprint: Fingerprint,
+    lookup_keys: Vec<Vec<u8>>,
+}
+
+/// What resolving the chunk decided, to be written.
+struct Resolution {
+    subjects: SubjectTable,
+    /// Per identity of the chunk: the subject it was given (an index into
+    /// `subjects`) and the subjects it merged into that one.
+    assigned: Vec<(usize, Vec<usize>)>,
+    /// (merged away, survivor, index of the bridging identity), in order.
+    merges: Vec<(usize, usize, usize)>,
+}
+
+impl SubjectRegistry {
+    /// Registers a chunk of identities inside the caller's transaction, with the
+    /// result of calling [`SubjectRegistry::register`] on each in order (see the
+    /// module docs of `subjects::register_many` for how and why it is exact), in
+    /// a handful of statements whatever the chunk's size. Returns one [`Linked`]
+    /// per identity, in order. Never commits `tx`.
+    #[tracing::instrument(name = "subjects.register_many", skip_all, fields(count = items.len()))]
+    pub async fn register_many(
+        &self,
+        tx: &mut Tx<'_>,
+        items: &[NewSubjectIdentity<'_>],
+        clock: &dyn Clock,
+    ) -> Result<Vec<Linked>, RegistryError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = clock.now().timestamp();
+        let prepared: Vec<Prepared> = tracing::debug_span!("subjects.fingerprint").in_scope(|| {
+            items
+                .iter()
+                .map(|item| {
+                    let fingerprint = linkage::fingerprint(item.identity, &self.keys);
+                    Prepared {
+                        identity_id: uuid::Uuid::new_v4().to_string(),
+                        lookup_keys: fingerprint.lookup_keys(),
+                        fingerprint,
+                    }
+                })
+                .collect()
+        });
+
+        let mut keys: Vec<&[u8]> = prepared
+            .iter()
+            .flat_map(|p| {
+                p.fingerprint
+                    .tokens()
+                    .iter()
+                    .zip(&p.lookup_keys)
+                    .filter(|(token, _)| can_decide_a_match(token.kind))
+                    .map(|(_, key)| key.as_slice())
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let stored = if keys.is_empty() {
+            Vec::new()
+        } else {
+            bulk::candidates_for_keys(tx, self.key_version, &keys).await?
+        };
+        let resolution = tracing::debug_span!("subjects.resolve")
+            .in_scope(|| resolve(&stored, &prepared, now))?;
+
+        let contexts: Vec<Vec<u8>> = prepared
+            .iter()
+            .map(|p| identity_context(&p.identity_id))
+            .collect();
+        let plaintexts: Vec<Vec<u8>> = items.iter().map(|item| seal_input(item.input)).collect();
+        let to_seal: Vec<ToSeal<'_>> = contexts
+            .iter()
+            .zip(&plaintexts)
+            .map(|(context, plaintext)| ToSeal { context, plaintext })
+            .collect();
+        let sealed = self.vault.seal_many(tx, &to_seal, clock).await?;
+
+        self.write(tx, items, &prepared, &sealed, &resolution, now)
+            .await?;
+        Ok(resolution.linked(&prepared))
+    }
+
+    /// Writes what [`resolve`] decided, in an order the foreign keys accept:
+    /// subjects before the identities and merges that name them.
+    async fn write(
+        &self,
+        tx: &mut Tx<'_>,
+        items: &[NewSubjectIdentity<'_>],
+        prepared: &[Prepared],
+        sealed: &[crate::vault::Sealed],
+        resolution: &Resolution,
+        now: i64,
+    ) -> Result<(), RegistryError> {
+        let table = &resolution.subjects;
+        let id = |slot: usize| table.slots[slot].id.as_str();
+        let new_subjects: Vec<NewSubject<'_>> = table
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.stored)
+            .map(|(slot, s)| NewSubject {
+                id: &s.id,
+                created_at: s.created_at,
+                merged_into: s.merged_into.map(|_| id(table.root(slot))),
+            })
+            .collect();
+        bulk::insert_subjects(tx, &new_subjects).await?;
+
+        let moves: Vec<bulk::SubjectMove<'_>> = table
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.stored && s.merged_into.is_some())
+            .map(|(slot, s)| bulk::SubjectMove {
+                from: &s.id,
+                into: id(table.root(slot)),
+            })
+            .collect();
+        if !moves.is_empty() {
+            bulk::move_subjects(tx, &moves).await?;
+        }
+
+        let fingerprints: Vec<Vec<u8>> =
+            prepared.iter().map(|p| p.fingerprint.to_bytes()).collect();
+        let identities: Vec<NewIdentity<'_>> = items
+            .iter()
+            .zip(prepared)
+            .zip(&resolution.assigned)
+            .zip(sealed.iter().zip(&fingerprints))
+            .map(
+                |(((item, p), (slot, _)), (sealed, fingerprint))| NewIdentity {
+                    id: &p.identity_id,
+                    subject_id: id(table.root(*slot)),
+                    source_partner: item.source_partner,
+                    sealed: sealed.as_bytes(),
+                    fingerprint,
+                    key_version: self.key_version,
+                    linkable: p.fingerprint.is_linkable(),
+                    created_at: now,
+                },
+            )
+            .collect();
+        bulk::insert_identities(tx, &identities).await?;
+
+        let tokens: Vec<IdentityTokens<'_>> = prepared
+            .iter()
+            .filter(|p| p.fingerprint.is_linkable())
+            .map(|p| IdentityTokens {
+                identity_id: &p.identity_id,
+                keys: &p.lookup_keys,
+            })
+            .collect();
+        bulk::insert_tokens_many(tx, self.key_version, &tokens).await?;
+
+        if !resolution.merges.is_empty() {
+            let merge_ids: Vec<String> = resolution
+                .merges
+                .iter()
+                .map(|_| uuid::Uuid::new_v4().to_string())
+                .collect();
+            let merges: Vec<NewMerge<'_>> = resolution
+                .merges
+                .iter()
+                .zip(&merge_ids)
+                .map(|(&(from, into, item), merge_id)| NewMerge {
+                    id: merge_id,
+                    from_subject: id(from),
+                    into_subject: id(into),
+                    identity_id: &prepared[item].identity_id,
+                    merged_at: now,
+                })
+                .collect();
+            bulk::insert_merges(tx, &merges).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Resolution {
+    fn linked(&self, prepared: &[Prepared]) -> Vec<Linked> {
+        let id = |slot: usize| self.subjects.slots[slot].id.clone();
+        prepared
+            .iter()
+            .zip(&self.assigned)
+            .map(|(p, (slot, merged))| Linked {
+                identity_id: p.identity_id.clone(),
+                subject_id: id(*slot),
+                merged: merged.iter().map(|&s| id(s)).collect(),
+                linkable: p.fingerprint.is_linkable(),
+            })
+            .collect()
+    }
+}
+
+/// Whether two identities agreeing on a token of this kind can be a match under
+/// the linkage rule (module docs of [`crate::linkage`]): every match needs a
+/// strong token (rule 2), a weak token that pins the date of birth (rule 3), or
+/// — without a date on one side — `names_phone` or `email` to agree. The other
+/// kinds (`names_zip`, `phonetic_surname_year`) never decide, so a stored
+/// identity that shares only those with the chunk can never match and is not
+/// looked up: `phonetic_surname_year` alone is shared by dozens of stored
+/// identities for a common surname, most of a chunk's candidates otherwise.
+/// The equivalence tests (which run `register`, looking up every kind) would
+/// show a rule change that made another kind decisive.
+pub(super) fn can_decide_a_match(kind: TokenKind) -> bool {
+    kind.strength() == Strength::Strong
+        || kind.pins_birth_date()
+        || matches!(kind, TokenKind::NamesPhone | TokenKind::Email)
+}
+
+/// Subjects the chunk touches: the stored subjects of its candidates and the ones
+/// it creates, with merges applied as forwarding pointers.
+struct SubjectTable {
+    slots: Vec<SubjectSlot>,
+    stored_by_id: HashMap<String, usize>,
+}
+
+struct SubjectSlot {
+    id: String,
+    created_at: i64,
+    /// Set when the chunk merged this subject into another (which may itself
+    /// have been merged later: follow to [`SubjectTable::root`]).
+    merged_into: Option<usize>,
+    /// In the database before the chunk, rather than created by it.
+    stored: bool,
+}
+
+impl SubjectTable {
+    fn stored(&mut self, id: &str, created_at: i64) -> usize {
+        if let Some(&slot) = self.stored_by_id.get(id) {
+            return slot;
+        }
+        let slot = self.push(id.to_owned(), created_at, true);
+        self.stored_by_id.insert(id.to_owned(), slot);
+        slot
+    }
+
+    fn push(&mut self, id: String, created_at: i64, stored: bool) -> usize {
+        self.slots.push(SubjectSlot {
+            id,
+            created_at,
+            merged_into: None,
+            stored,
+        });
+        self.slots.len() - 1
+    }
+
+    /// The subject `slot`'s identities belong to now.
+    fn root(&self, mut slot: usize) -> usize {
+        while let Some(next) = self.slots[slot].merged_into {
+            slot = next;
+        }
+        slot
+    }
+
+    /// `register`'s order for a merge: oldest first, ties by id.
+    fn age_key(&self, slot: usize) -> (i64, &str) {
+        let s = &self.slots[slot];
+        (s.created_at, &s.id)
+    }
+}
+
+/// Resolves the chunk's identities in order against the stored candidates and
+/// the chunk's earlier identities (steps 3 and 4 of the rule in the `subjects`
+/// module docs).
+fn resolve(
+    stored: &[ChunkCandidate],
+    prepared: &[Prepared],
+    now: i64,
+) -> Result<Resolution, RegistryError> {
+    let mut subjects = SubjectTable {
+        slots: Vec::with_capacity(stored.len() + prepared.len()),
+        stored_by_id: HashMap::with_capacity(stored.len()),
+    };
+    // Everything an identity may be compared with: the stored candidates, then
+    // each linkable identity of the chunk once resolved. Fingerprints are
+    // borrowed from `prepared` or owned from decoding the stored bytes.
+    let mut decoded: Vec<(Fingerprint, usize)> = Vec::with_capacity(stored.len());
+    for candidate in stored {
+        let fingerprint = Fingerprint::from_bytes(&candidate.fingerprint).map_err(|_| {
+            RegistryError::CorruptFingerprint {
+                identity_id: candidate.identity_id.clone(),
+            }
+        })?;
+        let slot = subjects.stored(&candidate.subject_id, candidate.subject_created_at);
+        decoded.push((fingerprint, slot));
+    }
+    let mut known: Vec<(&Fingerprint, usize)> = decoded.iter().map(|(f, s)| (f, *s)).collect();
+    let mut index = TokenIndex::new(prepared);
+    for (i, (fingerprint, _)) in decoded.iter().enumerate() {
+        index.add(fingerprint, i);
+    }
+
+    let mut assigned = Vec::with_capacity(prepared.len());
+    let mut merge_log = Vec::new();
+    let mut candidates = Vec::new();
+    for (item, p) in prepared.iter().enumerate() {
+        let mut matched: Vec<usize> = Vec::new();
+        if p.fingerprint.is_linkable() {
+            index.candidates(&p.fingerprint, &mut candidates);
+            for &c in &candidates {
+                let (fingerprint, slot) = known[c];
+                if linkage::compare(&p.fingerprint, fingerprint).is_match() {
+                    matched.push(subjects.root(slot));
+                }
+            }
+            matched.sort_unstable_by(|a, b| subjects.age_key(*a).cmp(&subjects.age_key(*b)));
+            matched.dedup();
+        }
+        let subject = if let Some((&survivor, others)) = matched.split_first() {
+            for &other in others {
+                subjects.slots[other].merged_into = Some(survivor);
+                merge_log.push((other, survivor, item));
+            }
+            survivor
+        } else {
+            subjects.push(uuid::Uuid::new_v4().to_string(), now, false)
+        };
+        if p.fingerprint.is_linkable() {
+            index.add(&p.fingerprint, known.len());
+            known.push((&p.fingerprint, subject));
+        }
+        assigned.push((subject, matched.get(1..).unwrap_or_default().to_vec()));
+    }
+    Ok(Resolution {
+        subjects,
+        assigned,
+        merges: merge_log,
+    })
+}
+
+/// Which of the fingerprints known so far hold each token of the chunk. Only
+/// the chunk's own tokens of deciding kinds are keys: a stored candidate's
+/// other tokens can never make it a match for anything in the chunk.
+struct TokenIndex {
+    entries: HashMap<Token, Vec<usize>>,
+}
+
+impl TokenIndex {
+    fn new(prepared: &[Prepared]) -> Self {
+        let mut entries = HashMap::with_capacity(prepared.len() * TokenKind::COUNT);
+        for p in prepared {
+            for token in p.fingerprint.tokens() {
+                if can_decide_a_match(token.kind) {
+                    entries.entry(*token).or_insert_with(Vec::new);
+                }
+            }
+        }
+        Self { entries }
+    }
+
+    fn add(&mut self, fingerprint: &Fingerprint, known: usize) {
+        for token in fingerprint.tokens() {
+            if let Some(holders) = self.entries.get_mut(token) {
+                holders.push(known);
+            }
+        }
+    }
+
+    /// The known fingerprints sharing a token with `fingerprint`, each once.
+    fn candidates(&self, fingerprint: &Fingerprint, out: &mut Vec<usize>) {
+        out.clear();
+        for token in fingerprint.tokens() {
+            if let Some(holders) = self.entries.get(token) {
+                out.extend_from_slice(holders);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+    }
+}
