@@ -13,8 +13,9 @@
 //!   connection (latency counted from when each request was due, so a stall is
 //!   not hidden by the generator waiting for it).
 //!
-//! The load generator runs in this process and shares the machine's cores with
-//! the gateway. `BATCH_REFERRALS`, `SINGLE_RATE` and `SINGLE_SECONDS` can be set
+//! On PostgreSQL the bench runs `ANALYZE` after its warm-up batch (see
+//! [`analyze`]). The load generator runs in this process and shares the
+//! machine's cores with the gateway. `BATCH_REFERRALS`, `SINGLE_RATE` and `SINGLE_SECONDS` can be set
 //! in the environment.
 
 use std::io::{BufRead as _, BufReader};
@@ -71,6 +72,9 @@ async fn bench_backend(postgres_admin: Option<&str>) {
         .collect();
     run_batch(&gateway, &client, &token, warm).await;
     gateway.take_logs();
+    if postgres_admin.is_some() {
+        analyze(&url).await;
+    }
 
     let lines: Vec<Vec<u8>> = people.iter().map(|p| ndjson_line(&referral(p))).collect();
     let count = lines.len();
@@ -380,6 +384,20 @@ async fn create_postgres_database(admin: &str) -> String {
     let mut url = url::Url::parse(admin).expect("a URL");
     url.set_path(&name);
     url.to_string()
+}
+
+/// Gives PostgreSQL's planner statistics for the warmed-up tables, as autovacuum
+/// would on a running server. Without them (a fresh database, and autovacuum is
+/// off on some development servers) the planner takes every table for empty and
+/// scans `linkage_tokens` sequentially for each identity linked, which makes
+/// linkage quadratic in the number of stored identities.
+async fn analyze(url: &str) {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::query("ANALYZE")
+        .execute(&mut conn)
+        .await
+        .expect("ANALYZE");
 }
 
 /// Drops the bench's database: a bench should leave nothing behind.

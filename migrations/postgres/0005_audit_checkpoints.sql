@@ -15,6 +15,22 @@ CREATE INDEX audit_checkpoints_seq ON audit_checkpoints (seq, id);
 DROP INDEX audit_log_subject;
 CREATE INDEX audit_log_subject ON audit_log (subject_ref, seq);
 
+-- The head's hash follows the entry the head names, in the appending
+-- transaction: `append` reserves (moving `seq`) and inserts, and this keeps
+-- `hash` in step, saving a statement per audited write. Once per statement:
+-- only the statement holding the reserved last entry changes the head.
+CREATE FUNCTION crosswalk_audit_head_hash() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE audit_head AS h SET hash = i.hash
+    FROM inserted AS i
+    WHERE h.id = 1 AND i.seq = h.seq;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER audit_log_moves_head
+    AFTER INSERT ON audit_log REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION crosswalk_audit_head_hash();
+
 -- Append-only, as far as the database can enforce it. Whoever can drop a trigger
 -- can still edit rows, which is what the hash chain and the signed checkpoints
 -- are for; these stop accidents and casual edits.

@@ -15,6 +15,14 @@ CREATE INDEX audit_checkpoints_seq ON audit_checkpoints (seq, id);
 DROP INDEX audit_log_subject;
 CREATE INDEX audit_log_subject ON audit_log (subject_ref, seq);
 
+-- The head's hash follows the entry the head names, in the appending
+-- transaction: `append` reserves (moving `seq`) and inserts, and this keeps
+-- `hash` in step, saving a statement per audited write.
+CREATE TRIGGER audit_log_moves_head AFTER INSERT ON audit_log
+BEGIN
+    UPDATE audit_head SET hash = NEW.hash WHERE id = 1 AND seq = NEW.seq;
+END;
+
 -- Append-only, as far as the database can enforce it. Whoever can drop a trigger
 -- can still edit rows, which is what the hash chain and the signed checkpoints
 -- are for; these stop accidents and casual edits.

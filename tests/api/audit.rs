@@ -586,7 +586,10 @@ async fn shutdown_signs_the_head_and_a_restart_records_registry_changes(backend:
     .await;
     let witness = app.db.witness_file();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !witness.exists() && Instant::now() < deadline {
+    // Until the timer's first line is complete (the file appears just before).
+    while !std::fs::read_to_string(&witness).is_ok_and(|text| text.ends_with('\n'))
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let timed = std::fs::read_to_string(&witness).expect("the timer signed a checkpoint");

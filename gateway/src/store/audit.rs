@@ -107,16 +107,6 @@ pub async fn reserve(tx: &mut Tx<'_>, count: i64) -> Result<(i64, [u8; 32]), Sto
     Ok((seq, to_hash(&hash)?))
 }
 
-/// Writes the new head hash after an append.
-#[tracing::instrument(name = "db.audit_head.set_hash", skip_all)]
-pub async fn set_head_hash(tx: &mut Tx<'_>, hash: &[u8; 32]) -> Result<(), StoreError> {
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(hash.to_vec())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 /// The head as committed: the last sequence number and its hash.
 #[tracing::instrument(name = "db.audit_head.get", skip_all)]
 pub async fn head(tx: &mut Tx<'_>) -> Result<(i64, [u8; 32]), StoreError> {
