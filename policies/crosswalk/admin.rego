@@ -4,7 +4,7 @@ package crosswalk
 
 import rego.v1
 
-admin_decision := allow_decision(release_all, "admin: the audit log", "route") if {
+admin_decision := allow_decision(admin_audit_view, "admin: the audit log", "route") if {
 	input.resource == "audit_entry"
 } else := allow_decision(release_all, "admin: consent records", "route") if {
 	input.resource == "consent"
@@ -25,3 +25,8 @@ admin_by_class := {
 }
 
 admin_view := by_class(admin_by_class)
+
+# The audit log as admins read it: every column, but the subject reference as
+# the admin's own pseudonym — the internal subject id never leaves the gateway,
+# and one person's entries still share one value.
+admin_audit_view := object.union(release_all, {"subject_ref": "pseudonymize"})

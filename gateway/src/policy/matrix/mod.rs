@@ -30,6 +30,7 @@ use rayon::prelude::*;
 
 use super::catalog::{FieldClass, ResourcePlan};
 use super::engine::DecisionEngine;
+use super::resources::PseudonymKind;
 use super::snapshot::Snapshot;
 use super::*;
 use crate::config::PartnerKind;
@@ -362,6 +363,14 @@ fn check_fields(
         }
     } else if !decision.notices.is_empty() {
         problems.push("notices without substance-use information".to_owned());
+    }
+    for (field, action) in &decision.fields {
+        // An internal subject id never leaves the gateway as it is.
+        if plan.fields[field.as_str()].spec.pseudonym == PseudonymKind::Subject
+            && *action == FieldAction::Release
+        {
+            problems.push(format!("{field}: the internal subject id released as it is"));
+        }
     }
     for field in decision.fields.keys() {
         let class = effective_class(plan, field, case.part2);
