@@ -15,6 +15,7 @@ pub mod auth;
 mod cases;
 mod exchange;
 pub mod metrics;
+mod ndjson;
 pub mod openapi;
 pub mod problem;
 mod referrals;
