@@ -125,9 +125,8 @@ async fn referral_column(pool: &sqlx::AnyPool, id: &str, column: &str) -> String
 
 async fn referrals_with_a_minimal_and_a_full_body_are_created(backend: Backend) {
     let app = spawn_app(backend).await;
-    let minimal =
-        created(post(&app, "/v1/referrals", "pd", &minimal("Ada", "Okonkwo")).await).await;
-    assert_eq!(minimal["assigned_cbo"], "cbo-north", "the default CBO");
+    let first = created(post(&app, "/v1/referrals", "pd", &minimal("Ada", "Okonkwo")).await).await;
+    assert_eq!(first["assigned_cbo"], "cbo-north", "the default CBO");
     let response = app
         .client
         .post(app.url("/v1/referrals"))
@@ -139,6 +138,17 @@ async fn referrals_with_a_minimal_and_a_full_body_are_created(backend: Backend) 
         .expect("request");
     let full = created(response).await;
     assert_eq!(full["assigned_cbo"], "cbo-south", "assign_to");
+    let response = app
+        .client
+        .post(app.url("/v1/referrals"))
+        .bearer_auth(token("pd"))
+        .header("X-Purpose-Of-Use", "care management")
+        .json(&minimal("Ada", "Okonkwo"))
+        .send()
+        .await
+        .expect("request");
+    let problem = assert_problem(response, 400).await;
+    assert_eq!(problem["errors"][0]["field"], "X-Purpose-Of-Use");
 
     let pool = app.db_pool().await;
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM referrals").await, 2);

@@ -127,6 +127,12 @@ fn describe(path: &str, error: &serde_json::Error) -> (String, String) {
         } else {
             "invalid value"
         };
+        // serde names our types ("struct SubjectRequest"); the partner sent JSON.
+        let expected = if expected.starts_with("struct ") {
+            "an object"
+        } else {
+            expected
+        };
         return (field, format!("{kind}: expected {expected}"));
     }
     (field, "invalid value".to_owned())
@@ -316,6 +322,12 @@ mod tests {
 
         let e = error_of(r#"{"name": "x", "list": ["a", 5]}"#);
         assert_eq!(e.field, "list[1]");
+
+        let e = error_of(r#"{"name": "x", "inner": "95817"}"#);
+        assert_eq!(
+            (e.field.as_str(), e.problem.as_str()),
+            ("inner", "wrong type: expected an object")
+        );
 
         let e = error_of(r#"{"flag": true}"#);
         assert_eq!(

@@ -172,7 +172,7 @@ impl Exchange {
             body,
             &CheckContext {
                 config: &self.shared.config,
-                normalize: self.normalize_options(now),
+                normalize: self.shared.normalize_options(now),
                 now,
                 leeway: self.shared.leeway(),
             },
@@ -231,10 +231,6 @@ impl Exchange {
         body: &[u8],
     ) -> Result<case::RecordedCase, ExchangeError> {
         case::record(&self.shared, partner, purpose, body).await
-    }
-
-    fn normalize_options(&self, now: DateTime<Utc>) -> NormalizeOptions {
-        NormalizeOptions::new(self.shared.config.linkage.phone_region(), now.date_naive())
     }
 }
 

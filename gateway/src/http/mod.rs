@@ -16,6 +16,7 @@ pub mod auth;
 mod cases;
 mod exchange;
 pub mod metrics;
+mod ndjson;
 pub mod openapi;
 pub mod problem;
 mod purpose;

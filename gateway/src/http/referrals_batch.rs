@@ -2,7 +2,7 @@
 //! as NDJSON out, streaming both ways.
 //!
 //! # How it streams
-//! The body is read as a stream of lines ([`LineReader`]: at most
+//! The body is read as a stream of lines (`ndjson::LineReader`: at most
 //! [`MAX_LINE_BYTES`] per line, so one line cannot make the gateway buffer without
 //! bound). Lines are checked as they arrive and queued to the intake in chunks of
 //! [`GROUP_LIMIT`] (one transaction each, see [`crate::exchange::intake`]), or
@@ -53,12 +53,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use futures_util::StreamExt as _;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
 use super::exchange::{conflict, forbidden, invalid_problem, purpose_of, require_content_type};
+use super::ndjson::{Line, LineReader};
 use super::problem::Problem;
 use super::referrals::idempotency_key;
 use super::{AppState, AuthenticatedPartner};
@@ -480,138 +480,4 @@ impl Chunk {
 
 fn line_problem(number: u64, invalid: &Invalid) -> Problem {
     invalid_problem(invalid).with_detail(format!("line {number} was not stored; see errors"))
-}
-
-/// One line of input.
-enum Line {
-    Text(Vec<u8>),
-    /// Longer than the limit: its bytes were skipped, not buffered.
-    TooLong,
-}
-
-/// Splits a body stream into lines (`\n` or `\r\n`), holding at most one line
-/// (up to its limit) and one frame in memory.
-struct LineReader {
-    stream: BodyDataStream,
-    buffer: Vec<u8>,
-    /// Where the next line starts in `buffer`.
-    start: usize,
-    /// Where to continue looking for `\n` (everything before it was searched).
-    scanned: usize,
-    max: usize,
-    /// Skipping the rest of a line that is too long.
-    skipping: bool,
-    done: bool,
-}
-
-impl LineReader {
-    fn new(stream: BodyDataStream, max: usize) -> Self {
-        Self {
-            stream,
-            buffer: Vec::new(),
-            start: 0,
-            scanned: 0,
-            max,
-            skipping: false,
-            done: false,
-        }
-    }
-
-    /// The next line, `None` at the end, `Err` if the body broke off.
-    async fn next_line(&mut self) -> Result<Option<Line>, ()> {
-        loop {
-            if let Some(offset) = self.buffer[self.scanned..].iter().position(|&b| b == b'\n') {
-                let end = self.scanned + offset;
-                let line = self.take_line(end);
-                self.start = end + 1;
-                self.scanned = self.start;
-                return Ok(Some(line));
-            }
-            self.scanned = self.buffer.len();
-            if self.buffer.len() - self.start > self.max {
-                // Too long: forget what is buffered, skip to the next newline.
-                self.skipping = true;
-                self.buffer.clear();
-                self.start = 0;
-                self.scanned = 0;
-            }
-            if self.done {
-                if self.start == self.buffer.len() && !self.skipping {
-                    return Ok(None);
-                }
-                let end = self.buffer.len();
-                let line = self.take_line(end);
-                self.start = end;
-                self.scanned = end;
-                return Ok(Some(line));
-            }
-            match self.stream.next().await {
-                Some(Ok(frame)) => {
-                    if self.start > 0 {
-                        self.buffer.drain(..self.start);
-                        self.scanned -= self.start;
-                        self.start = 0;
-                    }
-                    self.buffer.extend_from_slice(&frame);
-                }
-                Some(Err(_)) => return Err(()),
-                None => self.done = true,
-            }
-        }
-    }
-
-    fn take_line(&mut self, end: usize) -> Line {
-        if std::mem::take(&mut self.skipping) {
-            return Line::TooLong;
-        }
-        let mut line = &self.buffer[self.start..end];
-        if let Some(stripped) = line.strip_suffix(b"\r") {
-            line = stripped;
-        }
-        if line.len() > self.max {
-            Line::TooLong
-        } else {
-            Line::Text(line.to_vec())
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn lines_of(frames: &[&[u8]], max: usize) -> Vec<String> {
-        let frames: Vec<Result<Bytes, Infallible>> = frames
-            .iter()
-            .map(|f| Ok(Bytes::copy_from_slice(f)))
-            .collect();
-        let body = Body::from_stream(futures_util::stream::iter(frames));
-        let mut reader = LineReader::new(body.into_data_stream(), max);
-        let mut out = Vec::new();
-        while let Some(line) = reader.next_line().await.expect("no body error") {
-            out.push(match line {
-                Line::Text(text) => String::from_utf8(text).expect("utf-8"),
-                Line::TooLong => "<too long>".to_owned(),
-            });
-        }
-        out
-    }
-
-    #[tokio::test]
-    async fn lines_split_across_frames_and_too_long_lines_are_skipped() {
-        assert_eq!(
-            lines_of(&[b"ab", b"c\r\nde\n", b"\nf"], 10).await,
-            ["abc", "de", "", "f"]
-        );
-        assert_eq!(
-            lines_of(&[b"a\n"], 10).await,
-            ["a"],
-            "a final newline ends the last line"
-        );
-        assert_eq!(
-            lines_of(&[b"0123456789", b"0123456789\nok\n", b"01234567890123"], 10).await,
-            ["<too long>", "ok", "<too long>"]
-        );
-        assert!(lines_of(&[], 10).await.is_empty());
-    }
 }
