@@ -369,7 +369,9 @@ fn check_fields(
         if plan.fields[field.as_str()].spec.pseudonym == PseudonymKind::Subject
             && *action == FieldAction::Release
         {
-            problems.push(format!("{field}: the internal subject id released as it is"));
+            problems.push(format!(
+                "{field}: the internal subject id released as it is"
+            ));
         }
     }
     for field in decision.fields.keys() {
