@@ -54,6 +54,9 @@ pub struct RegisteredPartner {
     pub kind: PartnerKind,
     pub name: String,
     pub active: bool,
+    /// The partner's purpose of use when a request declares none (validated
+    /// when the configuration loaded), or `None` for its kind's default.
+    pub default_purpose: Option<String>,
     key: DecodingKey,
     cert_fingerprint: Option<[u8; 32]>,
 }
@@ -91,6 +94,7 @@ impl Registry {
                     kind: p.kind,
                     name: p.name.clone(),
                     active: p.active,
+                    default_purpose: p.default_purpose.clone(),
                     key,
                     cert_fingerprint,
                 },
@@ -192,6 +196,8 @@ impl AuthError {
 pub struct AuthenticatedPartner {
     pub id: String,
     pub kind: PartnerKind,
+    /// The registry's default purpose of use for this partner, if it has one.
+    pub default_purpose: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -345,6 +351,7 @@ impl Verifier {
             partner: AuthenticatedPartner {
                 id: partner.id.clone(),
                 kind: partner.kind,
+                default_purpose: partner.default_purpose.clone(),
             },
             exp,
             not_before,

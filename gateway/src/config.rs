@@ -234,6 +234,12 @@ pub struct PartnerConfig {
     /// The partner's age recipient (`age1...`), for what is encrypted to it.
     #[serde(default)]
     pub age_recipient: Option<String>,
+    /// The purpose of use (an HL7 `PurposeOfUse` code) the partner acts for
+    /// when a request declares none in `X-Purpose-Of-Use`. Absent: its kind's
+    /// default (`CAREMGT`; `HRESCH` for evaluators, `HOPERAT` for admins).
+    /// Whether the purpose allows anything is still the policy's decision.
+    #[serde(default)]
+    pub default_purpose: Option<String>,
 }
 
 impl fmt::Debug for PartnerConfig {
@@ -449,6 +455,14 @@ impl Config {
                 && recipient.parse::<age::x25519::Recipient>().is_err()
             {
                 return err(&key("age_recipient"), "is not an age X25519 recipient");
+            }
+            if let Some(purpose) = &partner.default_purpose
+                && purpose.parse::<crate::policy::Purpose>().is_err()
+            {
+                return err(
+                    &key("default_purpose"),
+                    "must be an HL7 PurposeOfUse code: 2-16 upper-case letters, e.g. CAREMGT",
+                );
             }
         }
         self.routing.validate(self)?;

@@ -23,6 +23,7 @@ backend_tests!(
     bad_list_parameters_and_purposes_are_named,
     every_read_is_a_disclosure_and_the_person_can_be_accounted_for,
     a_policy_change_applies_to_the_next_read,
+    a_partners_default_purpose_comes_from_the_registry,
 );
 
 pub fn token(partner: &str) -> String {
@@ -505,6 +506,31 @@ async fn a_policy_change_applies_to_the_next_read(backend: Backend) {
         after["subject"]["phone"], "(916) 555-0144",
         "the rest unchanged"
     );
+}
+
+/// Without `X-Purpose-Of-Use`, a partner acts for the `default_purpose` its
+/// registry entry names: here police default to research, which the policy does
+/// not allow them, so their own referral is hidden until they declare care
+/// coordination.
+async fn a_partners_default_purpose_comes_from_the_registry(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        AppOptions {
+            env: vec![(
+                "CROSSWALK_PARTNERS__PD__DEFAULT_PURPOSE".to_owned(),
+                "HRESCH".to_owned(),
+            )],
+        },
+    )
+    .await;
+    let id = refer(&app, &referral_body("Odalys", "Brennan", "cbo-north")).await;
+    let path = format!("/v1/referrals/{id}");
+
+    assert_problem(read_as(&app, "pd", &path, None).await, 404).await;
+    let declared = ok_json(read_as(&app, "pd", &path, Some("CAREMGT")).await).await;
+    assert_eq!(declared["id"], id.as_str());
+    // Other partners keep their kind's default (CAREMGT for a CBO).
+    ok_json(read_as(&app, "cbo-north", &path, None).await).await;
 }
 
 async fn readyz_version(app: &TestApp) -> String {

@@ -70,6 +70,12 @@ fn a_broken_configuration_exits_non_zero_naming_the_problem() {
             "public_key",
         ),
         (
+            "malformed default purpose",
+            example_config(),
+            vec![("CROSSWALK_PARTNERS__PD__DEFAULT_PURPOSE", "care")],
+            "partners.pd.default_purpose",
+        ),
+        (
             "misspelt environment override",
             example_config(),
             vec![("CROSSWALK_SERVER__LISTN", "127.0.0.1:1")],

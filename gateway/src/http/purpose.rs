@@ -1,10 +1,12 @@
 //! The purpose of use of a request, for every handler: the `X-Purpose-Of-Use`
 //! header (an HL7 `PurposeOfUse` code), or the default when it is absent.
 //!
-//! The registry holds no per-partner purpose, so the partner's default is its
-//! kind's ([`default_for`]): `CAREMGT` (care coordination, why referrals,
-//! outcomes and case statuses are exchanged at all) for police, CBOs and
-//! health, `HRESCH` for an evaluator, `HOPERAT` for an admin. An endpoint whose
+//! Where the header is absent, the partner's default from the registry
+//! (`default_purpose` in its `[partners.ID]` entry) applies, and where the
+//! registry names none, its kind's ([`default_for`]): `CAREMGT` (care
+//! coordination, why referrals, outcomes and case statuses are exchanged at
+//! all) for police, CBOs and health, `HRESCH` for an evaluator, `HOPERAT` for
+//! an admin. An endpoint whose
 //! purpose is the same for everyone (reading the audit log is operating the
 //! gateway) passes its own default. Only the code's form is checked here; which
 //! purposes allow what is the policy's decision. A malformed code is a 400
@@ -49,10 +51,15 @@ pub(crate) fn declared_purpose(headers: &HeaderMap, default: &str) -> Result<Pur
         })
 }
 
-/// The declared purpose, or the partner kind's default.
+/// The declared purpose, or the partner's default from the registry, or its
+/// kind's.
 pub(crate) fn purpose_of(
     headers: &HeaderMap,
     partner: &AuthenticatedPartner,
 ) -> Result<Purpose, Problem> {
-    declared_purpose(headers, default_for(partner.kind))
+    let default = partner
+        .default_purpose
+        .as_deref()
+        .unwrap_or_else(|| default_for(partner.kind));
+    declared_purpose(headers, default)
 }
