@@ -144,7 +144,10 @@ pub fn generate_with_clock(dir: &Path, clock: &impl Clock) -> anyhow::Result<()>
     write_public(&dir.join("README.md"), example::readme(dir).as_bytes())?;
     // Last, so that an interrupted run leaves no configuration pointing at
     // missing files (and the next run fails on the first file that exists).
-    write_public(&config_path, example::example_config(&partners).as_bytes())?;
+    write_public(
+        &config_path,
+        example::example_config(&partners, &example::policy_dir_for(dir)).as_bytes(),
+    )?;
     Ok(())
 }
 
