@@ -80,7 +80,7 @@ test_contract_fields_present if {
 	}
 	object.keys(catalog.audit_entry) == {
 		"seq", "at", "actor", "action", "purpose", "resource", "record_id", "subject_ref",
-		"fields", "policy_version", "reason", "consent_id", "hash",
+		"fields", "policy_version", "reason", "consent_id", "detail", "hash",
 	}
 }
 

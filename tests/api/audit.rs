@@ -485,6 +485,9 @@ async fn admins_page_through_the_log_and_reading_it_is_audited(backend: Backend)
     assert_eq!(refusal["resource"], "/v1/audit/entries");
     assert_eq!(refusal["purpose"], "HOPERAT");
     assert!(refusal["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    // Admins see how it was refused (the stage and method codes), not just that.
+    assert_eq!(refusal["detail"]["method"], "GET", "{refusal}");
+    assert!(refusal["detail"]["stage"].is_string(), "{refusal}");
 
     // The published key is the one that verifies checkpoints.
     let key = app.get("/.well-known/crosswalk-signing-key", None).await;

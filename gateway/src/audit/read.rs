@@ -68,8 +68,9 @@ pub async fn list_entries(
 }
 
 /// An entry as the policy's `audit_entry` resource sees it (the catalog's field
-/// names), for [`crate::policy::release_view`]. `detail` is not a catalog field,
-/// so it never leaves through a view.
+/// names), for [`crate::policy::release_view`]. `detail` (codes and counts,
+/// e.g. how many refusals a `refusal.summary` stands for) goes out as the JSON
+/// it was recorded as.
 pub fn entry_record(entry: &StoredEntry, hash: &[u8; 32]) -> Value {
     let fields: Vec<Value> = parse_fields(&entry.fields)
         .unwrap_or_default()
@@ -89,6 +90,10 @@ pub fn entry_record(entry: &StoredEntry, hash: &[u8; 32]) -> Value {
         "policy_version": entry.policy_version,
         "reason": entry.reason,
         "consent_id": entry.consent_id,
+        "detail": entry
+            .detail
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<Value>(d).ok()),
         "hash": hex::encode(hash),
     })
 }

@@ -242,6 +242,7 @@ const AUDIT_ENTRY: &[FieldSpec] = &[
     field("policy_version"),
     field("reason"),
     record("consent_id", Resource::Consent),
+    field("detail"),
     field("hash"),
 ];
 
