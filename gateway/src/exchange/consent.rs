@@ -18,7 +18,7 @@
 //!
 //! # What is checked (400 naming each field; nothing is stored)
 //! `recipients` (partner kinds `police`, `cbo`, `health` or registered partner
-//! ids of those kinds), `purposes` (HL7 PurposeOfUse codes the policy knows),
+//! ids of those kinds), `purposes` (HL7 `PurposeOfUse` codes the policy knows),
 //! `classes` (catalog classes; not `direct_identifier`), `period.start` before
 //! `period.end`, the end not already past, `method` (`written`, `verbal`,
 //! `electronic`), `evidence_hash` (`sha256:` or `blake3:` and 64 lower-case hex
@@ -68,7 +68,7 @@ pub struct ConsentRequest {
     pub case: Option<String>,
     /// Partner kinds (`police`, `cbo`, `health`) and/or partner ids.
     pub recipients: Vec<String>,
-    /// HL7 PurposeOfUse codes.
+    /// HL7 `PurposeOfUse` codes.
     #[schema(value_type = Vec<ConsentPurpose>)]
     pub purposes: Vec<String>,
     /// Catalog field classes the consent covers.
@@ -135,32 +135,7 @@ fn check(
 ) -> Result<CheckedConsent, Invalid> {
     let request: ConsentRequest = input::parse_json(body)?;
     let mut invalid = Invalid::default();
-    let on = match (recorder, request.referral, request.case) {
-        (PartnerKind::Cbo, Some(id), None) => Some(Target::Referral(id)),
-        (PartnerKind::Health, None, Some(id)) => Some(Target::Case(id)),
-        (PartnerKind::Cbo, _, Some(_)) => {
-            invalid.push("case", "a CBO records consent on a referral assigned to it");
-            None
-        }
-        (PartnerKind::Cbo, None, None) => {
-            invalid.push(
-                "referral",
-                "is required: the referral the consent is given on",
-            );
-            None
-        }
-        (_, Some(_), _) => {
-            invalid.push(
-                "referral",
-                "a health partner records consent on its own case (`case`)",
-            );
-            None
-        }
-        _ => {
-            invalid.push("case", "is required: the case the consent is given on");
-            None
-        }
-    };
+    let on = target(&mut invalid, recorder, request.referral, request.case);
     let recipients = check_list(&mut invalid, "recipients", &request.recipients, |r| {
         recipient(shared, r)
     });
@@ -206,7 +181,73 @@ fn check(
     let method = input::code::<ConsentMethod>(&mut invalid, "method", &request.method);
     let evidence_hash = evidence_hash(&mut invalid, &request.evidence_hash);
     let part2 = classes.contains(&ConsentClass::SubstanceUse.as_str().to_owned());
-    let part2_recipients = match (&request.part2, part2) {
+    let part2_recipients = part2_elements(&mut invalid, shared, request.part2.as_ref(), part2);
+    match (on, start, end, method, evidence_hash) {
+        (Some(on), Some(start), Some(end), Some(method), Some(evidence_hash))
+            if invalid.is_empty() =>
+        {
+            Ok(CheckedConsent {
+                on,
+                recipients,
+                purposes,
+                classes,
+                part2_recipients,
+                part2,
+                start,
+                end,
+                method,
+                evidence_hash,
+            })
+        }
+        _ => Err(invalid),
+    }
+}
+
+/// The record the consent is given on: a CBO names a referral, a health
+/// partner its case.
+fn target(
+    invalid: &mut Invalid,
+    recorder: PartnerKind,
+    referral: Option<String>,
+    case: Option<String>,
+) -> Option<Target> {
+    match (recorder, referral, case) {
+        (PartnerKind::Cbo, Some(id), None) => Some(Target::Referral(id)),
+        (PartnerKind::Health, None, Some(id)) => Some(Target::Case(id)),
+        (PartnerKind::Cbo, _, Some(_)) => {
+            invalid.push("case", "a CBO records consent on a referral assigned to it");
+            None
+        }
+        (PartnerKind::Cbo, None, None) => {
+            invalid.push(
+                "referral",
+                "is required: the referral the consent is given on",
+            );
+            None
+        }
+        (_, Some(_), _) => {
+            invalid.push(
+                "referral",
+                "a health partner records consent on its own case (`case`)",
+            );
+            None
+        }
+        _ => {
+            invalid.push("case", "is required: the case the consent is given on");
+            None
+        }
+    }
+}
+
+/// The 42 CFR §2.31 elements: required exactly when the consent covers
+/// substance-use information.
+fn part2_elements(
+    invalid: &mut Invalid,
+    shared: &Shared,
+    elements: Option<&Part2Request>,
+    part2: bool,
+) -> Vec<String> {
+    match (elements, part2) {
         (None, true) => {
             invalid.push(
                 "part2",
@@ -227,32 +268,10 @@ fn check(
                     "must be true: a Part 2 consent states the right to revoke (42 CFR §2.31)",
                 );
             }
-            check_list(
-                &mut invalid,
-                "part2.recipients",
-                &elements.recipients,
-                |r| part2_recipient(shared, r),
-            )
-        }
-    };
-    match (on, start, end, method, evidence_hash) {
-        (Some(on), Some(start), Some(end), Some(method), Some(evidence_hash))
-            if invalid.is_empty() =>
-        {
-            Ok(CheckedConsent {
-                on,
-                recipients,
-                purposes,
-                classes,
-                part2_recipients,
-                part2,
-                start,
-                end,
-                method,
-                evidence_hash,
+            check_list(invalid, "part2.recipients", &elements.recipients, |r| {
+                part2_recipient(shared, r)
             })
         }
-        _ => Err(invalid),
     }
 }
 

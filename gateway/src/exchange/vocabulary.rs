@@ -179,7 +179,7 @@ vocabulary! {
 }
 
 vocabulary! {
-    /// The HL7 PurposeOfUse codes a consent may cover: the purposes the release
+    /// The HL7 `PurposeOfUse` codes a consent may cover: the purposes the release
     /// policy knows (`policies/crosswalk/vocabulary/data.json`, `purposes`).
     ConsentPurpose {
         Treat = "TREAT",

@@ -451,8 +451,8 @@ pub(crate) async fn disclosures(
 pub struct OutcomePageBody {
     /// Newest first, each with the `outcome` fields the person's consent
     /// covers: `id`, `referral_id`, `recorded_by` (operational), `kind`,
-    /// `resource` (health), `occurred_at` (quasi_identifier), `notes`
-    /// (free_text).
+    /// `resource` (health), `occurred_at` (`quasi_identifier`), `notes`
+    /// (`free_text`).
     #[schema(value_type = Vec<Object>)]
     outcomes: Vec<ReleasedView>,
     /// Pass as `cursor` for the next page; absent on the last page.

@@ -8,7 +8,7 @@ use super::{StoreError, Tx};
 /// A consent as stored. Nothing in it is an identifier: codes, partner ids,
 /// record ids, times (unix microseconds) and the evidence hash the recorder
 /// gave.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ConsentRow {
     pub id: String,
     /// The subject it was recorded on (the person's subject at the time; reads
@@ -29,6 +29,18 @@ pub struct ConsentRow {
     pub created_at: i64,
     pub revoked_at: Option<i64>,
     pub revoked_by: Option<String>,
+}
+
+impl std::fmt::Debug for ConsentRow {
+    // The shape only: even internal references stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsentRow")
+            .field("id", &self.id)
+            .field("recorded_by", &self.recorded_by)
+            .field("part2", &self.part2)
+            .field("revoked", &self.revoked_at.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ConsentRow {

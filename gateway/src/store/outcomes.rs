@@ -63,7 +63,7 @@ impl std::fmt::Debug for OutcomeRow {
 }
 
 /// Outcomes of the referrals `submitted_by` made, newest first (by when the
-/// gateway received them), after `before` = (created_at, id) when given.
+/// gateway received them), after `before` = (`created_at`, `id`) when given.
 #[tracing::instrument(name = "db.outcomes.of_submitter", skip_all)]
 pub async fn outcomes_of_submitter(
     tx: &mut Tx<'_>,
