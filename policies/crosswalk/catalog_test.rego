@@ -75,7 +75,7 @@ test_contract_fields_present if {
 	object.keys(catalog.outcome) == {"id", "referral_id", "recorded_by", "kind", "resource", "occurred_at", "notes"}
 	object.keys(catalog.case_status) == {"id", "submitted_by", "case_ref", "program", "status", "effective_at"}
 	object.keys(catalog.consent) == {
-		"id", "referral_id", "recipients", "purposes", "classes", "method", "recorded_by",
+		"id", "referral_id", "case_id", "recipients", "purposes", "classes", "method", "recorded_by",
 		"period_start", "period_end", "evidence_hash", "revoked_at", "part2",
 	}
 	object.keys(catalog.audit_entry) == {

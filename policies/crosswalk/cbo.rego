@@ -16,6 +16,9 @@ cbo_decision := allow_decision(cbo_assigned_referral, "assigned CBO: minimum con
 } else := allow_decision(release_all, "CBO: a consent it recorded", "route") if {
 	input.resource == "consent"
 	relationship == "submitter"
+} else := allow_decision(recorder_accounting_view, "CBO: disclosures made under consents it recorded (the person's accounting)", "route") if {
+	input.resource == "audit_entry"
+	relationship == "submitter"
 } else := consent_decision(
 	"CBO: case status under the person's consent covering this CBO, this purpose and these fields",
 	cbo_refused,

@@ -125,8 +125,26 @@ test_cbo_other_consent_record_denied if {
 	}
 }
 
-test_cbo_audit_denied if {
-	every rel in vocabulary.relationships {
+test_cbo_audit_denied_unless_it_recorded_the_consent if {
+	every rel in {"none", "assigned_cbo", "linked_health"} {
 		t_deny_shape(t_decide(t_req("cbo", "read", "audit_entry", rel)))
+	}
+}
+
+# The consent recorder's accounting: who received what under its consents, not
+# the internal subject reference, the decision's wording or the chain hash.
+t_recorder_accounting := object.union(t_all("audit_entry", "release"), {
+	"subject_ref": "withhold",
+	"reason": "withhold",
+	"detail": "withhold",
+	"hash": "withhold",
+})
+
+test_cbo_accounting_of_the_consents_it_recorded if {
+	every action in {"read", "list"} {
+		d := t_decide(t_req("cbo", action, "audit_entry", "submitter"))
+		d.effect == "allow"
+		d.fields == t_recorder_accounting
+		d.consent_used == false
 	}
 }

@@ -214,3 +214,19 @@ opens_something(fields) if {
 	some action in fields
 	action != "withhold"
 }
+
+# ---------------------------------------------------------------------------
+# The accounting of disclosures for the partner that recorded the consent
+# ---------------------------------------------------------------------------
+
+# A CBO or health partner that recorded a person's consent reads, for that
+# person, the audit entries of disclosures made under the consents it recorded
+# (relationship "submitter" on audit_entry: it recorded the consent the entries
+# name; the gateway filters the entries). Who received what, when, for what
+# purpose, under which policy and consent — not the gateway's internal subject
+# reference, the decision's wording, the entry's detail codes or the chain hash,
+# which are for administrators.
+recorder_accounting_view := {name: "release" | some name in {
+	"seq", "at", "actor", "action", "purpose", "resource", "record_id", "fields",
+	"policy_version", "consent_id",
+}}

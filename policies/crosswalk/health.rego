@@ -19,6 +19,9 @@ health_decision := allow_decision(release_all, "health: case status it submitted
 } else := allow_decision(release_all, "health: a consent it recorded", "route") if {
 	input.resource == "consent"
 	relationship == "submitter"
+} else := allow_decision(recorder_accounting_view, "health: disclosures made under consents it recorded (the person's accounting)", "route") if {
+	input.resource == "audit_entry"
+	relationship == "submitter"
 } else := consent_decision(
 	"health: another partner's record under the person's consent covering health, this purpose and these fields; identifiers withheld",
 	health_refused,

@@ -106,3 +106,12 @@ test_health_other_consent_record_and_audit_denied if {
 	t_deny_shape(t_decide(t_req("health", "read", "consent", "none")))
 	t_deny_shape(t_decide(t_req("health", "read", "audit_entry", "none")))
 }
+
+test_health_accounting_of_the_consents_it_recorded if {
+	d := t_decide(t_req("health", "list", "audit_entry", "submitter"))
+	d.effect == "allow"
+	d.fields == t_recorder_accounting
+	every rel in {"assigned_cbo", "linked_health"} {
+		t_deny_shape(t_decide(t_req("health", "list", "audit_entry", rel)))
+	}
+}

@@ -15,8 +15,9 @@
 //! still written first, so that a failure can be read in it).
 //!
 //! One server per backend. The reads run first, all at once, against one seeded
-//! referral (with an outcome and a linked health case); then the writes, each on
-//! its own fresh referral where it addresses one, so that no cell depends on
+//! referral (with an outcome, a linked health case and a consent that opens
+//! nothing another cell asks for); then the writes, each on its own fresh
+//! referral (or consent) where it addresses one, so that no cell depends on
 //! another.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -81,9 +82,13 @@ enum Endpoint {
     Outcome,
     Assignment,
     CreateCase,
+    ListOutcomes,
+    ReadConsent,
+    CreateConsent,
+    RevokeConsent,
 }
 
-const ENDPOINTS: [Endpoint; 12] = [
+const ENDPOINTS: [Endpoint; 16] = [
     Endpoint::WhoAmI,
     Endpoint::ListReferrals,
     Endpoint::ReadReferral,
@@ -96,6 +101,10 @@ const ENDPOINTS: [Endpoint; 12] = [
     Endpoint::Outcome,
     Endpoint::Assignment,
     Endpoint::CreateCase,
+    Endpoint::ListOutcomes,
+    Endpoint::ReadConsent,
+    Endpoint::CreateConsent,
+    Endpoint::RevokeConsent,
 ];
 
 impl Endpoint {
@@ -113,6 +122,10 @@ impl Endpoint {
             Self::Outcome => "POST /v1/referrals/{id}/outcomes",
             Self::Assignment => "POST /v1/referrals/{id}/assignment",
             Self::CreateCase => "POST /v1/cases",
+            Self::ListOutcomes => "GET /v1/outcomes",
+            Self::ReadConsent => "GET /v1/consents/{id}",
+            Self::CreateConsent => "POST /v1/consents",
+            Self::RevokeConsent => "POST /v1/consents/{id}/revoke",
         }
     }
 
@@ -130,7 +143,7 @@ impl Endpoint {
             }
             Self::CaseStatus => "The case statuses linked to the seeded referral's person.",
             Self::Disclosures => {
-                "The accounting of disclosures about the seeded referral's person. Status only."
+                "The accounting of disclosures about the seeded referral's person (admins; `cbo-north` recorded the seeded consent). Status only."
             }
             Self::AuditEntries => {
                 "The audit log. Status only (its content grows as the test runs)."
@@ -146,6 +159,18 @@ impl Endpoint {
                 "Moving the referral to `cbo-south` (`reason` and `assign_to`), each cell on its own fresh referral from `pd` assigned to `cbo-north`. Status only."
             }
             Self::CreateCase => "A valid case status for a person nobody else knows. Status only.",
+            Self::ListOutcomes => {
+                "Police's record-level outcomes under consent. The seeded person's only consent names `cbo-south`, not police: nothing is listed."
+            }
+            Self::ReadConsent => {
+                "The seeded consent, recorded by `cbo-north` on the seeded referral (recipient `cbo-south`, `CAREMGT`, `operational`)."
+            }
+            Self::CreateConsent => {
+                "A valid consent naming `police`: on the seeded referral (`referral`), and for `county-health` on its seeded case (`case`). Status only."
+            }
+            Self::RevokeConsent => {
+                "Revoking a consent `cbo-north` recorded, each cell on its own fresh consent. Status only."
+            }
         }
     }
 
@@ -156,6 +181,7 @@ impl Endpoint {
             Self::WhoAmI => false,
             Self::CreateReferral | Self::Batch => partner == "pd",
             Self::CreateCase => partner == "county-health",
+            Self::CreateConsent => matches!(partner, "cbo-north" | "cbo-south" | "county-health"),
             _ => true,
         }
     }
@@ -169,6 +195,8 @@ impl Endpoint {
                 | Self::CaseStatus
                 | Self::Outcome
                 | Self::Assignment
+                | Self::ReadConsent
+                | Self::RevokeConsent
         )
     }
 
@@ -176,7 +204,11 @@ impl Endpoint {
     fn shows_fields(self) -> bool {
         matches!(
             self,
-            Self::ListReferrals | Self::ReadReferral | Self::CaseStatus
+            Self::ListReferrals
+                | Self::ReadReferral
+                | Self::CaseStatus
+                | Self::ListOutcomes
+                | Self::ReadConsent
         )
     }
 }
@@ -213,6 +245,7 @@ async fn endpoint_matrix(backend: Backend) {
     let seeded = seed(&app).await;
     let (reads, mut writes) = asks(&seeded);
     on_fresh_referrals(&app, &mut writes).await;
+    on_fresh_consents(&app, &seeded, &mut writes).await;
 
     let mut answers = run(&app, reads).await;
     answers.extend(run(&app, writes).await);
@@ -265,7 +298,12 @@ async fn assert_every_route_is_asked(app: &TestApp) {
 
 /// Every cell's request: the reads, then the writes (an outcome or assignment
 /// has no path yet: see [`on_fresh_referrals`]).
-fn asks(seeded: &str) -> (Vec<Ask>, Vec<Ask>) {
+fn asks(seeded: &Seeded) -> (Vec<Ask>, Vec<Ask>) {
+    let Seeded {
+        referral: seeded,
+        case,
+        consent,
+    } = seeded;
     let mut reads = Vec::new();
     let mut writes = Vec::new();
     for endpoint in ENDPOINTS {
@@ -319,6 +357,26 @@ fn asks(seeded: &str) -> (Vec<Ask>, Vec<Ask>) {
                         "/v1/cases".into(),
                         Some(("application/json", unknown_case(writes.len()).to_string())),
                     )),
+                    Endpoint::ListOutcomes => reads.push(ask("/v1/outcomes".into(), None)),
+                    Endpoint::ReadConsent => {
+                        reads.push(ask(format!("/v1/consents/{consent}"), None));
+                    }
+                    Endpoint::CreateConsent => {
+                        let on = if partner == "county-health" {
+                            json!({"case": case})
+                        } else {
+                            json!({"referral": seeded})
+                        };
+                        writes.push(ask(
+                            "/v1/consents".into(),
+                            Some(("application/json", consent_body(&on, "police").to_string())),
+                        ));
+                    }
+                    // The path is filled in by on_fresh_consents.
+                    Endpoint::RevokeConsent => writes.push(ask(
+                        "revoke".into(),
+                        Some(("application/json", "{}".to_owned())),
+                    )),
                 }
             }
         }
@@ -358,6 +416,59 @@ async fn on_fresh_referrals(app: &TestApp, writes: &mut [Ask]) {
     }
 }
 
+/// Points each revocation at a fresh consent of its own, recorded by
+/// `cbo-north` on the seeded referral.
+async fn on_fresh_consents(app: &TestApp, seeded: &Seeded, writes: &mut [Ask]) {
+    let needing: Vec<usize> = (0..writes.len())
+        .filter(|i| writes[*i].path == "revoke")
+        .collect();
+    let on = json!({"referral": seeded.referral});
+    let fresh: Vec<String> = futures_util::stream::iter(
+        needing
+            .iter()
+            // Naming `cbo-south` like the seeded consent: these exist while the
+            // reads run, and must not open anything another cell asks for.
+            .map(|_| async { record_consent(app, &consent_body(&on, "cbo-south")).await }),
+    )
+    .buffer_unordered(8)
+    .collect()
+    .await;
+    for (i, id) in needing.into_iter().zip(fresh) {
+        writes[i].path = format!("/v1/consents/{id}/revoke");
+    }
+}
+
+/// A valid consent on `on` naming `recipient`, for care coordination.
+fn consent_body(on: &Value, recipient: &str) -> Value {
+    let mut body = json!({
+        "recipients": [recipient],
+        "purposes": ["CAREMGT"],
+        "classes": ["operational"],
+        "period": {"start": rfc3339_from_now(-3600), "end": rfc3339_from_now(86_400)},
+        "method": "verbal",
+        "evidence_hash": "blake3:0000000000000000000000000000000000000000000000000000000000000000",
+    });
+    for (key, value) in on.as_object().expect("an object") {
+        body[key] = value.clone();
+    }
+    body
+}
+
+/// Records a consent as `cbo-north` and returns its id.
+async fn record_consent(app: &TestApp, body: &Value) -> String {
+    let response = app
+        .client
+        .post(app.url("/v1/consents"))
+        .bearer_auth(token("cbo-north"))
+        .json(body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 201, "{:?}", response.text().await);
+    let body: Value = response.json().await.expect("JSON");
+    body["id"].as_str().expect("id").to_owned()
+}
+
 /// Writes `policies/ENDPOINTS.md` under `UPDATE_MATRIX=1` (the SQLite run),
 /// else fails when it differs from `markdown`.
 fn check_file(backend: Backend, markdown: &str) {
@@ -387,9 +498,18 @@ fn check_file(backend: Backend, markdown: &str) {
     }
 }
 
+/// What the reads are asked about.
+struct Seeded {
+    referral: String,
+    case: String,
+    consent: String,
+}
+
 /// The seeded referral (from `pd`, explicitly to `cbo-north`), an outcome with
-/// notes from `cbo-north`, and a case from `county-health` for the same person.
-async fn seed(app: &TestApp) -> String {
+/// notes from `cbo-north`, a case from `county-health` for the same person, and
+/// a consent `cbo-north` recorded naming `cbo-south` only (which opens nothing
+/// any other cell asks for).
+async fn seed(app: &TestApp) -> Seeded {
     let mut body = referral_body("Linden", "Marsh", "cbo-north");
     body["subject"]["address"]["street"] = json!("77 Larkspur Way");
     let id = refer(app, &body).await;
@@ -421,7 +541,13 @@ async fn seed(app: &TestApp) -> String {
         .await
         .expect("request");
     assert_eq!(case.status(), 201, "{:?}", case.text().await);
-    id
+    let case: Value = case.json().await.expect("JSON");
+    let consent = record_consent(app, &consent_body(&json!({"referral": id}), "cbo-south")).await;
+    Seeded {
+        referral: id,
+        case: case["id"].as_str().expect("id").to_owned(),
+        consent,
+    }
 }
 
 /// A valid referral with the required fields only.
@@ -495,6 +621,14 @@ async fn run(app: &TestApp, asks: Vec<Ask>) -> Answers {
 /// The released field names: dotted for the subject; for a list, the union over
 /// its referrals; an array of objects as `name[].field` over its items.
 fn released_fields(endpoint: Endpoint, body: &Value) -> BTreeSet<String> {
+    if endpoint == Endpoint::ListOutcomes {
+        return body["outcomes"]
+            .as_array()
+            .expect("outcomes")
+            .iter()
+            .flat_map(field_names)
+            .collect();
+    }
     if endpoint == Endpoint::ListReferrals {
         return body["referrals"]
             .as_array()

@@ -5,6 +5,7 @@ mod helpers;
 
 mod audit;
 mod auth;
+mod consents;
 mod cycle;
 mod demo;
 mod endpoint_matrix;

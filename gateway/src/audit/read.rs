@@ -130,6 +130,18 @@ pub async fn disclosures(
     cursor: Option<i64>,
     limit: u32,
 ) -> Result<DisclosurePage, StoreError> {
+    disclosures_under(tx, subject_refs, None, cursor, limit).await
+}
+
+/// [`disclosures`], only those made under one of `consents` when given (what
+/// the partner that recorded those consents may account for).
+pub async fn disclosures_under(
+    tx: &mut Tx<'_>,
+    subject_refs: &[String],
+    consents: Option<&[String]>,
+    cursor: Option<i64>,
+    limit: u32,
+) -> Result<DisclosurePage, StoreError> {
     let limit = usize::try_from(limit.max(1)).unwrap_or(usize::MAX);
     let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
     let mut subjects: Vec<String> = subject_refs.to_vec();
@@ -137,7 +149,7 @@ pub async fn disclosures(
     subjects.dedup();
     let mut rows = Vec::new();
     for chunk in subjects.chunks(SUBJECTS_PER_QUERY) {
-        rows.extend(repo::disclosures(tx, chunk, cursor.unwrap_or(0), fetch).await?);
+        rows.extend(repo::disclosures(tx, chunk, consents, cursor.unwrap_or(0), fetch).await?);
     }
     // Chunks are each in order; together they need one sort before the cut.
     rows.sort_by_key(|entry| entry.seq);

@@ -15,7 +15,7 @@
 //! - [`intake`]: the writer task that writes referrals in grouped transactions.
 //! - [`linking`]: the one function through which every record links its person.
 //! - [`status`]: the referral status state machine (outcomes drive it).
-//! - [`outcome`], [`assignment`], [`case`]: the other writes.
+//! - [`outcome`], [`assignment`], [`case`], [`consent`]: the other writes.
 //! - [`idempotency`]: keyed hashes of `Idempotency-Key`s and bodies.
 //!
 //! # Who may write what
@@ -25,6 +25,8 @@
 //! | outcome | the referral's assigned CBO | 404, as if the referral did not exist |
 //! | reassignment | the assigned CBO (declining it) or an admin | 404 |
 //! | case status | health | 403 |
+//! | consent | a CBO on its assigned referral, a health partner on its own case | 403 for other kinds; 400 naming `referral`/`case` otherwise |
+//! | consent revocation | the partner that recorded it | 404 |
 //!
 //! # Adding a write
 //! 1. A request struct with `#[serde(deny_unknown_fields)]`, codes and dates as
@@ -39,6 +41,7 @@
 
 pub mod assignment;
 pub mod case;
+pub mod consent;
 pub mod idempotency;
 pub mod input;
 pub mod intake;
@@ -221,6 +224,27 @@ impl Exchange {
         body: &[u8],
     ) -> Result<assignment::Reassigned, ExchangeError> {
         assignment::reassign(&self.shared, partner, purpose, referral_id, body).await
+    }
+
+    /// Records a consent (`partner` is a CBO or a health partner).
+    pub async fn record_consent(
+        &self,
+        partner: &str,
+        kind: crate::config::PartnerKind,
+        purpose: &Purpose,
+        body: &[u8],
+    ) -> Result<crate::store::consents::ConsentRow, ExchangeError> {
+        consent::record(&self.shared, partner, kind, purpose, body).await
+    }
+
+    /// Revokes a consent `partner` recorded.
+    pub async fn revoke_consent(
+        &self,
+        partner: &str,
+        purpose: &Purpose,
+        consent_id: &str,
+    ) -> Result<crate::store::consents::ConsentRow, ExchangeError> {
+        consent::revoke(&self.shared, partner, purpose, consent_id).await
     }
 
     /// Records a health partner's case status.

@@ -165,6 +165,61 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// How a consent was given (FHIR Consent `sourceAttachment` aside: the form
+    /// itself is never stored, only its hash).
+    ConsentMethod {
+        /// A signed paper or scanned form.
+        Written = "written",
+        /// Said to the recorder, who attests it.
+        Verbal = "verbal",
+        /// Signed electronically.
+        Electronic = "electronic",
+    }
+}
+
+vocabulary! {
+    /// The HL7 `PurposeOfUse` codes a consent may cover: the purposes the release
+    /// policy knows (`policies/crosswalk/vocabulary/data.json`, `purposes`).
+    ConsentPurpose {
+        Treat = "TREAT",
+        Etreat = "ETREAT",
+        Caremgt = "CAREMGT",
+        Perfmsr = "PERFMSR",
+        Hoperat = "HOPERAT",
+        Hresch = "HRESCH",
+        Pubhlth = "PUBHLTH",
+        Patrqt = "PATRQT",
+    }
+}
+
+vocabulary! {
+    /// The catalog classes a consent may cover. Not `direct_identifier`:
+    /// identifiers never cross between partners, consent or not (the policy
+    /// withholds them on every consent route), so a consent naming them would
+    /// promise what is never done.
+    ConsentClass {
+        Operational = "operational",
+        Health = "health",
+        /// 42 CFR Part 2: needs the `part2` elements.
+        SubstanceUse = "substance_use",
+        QuasiIdentifier = "quasi_identifier",
+        Justice = "justice",
+        FreeText = "free_text",
+    }
+}
+
+vocabulary! {
+    /// The partner kinds a consent may name as recipients (evaluators get
+    /// de-identified exports and admins see no identities: neither receives
+    /// records under a consent).
+    RecipientKind {
+        Police = "police",
+        Cbo = "cbo",
+        Health = "health",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@
 mod audit;
 pub mod auth;
 mod cases;
+mod consents;
 mod exchange;
 pub mod metrics;
 mod ndjson;
@@ -99,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .merge(referrals::router())
         .merge(reads::router())
         .merge(cases::router())
+        .merge(consents::router())
         .layer(metrics.clone());
     let streaming = referrals_batch::router().layer(metrics);
     // Each `layer` wraps everything added before it: the last one is outermost.

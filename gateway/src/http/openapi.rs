@@ -27,6 +27,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::reads::read_referral,
         super::reads::case_status,
         super::reads::disclosures,
+        super::reads::police_outcomes,
+        super::consents::create_consent,
+        super::consents::read_consent,
+        super::consents::revoke_consent,
     ),
     components(schemas(
         super::problem::Problem,
@@ -34,7 +38,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::audit::EntryPageBody,
         super::reads::ReferralPageBody,
         super::reads::CaseStatusBody,
-        super::reads::DisclosurePageBody
+        super::reads::DisclosurePageBody,
+        super::reads::OutcomePageBody
     )),
     modifiers(&PartnerToken)
 )]

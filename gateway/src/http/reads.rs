@@ -27,7 +27,9 @@ use super::purpose::purpose_of;
 use super::{AppState, AuthenticatedPartner};
 use crate::audit::refusals::Refusal;
 use crate::policy::{Purpose, ReleasedView};
-use crate::reads::{Asker, Cursor, DEFAULT_LIMIT, ListRequest, MAX_LIMIT, ReadError, Reads};
+use crate::reads::{
+    AccountFor, Asker, Cursor, DEFAULT_LIMIT, ListRequest, MAX_LIMIT, ReadError, Reads,
+};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -35,9 +37,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/referrals/{id}", get(read_referral))
         .route("/v1/referrals/{id}/case-status", get(case_status))
         .route("/v1/audit/disclosures", get(disclosures))
+        .route("/v1/outcomes", get(police_outcomes))
 }
 
-fn reads(state: &AppState) -> Reads<'_> {
+pub(super) fn reads(state: &AppState) -> Reads<'_> {
     Reads {
         store: &state.store,
         vault: &state.vault,
@@ -48,16 +51,16 @@ fn reads(state: &AppState) -> Reads<'_> {
 }
 
 /// A failed read, with what the refusal log needs.
-struct ReadFailure<'a> {
-    error: ReadError,
-    partner: &'a str,
-    route: &'a str,
-    purpose: &'a Purpose,
-    state: &'a AppState,
+pub(super) struct ReadFailure<'a> {
+    pub(super) error: ReadError,
+    pub(super) partner: &'a str,
+    pub(super) route: &'a str,
+    pub(super) purpose: &'a Purpose,
+    pub(super) state: &'a AppState,
 }
 
 impl ReadFailure<'_> {
-    fn into_problem(self) -> Problem {
+    pub(super) fn into_problem(self) -> Problem {
         match self.error {
             ReadError::NotFound { refused } => {
                 if let Some(reason) = refused {
@@ -93,7 +96,7 @@ impl ReadFailure<'_> {
     }
 }
 
-fn invalid_query(parameter: &str, problem: &str) -> Problem {
+pub(super) fn invalid_query(parameter: &str, problem: &str) -> Problem {
     Problem::new(StatusCode::BAD_REQUEST)
         .with_type("invalid-query", "Invalid query")
         .with_detail("a query parameter or header is not valid")
@@ -101,7 +104,7 @@ fn invalid_query(parameter: &str, problem: &str) -> Problem {
 }
 
 /// The query's parameters, each at most once and each one this endpoint knows.
-fn query_pairs<'p>(
+pub(super) fn query_pairs<'p>(
     query: &'p Result<Query<Vec<(String, String)>>, QueryRejection>,
     known: &[&'static str],
 ) -> Result<Vec<(&'static str, &'p str)>, Problem> {
@@ -143,7 +146,7 @@ fn query_pairs<'p>(
     }
 }
 
-fn parse_limit(value: &str) -> Result<u32, Problem> {
+pub(super) fn parse_limit(value: &str) -> Result<u32, Problem> {
     match value.parse::<u32>() {
         Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
         _ => Err(invalid_query(
@@ -353,17 +356,20 @@ pub struct DisclosurePageBody {
     next_cursor: Option<String>,
 }
 
-/// The accounting of disclosures about the person a referral is about.
+/// The accounting of disclosures about the person a referral (or case) is about.
 ///
 /// Every release of a record about that person (all their internal subjects,
 /// merges followed): who received which fields, how, when, for what purpose,
-/// under which policy version and consent. Administrators only for now (the
-/// partner that recorded the person's consent comes with consents). Reading it
-/// is recorded (`audit.read`).
+/// under which policy version and consent. Administrators read all of it; the
+/// CBO or health partner that recorded a consent of the person's reads the
+/// disclosures made under the consents it recorded (a health partner names its
+/// case with `case`). Anyone else gets 403, as does a recorder asking about a
+/// record that does not exist. Reading it is recorded (`audit.read`).
 #[utoipa::path(get, path = "/v1/audit/disclosures", tag = "audit",
     security(("partner_token" = [])),
     params(
-        ("referral" = String, Query, description = "A referral id: account for its person"),
+        ("referral" = Option<String>, Query, description = "A referral id: account for its person"),
+        ("case" = Option<String>, Query, description = "Or a case status id: account for its person"),
         ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
         ("limit" = Option<u32>, Query, description = "Disclosures per page, 1-200 (default 50)"),
         ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default HOPERAT for an admin"),
@@ -373,7 +379,7 @@ pub struct DisclosurePageBody {
         (status = 400, description = "A parameter or the purpose header is not valid", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a partner that may read the accounting", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such referral", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such referral or case (administrators)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn disclosures(
     State(state): State<AppState>,
@@ -383,12 +389,19 @@ pub(crate) async fn disclosures(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<DisclosurePageBody>, Problem> {
     let purpose = purpose_of(&headers, &partner)?;
-    let mut referral = None;
+    let mut about = None;
     let mut cursor = None;
     let mut limit = DEFAULT_LIMIT;
-    for (name, value) in query_pairs(&query, &["referral", "cursor", "limit"])? {
+    for (name, value) in query_pairs(&query, &["referral", "case", "cursor", "limit"])? {
         match name {
-            "referral" => referral = Some(value.to_owned()),
+            "referral" | "case" if about.is_some() => {
+                return Err(invalid_query(
+                    name,
+                    "give either referral or case, not both",
+                ));
+            }
+            "referral" => about = Some(AccountFor::Referral(value.to_owned())),
+            "case" => about = Some(AccountFor::Case(value.to_owned())),
             "cursor" => {
                 cursor = Some(
                     value
@@ -403,10 +416,10 @@ pub(crate) async fn disclosures(
             _ => limit = parse_limit(value)?,
         }
     }
-    let referral = referral.ok_or_else(|| {
+    let about = about.ok_or_else(|| {
         invalid_query(
             "referral",
-            "is required: the referral whose person to account for",
+            "is required (or case): the referral or case whose person to account for",
         )
     })?;
     let asker = Asker {
@@ -415,12 +428,88 @@ pub(crate) async fn disclosures(
         purpose: &purpose,
     };
     match reads(&state)
-        .disclosures(&asker, &referral, cursor, limit)
+        .disclosures(&asker, &about, cursor, limit)
         .await
     {
         Ok(page) => Ok(Json(DisclosurePageBody {
             disclosures: page.disclosures,
             next_cursor: page.next_cursor.map(|c| c.to_string()),
+        })),
+        Err(error) => Err(ReadFailure {
+            error,
+            partner: &partner.id,
+            route: route.as_str(),
+            purpose: &purpose,
+            state: &state,
+        }
+        .into_problem()),
+    }
+}
+
+/// A page of outcomes released to police under consent.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OutcomePageBody {
+    /// Newest first, each with the `outcome` fields the person's consent
+    /// covers: `id`, `referral_id`, `recorded_by` (operational), `kind`,
+    /// `resource` (health), `occurred_at` (`quasi_identifier`), `notes`
+    /// (`free_text`).
+    #[schema(value_type = Vec<Object>)]
+    outcomes: Vec<ReleasedView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+/// Record-level outcomes of a police partner's own referrals, under consent.
+///
+/// Only outcomes whose person has an active consent (in its period, not
+/// revoked) naming this police partner or `police` and covering the declared
+/// purpose, each with only the fields of the classes the consent covers.
+/// Referrals without such a consent are not listed at all; a revocation takes
+/// effect on the next request. Every outcome returned is recorded as a
+/// disclosure with the consent that allowed it. Police only (others: 403).
+#[utoipa::path(get, path = "/v1/outcomes", tag = "outcomes",
+    security(("partner_token" = [])),
+    params(
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, description = "Outcomes per page, 1-200 (default 50)"),
+        ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default CAREMGT"),
+    ),
+    responses(
+        (status = 200, description = "A page, newest first (a page may hold fewer than `limit` when many outcomes are not covered; follow `next_cursor`)", body = OutcomePageBody),
+        (status = 400, description = "A parameter or the purpose header is not valid", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a police partner", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn police_outcomes(
+    State(state): State<AppState>,
+    partner: AuthenticatedPartner,
+    route: MatchedPath,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<OutcomePageBody>, Problem> {
+    let purpose = purpose_of(&headers, &partner)?;
+    let mut cursor = None;
+    let mut limit = DEFAULT_LIMIT;
+    for (name, value) in query_pairs(&query, &["cursor", "limit"])? {
+        match name {
+            "cursor" => {
+                cursor = Some(Cursor::decode(value).ok_or_else(|| {
+                    invalid_query("cursor", "must be the next_cursor of a previous page")
+                })?);
+            }
+            _ => limit = parse_limit(value)?,
+        }
+    }
+    let asker = Asker {
+        partner: &partner.id,
+        kind: partner.kind,
+        purpose: &purpose,
+    };
+    match reads(&state).police_outcomes(&asker, cursor, limit).await {
+        Ok(page) => Ok(Json(OutcomePageBody {
+            outcomes: page.outcomes,
+            next_cursor: page.next_cursor.map(|c| c.encode()),
         })),
         Err(error) => Err(ReadFailure {
             error,

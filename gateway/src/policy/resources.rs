@@ -215,6 +215,7 @@ const CASE_STATUS: &[FieldSpec] = &[
 const CONSENT: &[FieldSpec] = &[
     record("id", Resource::Consent),
     record("referral_id", Resource::Referral),
+    record("case_id", Resource::CaseStatus),
     field("recipients"),
     field("purposes"),
     field("classes"),

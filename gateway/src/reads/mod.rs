@@ -4,7 +4,8 @@
 //! A read flows:
 //! 1. load the rows in a read snapshot ([`crate::store::Store::begin_read`]);
 //! 2. per record: the requester's relationship to it, the active consent on file
-//!    for its person ([`active_consent`]), its Part 2 flag → a
+//!    for its person that concerns the asker ([`consents`]: in period by the
+//!    reader's clock, not revoked, naming the asker), its Part 2 flag → a
 //!    [`DecisionInput`] → [`Policy::decide`] (cached per distinct input, so a
 //!    page of one shape costs one evaluation);
 //! 3. build the record as JSON with exactly the catalog's field names
@@ -48,14 +49,21 @@
 //! entries. Then a handler in `http/`, its path in `http/openapi.rs`, a row in
 //! the endpoint matrix (`tests/api/endpoint_matrix.rs`).
 
+mod consents;
+pub mod fhir;
+mod outcomes;
 mod records;
+
+pub use self::consents::ReadableConsent;
+pub use self::outcomes::OutcomePage;
 
 use std::sync::Arc;
 
 use serde_json::json;
 
+use self::consents::ConsentFinder;
 use self::records::{case_record, referral_record};
-use crate::audit::read::{READ_ACTION, disclosures};
+use crate::audit::read::{READ_ACTION, disclosures_under};
 use crate::audit::{self, Event, released_fields};
 use crate::clock::Clock;
 use crate::config::PartnerKind;
@@ -65,11 +73,12 @@ use crate::policy::{
     Relationship, ReleasedView, Requester, Resource, release_view,
 };
 use crate::pseudonym::Pseudonymizer;
+use crate::store::consents::recorded_on_subjects;
 use crate::store::referrals::{
     ReferralListQuery, ReferralOwner, ReferralRow, get_referral, list_referrals,
     same_person_subjects,
 };
-use crate::store::{Store, StoreError, Tx, cases};
+use crate::store::{Store, StoreError, cases};
 use crate::subjects::RegistryError;
 use crate::vault::{Vault, VaultError};
 
@@ -186,26 +195,21 @@ pub struct Reads<'a> {
     pub clock: &'a dyn Clock,
 }
 
-/// The active consent on file for `subject_id` (in its period, not revoked) —
-/// the ONE place every read finds it. Consents are recorded with issue 7
-/// (`POST /v1/consents`); until then there are none, and every decision is made
-/// without one.
-#[expect(
-    clippy::unused_async,
-    reason = "issue 7 makes this a query in the read snapshot; callers already await it"
-)]
-pub async fn active_consent(
-    _tx: &mut Tx<'_>,
-    _subject_id: &str,
-) -> Result<Option<ConsentScope>, StoreError> {
-    Ok(None)
+/// The partner kinds that may read the accounting of disclosures as the
+/// recorder of the person's consent (administrators read all of it).
+fn may_record_consents(kind: PartnerKind) -> bool {
+    matches!(kind, PartnerKind::Cbo | PartnerKind::Health)
 }
 
-/// Whether `asker` may read the accounting of disclosures about a person.
-/// Administrators only, for now: with issue 7, also the partner that recorded
-/// the person's consent (the person asks through it).
-pub fn may_account_for(asker: &Asker<'_>) -> bool {
-    asker.kind == PartnerKind::Admin
+/// Whose accounting is asked for: the person a referral or a case is about.
+#[derive(Debug, Clone)]
+pub enum AccountFor {
+    /// `?referral=`: administrators, and the CBO that recorded the person's
+    /// consent on it.
+    Referral(String),
+    /// `?case=`: administrators, and the health partner that recorded the
+    /// person's consent (it knows its cases, never referral ids).
+    Case(String),
 }
 
 /// A record released to the asker, with what its audit entry needs.
@@ -370,9 +374,10 @@ impl Reads<'_> {
             },
         )
         .await?;
+        let mut finder = ConsentFinder::new(asker, self.clock.now().timestamp_micros());
         let mut consents = Vec::with_capacity(rows.len());
         for row in &rows {
-            consents.push(active_consent(&mut snapshot, &row.subject_id).await?);
+            consents.push(finder.for_subject(&mut snapshot, &row.subject_id).await?);
         }
         snapshot.commit().await?;
 
@@ -431,7 +436,9 @@ impl Reads<'_> {
         let Some(row) = get_referral(&mut snapshot, id).await? else {
             return Err(ReadError::NotFound { refused: None });
         };
-        let consent = active_consent(&mut snapshot, &row.subject_id).await?;
+        let consent = ConsentFinder::new(asker, self.clock.now().timestamp_micros())
+            .for_subject(&mut snapshot, &row.subject_id)
+            .await?;
         snapshot.commit().await?;
         let decided = self.decide(
             asker,
@@ -491,9 +498,10 @@ impl Reads<'_> {
                 latest.push(report);
             }
         }
+        let mut finder = ConsentFinder::new(asker, self.clock.now().timestamp_micros());
         let mut consents = Vec::with_capacity(latest.len());
         for case in &latest {
-            consents.push(active_consent(&mut snapshot, &case.subject_id).await?);
+            consents.push(finder.for_subject(&mut snapshot, &case.subject_id).await?);
         }
         snapshot.commit().await?;
 
@@ -529,27 +537,45 @@ impl Reads<'_> {
         Ok(views)
     }
 
-    /// `GET /v1/audit/disclosures?referral=`: every disclosure about the
-    /// referral's person (all their internal subjects, merges followed),
-    /// oldest first, shaped by the policy's `audit_entry` decision. The read is
-    /// itself recorded (`audit.read`).
+    /// `GET /v1/audit/disclosures?referral=` (or `?case=`): the disclosures
+    /// about the person the record is about (all their internal subjects,
+    /// merges followed), oldest first, shaped by the policy's `audit_entry`
+    /// decision. The read is itself recorded (`audit.read`).
+    ///
+    /// Administrators read every disclosure (relationship `none`). A CBO or
+    /// health partner that recorded a consent of the person's reads the
+    /// disclosures made under the consents it recorded (relationship
+    /// `submitter`: it recorded the consent those entries name) — what the
+    /// person authorized through it — and not the rest, which would tell it
+    /// which other partners hold records about the person. To anyone else, and
+    /// to a recorder asking about a person whose consent it did not record or a
+    /// record that does not exist, the answer is the same 403.
     pub async fn disclosures(
         &self,
         asker: &Asker<'_>,
-        referral_id: &str,
+        about: &AccountFor,
         cursor: Option<i64>,
         limit: u32,
     ) -> Result<DisclosurePage, ReadError> {
-        if !may_account_for(asker) {
-            return Err(ReadError::Refused {
-                reason: "only an administrator reads the accounting of disclosures".to_owned(),
-            });
+        let refused = || ReadError::Refused {
+            reason: "only an administrator, or the partner that recorded the person's consent, \
+                     reads the accounting of disclosures"
+                .to_owned(),
+        };
+        let admin = asker.kind == PartnerKind::Admin;
+        if !admin && !may_record_consents(asker.kind) {
+            return Err(refused());
         }
+        let relationship = if admin {
+            Relationship::None
+        } else {
+            Relationship::Submitter
+        };
         let (_, decision) = self.decide(
             asker,
             Action::List,
             Resource::AuditEntry,
-            Relationship::None,
+            relationship,
             false,
             None,
         );
@@ -559,27 +585,61 @@ impl Reads<'_> {
             });
         }
         let mut snapshot = self.store.begin_read().await?;
-        let Some(referral) = get_referral(&mut snapshot, referral_id).await? else {
-            return Err(ReadError::NotFound { refused: None });
+        let subject = match about {
+            AccountFor::Referral(id) => get_referral(&mut snapshot, id)
+                .await?
+                .map(|referral| referral.subject_id),
+            AccountFor::Case(id) if crate::exchange::is_record_id(id) => {
+                cases::case_owner(&mut snapshot, id)
+                    .await?
+                    .map(|(_, subject)| subject)
+            }
+            AccountFor::Case(_) => None,
         };
-        let family = same_person_subjects(&mut snapshot, &referral.subject_id).await?;
+        let family = match &subject {
+            Some(subject) => same_person_subjects(&mut snapshot, subject).await?,
+            None => Vec::new(),
+        };
+        let only_consents = if admin {
+            None
+        } else {
+            let recorded = recorded_on_subjects(&mut snapshot, asker.partner, &family).await?;
+            if recorded.is_empty() {
+                return Err(refused());
+            }
+            Some(recorded)
+        };
         snapshot.commit().await?;
+        if subject.is_none() {
+            return Err(ReadError::NotFound { refused: None });
+        }
 
         // The page is read in the transaction that records reading it.
         let mut tx = self.store.begin().await?;
-        let page = disclosures(&mut tx, &family, cursor, limit.clamp(1, MAX_LIMIT)).await?;
+        let page = disclosures_under(
+            &mut tx,
+            &family,
+            only_consents.as_deref(),
+            cursor,
+            limit.clamp(1, MAX_LIMIT),
+        )
+        .await?;
         let shaper = FieldShaper::for_partner(self.pseudonyms, asker.partner);
         let views: Vec<ReleasedView> = page
             .disclosures
             .iter()
             .filter_map(|d| release_view(&decision, &records::disclosure_record(d), &shaper).ok())
             .collect();
+        let accounting = match about {
+            AccountFor::Referral(_) => "referral",
+            AccountFor::Case(_) => "case",
+        };
         let read = Event::new(asker.partner, READ_ACTION)
             .with_purpose(asker.purpose.as_str())
             .with_resource(Resource::AuditEntry.as_str())
             .with_fields(released_fields(&decision))
             .with_decision(&*decision.policy_version, &decision.reason)
-            .with_detail(json!({"returned": views.len(), "accounting": "referral"}));
+            .with_detail(json!({"returned": views.len(), "accounting": accounting}));
         audit::append(&mut tx, &[read], self.clock).await?;
         tx.commit().await?;
         Ok(DisclosurePage {

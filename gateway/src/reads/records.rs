@@ -31,7 +31,7 @@ fn discloses(decision: &Decision, matches: impl Fn(&str) -> bool) -> bool {
 }
 
 /// A stored time (unix microseconds) as RFC 3339, UTC.
-fn time(micros: i64) -> Value {
+pub(super) fn time(micros: i64) -> Value {
     DateTime::from_timestamp_micros(micros).map_or(Value::Null, |t| {
         Value::String(t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
     })

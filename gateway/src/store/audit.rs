@@ -322,26 +322,35 @@ pub async fn list(
 pub async fn disclosures(
     tx: &mut Tx<'_>,
     subject_refs: &[String],
+    consents: Option<&[String]>,
     after: i64,
     limit: i64,
 ) -> Result<Vec<StoredEntry>, StoreError> {
-    if subject_refs.is_empty() {
+    if subject_refs.is_empty() || consents.is_some_and(<[String]>::is_empty) {
         return Ok(Vec::new());
     }
     let placeholders: Vec<String> = (0..subject_refs.len())
         .map(|i| format!("${}", i + 3))
         .collect();
+    let mut next = subject_refs.len() + 3;
+    let consent_filter = consents.map_or_else(String::new, |ids| {
+        let list: Vec<String> = (next..next + ids.len()).map(|i| format!("${i}")).collect();
+        next += ids.len();
+        format!(" AND consent_id IN ({})", list.join(", "))
+    });
     let sql = format!(
         "SELECT {COLUMNS} FROM audit_log WHERE seq > $1 AND fields <> $2 \
-         AND subject_ref IN ({}) ORDER BY seq LIMIT ${}",
+         AND subject_ref IN ({}){consent_filter} ORDER BY seq LIMIT ${next}",
         placeholders.join(", "),
-        subject_refs.len() + 3
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(after)
         .bind(NO_FIELDS);
     for subject in subject_refs {
         query = query.bind(subject.clone());
+    }
+    for consent in consents.unwrap_or_default() {
+        query = query.bind(consent.clone());
     }
     let rows = query.bind(limit).fetch_all(&mut **tx).await?;
     rows.iter()

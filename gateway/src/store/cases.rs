@@ -110,3 +110,13 @@ pub async fn cases_of_subjects(
     out.sort_by_key(|case| case.effective_at);
     Ok(out)
 }
+
+/// Who submitted case status `id` and about which subject, if it exists.
+#[tracing::instrument(name = "db.cases.owner", skip_all)]
+pub async fn case_owner(tx: &mut Tx<'_>, id: &str) -> Result<Option<(String, String)>, StoreError> {
+    let row = sqlx::query("SELECT submitted_by, subject_id FROM cases WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+}

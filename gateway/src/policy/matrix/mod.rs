@@ -239,7 +239,7 @@ fn expected_effect(case: &Case) -> Effect {
         (Police, Referral, Submitter)
         | (Cbo, Referral, AssignedCbo)
         | (Cbo, Outcome, AssignedCbo | Submitter)
-        | (Cbo | Health, Consent, Submitter)
+        | (Cbo | Health, Consent | AuditEntry, Submitter)
         | (Health, CaseStatus, LinkedHealth | Submitter)
         | (Admin, _, _) => Allow,
         (Police, Outcome | CaseStatus, _) => {

@@ -1,0 +1,263 @@
+//! Consents on the read side: which consent a decision is made under, and
+//! `GET /v1/consents/{id}`.
+//!
+//! # Which consent the policy sees
+//! A person may have several consents on file (recorded by a CBO on a
+//! referral, by a health partner on a case, renewed, narrowed ...). The
+//! policy's input holds one ([`crate::policy::ConsentScope`]), so that a
+//! decision can be cached by scope and the disclosure names the one consent
+//! that allowed it. [`ConsentFinder::for_subject`] picks, among the person's
+//! consents (every subject of theirs, merges followed) that are **active at the
+//! reader's clock** (in their period, not revoked):
+//! 1. only those that name the asker — by partner id or by kind in
+//!    `recipients`, or by id in the Part 2 recipients — and cover the declared
+//!    purpose: any other consent cannot open anything for this asker;
+//! 2. of those, one naming the asker by id before one naming only its kind
+//!    (the more specific authorization);
+//! 3. then the most recently recorded.
+//!
+//! No consent is merged with another: each disclosure is accounted to exactly
+//! one consent the person gave. A deliberate simplification: a person with one
+//! consent covering `health` and another covering `operational` for police
+//! opens one of the two per record, not both.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::{Asker, ReadError, Reads};
+use crate::exchange::consent::consent_record;
+use crate::policy::{Action, ConsentScope, FieldClass, Purpose, Relationship, Resource};
+use crate::store::Tx;
+use crate::store::consents::{ConsentRow, get_consent, unrevoked_of_subjects};
+use crate::store::referrals::same_person_subjects;
+
+/// Finds the consent a decision is made under, once per subject per request.
+pub(crate) struct ConsentFinder<'a> {
+    asker: &'a Asker<'a>,
+    now: i64,
+    seen: HashMap<String, Option<ConsentScope>>,
+}
+
+impl<'a> ConsentFinder<'a> {
+    pub(crate) fn new(asker: &'a Asker<'a>, now: i64) -> Self {
+        Self {
+            asker,
+            now,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// The consent on file for `subject_id`'s person that the policy should
+    /// see for this asker, if any (see the module docs).
+    pub(crate) async fn for_subject(
+        &mut self,
+        tx: &mut Tx<'_>,
+        subject_id: &str,
+    ) -> Result<Option<ConsentScope>, ReadError> {
+        if let Some(found) = self.seen.get(subject_id) {
+            return Ok(found.clone());
+        }
+        let family = same_person_subjects(tx, subject_id).await?;
+        let consents = unrevoked_of_subjects(tx, &family).await?;
+        let chosen = choose(self.asker, self.now, &consents)
+            .map(scope)
+            .transpose()?;
+        for subject in family {
+            self.seen.insert(subject, chosen.clone());
+        }
+        self.seen.insert(subject_id.to_owned(), chosen.clone());
+        Ok(chosen)
+    }
+}
+
+/// How specifically `consent` names the asker: 2 by id, 1 by kind, `None` if
+/// it does not (or does not cover the purpose).
+fn names_asker(asker: &Asker<'_>, consent: &ConsentRow) -> Option<u8> {
+    if !consent.purposes.iter().any(|p| p == asker.purpose.as_str()) {
+        return None;
+    }
+    let by_id = consent
+        .recipients
+        .iter()
+        .chain(&consent.part2_recipients)
+        .any(|r| r == asker.partner);
+    if by_id {
+        Some(2)
+    } else if consent.recipients.iter().any(|r| r == asker.kind.as_str()) {
+        Some(1)
+    } else {
+        None
+    }
+}
+
+fn choose<'c>(asker: &Asker<'_>, now: i64, consents: &'c [ConsentRow]) -> Option<&'c ConsentRow> {
+    consents
+        .iter()
+        .filter(|c| c.is_active(now))
+        .filter_map(|c| names_asker(asker, c).map(|rank| (rank, c.created_at, &c.id, c)))
+        .max_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)))
+        .map(|(_, _, _, c)| c)
+}
+
+/// The policy's view of a stored consent.
+fn scope(row: &ConsentRow) -> Result<ConsentScope, ReadError> {
+    let corrupt = || ReadError::Corrupt {
+        what: "a stored consent holds a code the gateway does not know",
+    };
+    let purposes = row
+        .purposes
+        .iter()
+        .map(|p| p.parse::<Purpose>().map_err(|_| corrupt()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let classes = row
+        .classes
+        .iter()
+        .map(|c| {
+            FieldClass::ALL
+                .into_iter()
+                .find(|class| class.as_str() == c)
+                .ok_or_else(corrupt)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ConsentScope {
+        id: row.id.clone(),
+        recipients: row.recipients.clone(),
+        purposes,
+        classes,
+        part2_recipients: row.part2_recipients.clone(),
+    })
+}
+
+/// A consent released to the asker.
+#[derive(Debug)]
+pub struct ReadableConsent {
+    /// The consent's fields the policy releases (catalog names).
+    pub view: crate::policy::ReleasedView,
+    /// The same, as an HL7 FHIR R4 Consent ([`super::fhir`]).
+    pub fhir: Value,
+}
+
+impl Reads<'_> {
+    /// `GET /v1/consents/{id}`: the consent as the policy releases it to the
+    /// asker (the baseline: its recorder and administrators). Anything else is
+    /// the same not-found as an unknown id. Recorded as a disclosure.
+    pub async fn read_consent(
+        &self,
+        asker: &Asker<'_>,
+        id: &str,
+    ) -> Result<ReadableConsent, ReadError> {
+        if !crate::exchange::is_record_id(id) {
+            return Err(ReadError::NotFound { refused: None });
+        }
+        let mut snapshot = self.store.begin_read().await?;
+        let row = get_consent(&mut snapshot, id).await?;
+        snapshot.commit().await?;
+        let Some(row) = row else {
+            return Err(ReadError::NotFound { refused: None });
+        };
+        let relationship = if row.recorded_by == asker.partner {
+            Relationship::Submitter
+        } else {
+            Relationship::None
+        };
+        let decided = self.decide(
+            asker,
+            Action::Read,
+            Resource::Consent,
+            relationship,
+            false,
+            None,
+        );
+        if !decided.1.allows_records() {
+            return Err(ReadError::NotFound {
+                refused: Some(decided.1.reason.clone()),
+            });
+        }
+        let shaper = crate::policy::FieldShaper::for_partner(self.pseudonyms, asker.partner);
+        let record: Value = consent_record(&row);
+        let released = Self::release(asker, &shaper, &record, &decided, &row.id, &row.subject_id)
+            .ok_or(ReadError::NotFound { refused: None })?;
+        self.audit(std::slice::from_ref(&released.entry)).await?;
+        let active = row.is_active(self.clock.now().timestamp_micros());
+        let pseudonym = self.pseudonyms.for_partner(asker.partner, &row.subject_id);
+        let fhir =
+            super::fhir::consent_resource(released.view.as_json(), active, pseudonym.as_str());
+        Ok(ReadableConsent {
+            view: released.view,
+            fhir,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PartnerKind;
+
+    fn consent(id: &str, recipients: &[&str], created_at: i64) -> ConsentRow {
+        ConsentRow {
+            id: id.to_owned(),
+            subject_id: "s".to_owned(),
+            referral_id: Some("r".to_owned()),
+            case_id: None,
+            recorded_by: "cbo-north".to_owned(),
+            method: "written".to_owned(),
+            recipients: recipients.iter().map(|r| (*r).to_owned()).collect(),
+            purposes: vec!["CAREMGT".to_owned()],
+            classes: vec!["health".to_owned()],
+            part2_recipients: Vec::new(),
+            part2: false,
+            period_start: 0,
+            period_end: 100,
+            evidence_hash: String::new(),
+            created_at,
+            revoked_at: None,
+            revoked_by: None,
+        }
+    }
+
+    #[test]
+    fn the_consent_naming_the_asker_most_specifically_and_newest_is_chosen() {
+        let purpose: Purpose = "CAREMGT".parse().expect("purpose");
+        let asker = Asker {
+            partner: "pd",
+            kind: PartnerKind::Police,
+            purpose: &purpose,
+        };
+        let by_kind_newer = consent("b", &["police"], 20);
+        let by_id = consent("a", &["pd"], 10);
+        let other = consent("c", &["cbo"], 30);
+        let mut expired = consent("d", &["pd"], 40);
+        expired.period_end = 50;
+        let mut revoked = consent("e", &["pd"], 45);
+        revoked.revoked_at = Some(1);
+        let all = [by_kind_newer.clone(), by_id, other, expired, revoked];
+
+        assert_eq!(choose(&asker, 60, &all).map(|c| c.id.as_str()), Some("a"));
+        assert_eq!(
+            choose(
+                &asker,
+                60,
+                &[by_kind_newer.clone(), consent("f", &["police"], 25)]
+            )
+            .map(|c| c.id.as_str()),
+            Some("f"),
+            "newest among equals"
+        );
+        assert_eq!(
+            choose(&asker, 100, &all).map(|c| c.id.as_str()),
+            None,
+            "period over"
+        );
+        let perfmsr: Purpose = "PERFMSR".parse().expect("purpose");
+        let other_purpose = Asker {
+            purpose: &perfmsr,
+            ..asker
+        };
+        assert!(
+            choose(&other_purpose, 60, &all).is_none(),
+            "purpose not covered"
+        );
+    }
+}
