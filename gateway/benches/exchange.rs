@@ -13,10 +13,35 @@
 //!   connection (latency counted from when each request was due, so a stall is
 //!   not hidden by the generator waiting for it).
 //!
+//! Each phase also prints the process CPU time of the gateway and of this load
+//! generator per referral, and the load average: on a shared machine the wall
+//! rates follow whoever else is busy, CPU per referral much less.
+//! `BENCH_GATEWAY_WRAPPER` runs the gateway under a tool; with callgrind
+//! (`valgrind --tool=callgrind --collect-atstart=no`) instructions are
+//! collected for the batch only ([`Callgrind`]).
+//!
 //! On PostgreSQL the bench runs `ANALYZE` after its warm-up batch (see
 //! [`analyze`]). The load generator runs in this process and shares the
-//! machine's cores with the gateway. `BATCH_REFERRALS`, `SINGLE_RATE` and `SINGLE_SECONDS` can be set
-//! in the environment.
+//! machine's cores with the gateway. `BATCH_REFERRALS`, `SINGLE_RATE` and
+//! `SINGLE_SECONDS` can be set in the environment.
+//!
+//! # Measured
+//! On the shared 2-core development machine at load ~11, 20,000 referrals:
+//!
+//! | | SQLite batch | gateway CPU | PostgreSQL batch | gateway CPU |
+//! |---|---|---|---|---|
+//! | before issue 6's changes | 685/s | 514 µs/referral | 1,508/s | 82 µs/referral |
+//! | after | 640/s | 189 µs/referral | 1,711/s | 64 µs/referral |
+//!
+//! Single referrals at 1,000/s overloaded both backends on that machine (p99
+//! of seconds; the generator kept the rate). Where the time goes now, from the
+//! writer's lines and a `perf` sample of the gateway: on SQLite the gateway
+//! uses ~12% of a core and the writer spends 56% of its time in the commit,
+//! writing the B-tree pages that the group's random inserts dirtied (token
+//! index, identity and subject keys) to the WAL and then to the database file
+//! (`pwrite`, WAL checksums, page reads and B-tree moves lead the profile);
+//! linking is most of the rest. On PostgreSQL the server's work on the token
+//! rows and candidate lookups (65% of the writers' time).
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
@@ -78,17 +103,23 @@ async fn bench_backend(postgres_admin: Option<&str>) {
 
     let lines: Vec<Vec<u8>> = people.iter().map(|p| ndjson_line(&referral(p))).collect();
     let count = lines.len();
+    let cpu = CpuMeter::start(&gateway);
+    let callgrind = Callgrind::start(&gateway);
     let elapsed = run_batch(&gateway, &client, &token, lines).await;
+    callgrind.stop("batch");
     println!(
         "batch   {count} referrals in {:.2}s: {:.0} referrals/s",
         elapsed.as_secs_f64(),
         per_second(count, elapsed)
     );
+    cpu.report(count);
     report_writer_time(&gateway.take_logs(), elapsed);
 
     let rate = env_or("SINGLE_RATE", SINGLE_RATE);
     let seconds = env_or("SINGLE_SECONDS", SINGLE_SECONDS);
-    run_singles(&gateway, &client, &token, rate, seconds).await;
+    let cpu = CpuMeter::start(&gateway);
+    let sent = run_singles(&gateway, &client, &token, rate, seconds).await;
+    cpu.report(sent);
     report_writer_time(
         &gateway.take_logs(),
         Duration::from_secs(u64::from(seconds)),
@@ -149,14 +180,20 @@ async fn run_batch(
 }
 
 /// Sends single referrals open-loop at `rate`/s for `seconds` and prints latency
-/// percentiles.
+/// percentiles; returns how many were sent.
+///
+/// Each request is due at `start + i / rate` and its latency is counted from
+/// then, not from when it was actually sent: if the generator or the machine
+/// stalls, the requests it should have sent meanwhile are counted as waiting
+/// (no coordinated omission). The achieved send rate is printed so that a
+/// generator that fell behind shows.
 async fn run_singles(
     gateway: &Gateway,
     client: &reqwest::Client,
     token: &str,
     rate: u32,
     seconds: u32,
-) {
+) -> usize {
     let people = crosswalk::linkage::synth::people(99, (rate * seconds) as usize + 50);
     let bodies: Vec<Vec<u8>> = people
         .iter()
@@ -199,10 +236,10 @@ async fn run_singles(
             }
         }));
     }
+    let sending = started.elapsed();
     for task in tasks {
         let _ = task.await;
     }
-    let elapsed = started.elapsed();
     let mut latencies = latencies.lock().expect("lock").clone();
     let sent = latencies.len() + *errors.lock().expect("lock");
     latencies.sort();
@@ -213,15 +250,111 @@ async fn run_singles(
             .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
     };
     println!(
-        "single  {sent} requests at {rate}/s target ({:.0}/s achieved), {} errors: \
-         p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-        per_second(sent, elapsed),
+        "single  {sent} requests at {rate}/s target ({:.0}/s sent), {} errors: \
+         p50 {:.2} ms  p90 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        per_second(sent, sending),
         *errors.lock().expect("lock"),
         pct(500),
         pct(900),
+        pct(950),
         pct(990),
         pct(1000),
     );
+    sent
+}
+
+/// Instruction counts of the gateway over the batch, when it runs under
+/// `valgrind --tool=callgrind --collect-atstart=no` (see
+/// `BENCH_GATEWAY_WRAPPER`): collection is switched on for the batch only and
+/// dumped after it, to `callgrind.out.PID.N` in the working directory
+/// (`callgrind_annotate` reads it; divide its total by the batch's referrals).
+/// Instruction counts do not depend on what else the machine runs.
+struct Callgrind(Option<u32>);
+
+impl Callgrind {
+    fn start(gateway: &Gateway) -> Self {
+        let on = std::env::var("BENCH_GATEWAY_WRAPPER").is_ok_and(|w| w.contains("callgrind"));
+        let this = Self(on.then(|| gateway.child.id()));
+        this.control(&["-i", "on"]);
+        this
+    }
+
+    fn stop(&self, phase: &str) {
+        if self.0.is_some() {
+            self.control(&["-d", phase]);
+            self.control(&["-i", "off"]);
+            println!("        callgrind: {phase} dumped (callgrind.out.*)");
+        }
+    }
+
+    fn control(&self, args: &[&str]) {
+        if let Some(pid) = self.0 {
+            let _ = Command::new("callgrind_control")
+                .args(args)
+                .arg(pid.to_string())
+                .stdout(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Process CPU time (user + system) of the gateway and of this load generator
+/// over a phase, and the machine's load average, so that figures from a busy
+/// shared machine can be read: wall rates fall when others build, CPU per
+/// referral much less.
+struct CpuMeter {
+    gateway_pid: u32,
+    gateway: Duration,
+    generator: Duration,
+    wall: Instant,
+}
+
+impl CpuMeter {
+    fn start(gateway: &Gateway) -> Self {
+        let gateway_pid = gateway.child.id();
+        Self {
+            gateway_pid,
+            gateway: process_cpu(&gateway_pid.to_string()),
+            generator: process_cpu("self"),
+            wall: Instant::now(),
+        }
+    }
+
+    fn report(&self, referrals: usize) {
+        let gateway = process_cpu(&self.gateway_pid.to_string()).saturating_sub(self.gateway);
+        let generator = process_cpu("self").saturating_sub(self.generator);
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / count(referrals.max(1));
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        println!(
+            "        CPU: gateway {:.2}s ({:.0} µs per referral, {:.0}% of one core), \
+             load generator {:.2}s ({:.0} µs per referral); load average {}",
+            gateway.as_secs_f64(),
+            per(gateway),
+            100.0 * gateway.as_secs_f64() / self.wall.elapsed().as_secs_f64(),
+            generator.as_secs_f64(),
+            per(generator),
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
+}
+
+/// User + system CPU time of a process from `/proc/PID/stat` (fields 14 and 15,
+/// in clock ticks of 1/100 s, Linux's `USER_HZ` on every common platform); zero
+/// where there is no `/proc`.
+fn process_cpu(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let after_name = stat.rsplit(')').next().unwrap_or_default();
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
 }
 
 async fn post_single(client: &reqwest::Client, gateway: &Gateway, token: &str, body: Vec<u8>) {
@@ -427,7 +560,19 @@ struct Gateway {
 
 impl Gateway {
     fn start(database_url: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_crosswalk"))
+        // `BENCH_GATEWAY_WRAPPER="valgrind --tool=callgrind --collect-atstart=no"`
+        // runs the gateway under a tool; see [`Callgrind`].
+        let wrapper = std::env::var("BENCH_GATEWAY_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(tool) => {
+                let mut command = Command::new(tool);
+                command.args(words).arg(env!("CARGO_BIN_EXE_crosswalk"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_crosswalk")),
+        };
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(repo_root().join("keys-example/crosswalk.toml"))
             .env("DATABASE_URL", database_url)
@@ -462,7 +607,7 @@ impl Gateway {
             });
         }
         let addr = addr_rx
-            .recv_timeout(Duration::from_mins(2))
+            .recv_timeout(Duration::from_mins(10))
             .ok()
             .flatten()
             .unwrap_or_else(|| {

@@ -173,7 +173,7 @@ impl SubjectRegistry {
                 tx,
                 &identity_id,
                 self.key_version,
-                &fingerprint.lookup_keys(),
+                &fingerprint.index_keys(),
             )
             .await?;
         }
@@ -190,7 +190,7 @@ impl SubjectRegistry {
         tx: &mut Tx<'_>,
         fingerprint: &Fingerprint,
     ) -> Result<BTreeSet<String>, RegistryError> {
-        let candidates = repo::candidates(tx, self.key_version, &fingerprint.lookup_keys()).await?;
+        let candidates = repo::candidates(tx, self.key_version, &fingerprint.index_keys()).await?;
         let mut subjects = BTreeSet::new();
         for candidate in candidates {
             let stored = Fingerprint::from_bytes(&candidate.fingerprint).map_err(|_| {
@@ -381,8 +381,7 @@ pub async fn rotate_keys(
             let fingerprint = linkage::fingerprint(&identity, &keys);
             repo::update_fingerprint(&mut tx, &stored.id, &fingerprint.to_bytes(), target).await?;
             if fingerprint.is_linkable() {
-                repo::insert_tokens(&mut tx, &stored.id, target, &fingerprint.lookup_keys())
-                    .await?;
+                repo::insert_tokens(&mut tx, &stored.id, target, &fingerprint.index_keys()).await?;
             }
         }
         identities += batch.len() as u64;

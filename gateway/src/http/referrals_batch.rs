@@ -5,7 +5,8 @@
 //! The body is read as a stream of lines (`ndjson::LineReader`: at most
 //! [`MAX_LINE_BYTES`] per line, so one line cannot make the gateway buffer without
 //! bound). Lines are checked as they arrive and queued to the intake in chunks of
-//! [`GROUP_LIMIT`] (one transaction each, see [`crate::exchange::intake`]), or
+//! [`GROUP_LIMIT`] (each written whole in one transaction, possibly with other
+//! waiting chunks, see [`crate::exchange::intake`]), or
 //! fewer when the input pauses for [`FLUSH_AFTER`]; while one chunk is being
 //! written the next is read and checked. The response is `200` with an NDJSON
 //! stream as soon as the request is accepted, and each chunk's result lines go out

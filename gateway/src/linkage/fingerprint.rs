@@ -187,6 +187,18 @@ impl Fingerprint {
         self.tokens.iter().map(lookup_key).collect()
     }
 
+    /// The keys the registry stores and looks up for this fingerprint: the
+    /// [`lookup_keys`](Self::lookup_keys) of the kinds for which
+    /// [`TokenKind::is_indexed`] holds. Two identities that can match share
+    /// at least one. Empty when not linkable.
+    pub fn index_keys(&self) -> Vec<Vec<u8>> {
+        self.tokens
+            .iter()
+            .filter(|token| token.kind.is_indexed())
+            .map(lookup_key)
+            .collect()
+    }
+
     /// The storage form:
     ///
     /// ```text

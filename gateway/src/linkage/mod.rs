@@ -75,11 +75,15 @@
 //! a rule-3 match, below 0.5 for no match, and within each band the Dice
 //! similarity of the whole filters. `is_match()` ⇔ `score ≥ 0.5`.
 //!
-//! Candidates come only from shared tokens (every token kind is a lookup key),
-//! and every match needs at least one agreeing token, so blocking loses no match
-//! the rule would have made. `phonetic_surname_year`, `names_phone`,
-//! `names_zip` and `email` decide nothing on their own; they are there so that
-//! a record whose other tokens are broken is still a candidate.
+//! Candidates come only from shared tokens, and every match needs at least one
+//! agreeing token, so blocking loses no match the rule would have made. The
+//! registry stores and looks up nine of the kinds ([`TokenKind::is_indexed`]):
+//! the others either decide nothing (`names_zip`, `phonetic_surname_year`) or
+//! never agree without an indexed kind agreeing too (`names_dob` implies
+//! `names_year`, `given_dob_phone` implies `given_dob`, `given_email` implies
+//! `email`). `names_phone` and `email` decide nothing on their own; with the
+//! weak kinds they are there so that a record whose other tokens are broken is
+//! still a candidate.
 //!
 //! What the rule knowingly gets wrong: two different people with the same given
 //! name (after nickname folding), surname and date of birth link; so do twins

@@ -140,6 +140,7 @@ fn unlinkable_identities_never_match_even_themselves() {
     let a = fp(&name_only);
     assert!(!a.is_linkable());
     assert!(a.lookup_keys().is_empty());
+    assert!(a.index_keys().is_empty());
     assert!(!compare(&a, &a).is_match());
     assert_eq!(compare(&a, &a).decision(), Decision::NotComparable);
 
@@ -217,6 +218,22 @@ fn lookup_keys_are_kind_and_token() {
         assert_eq!(key[0], token.kind as u8);
         assert_eq!(&key[1..], &token.value);
     }
+}
+
+#[test]
+fn index_keys_are_the_lookup_keys_of_indexed_kinds() {
+    let a = fp(&person("Ana", "Lee", "1999-12-31"));
+    let indexed: Vec<Vec<u8>> = a
+        .lookup_keys()
+        .into_iter()
+        .zip(a.tokens())
+        .filter(|(_, token)| token.kind.is_indexed())
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(a.index_keys(), indexed);
+    assert!(a.index_keys().len() < a.lookup_keys().len());
+    let stored = TokenKind::ALL.iter().filter(|k| k.is_indexed()).count();
+    assert_eq!(stored, 9);
 }
 
 #[test]

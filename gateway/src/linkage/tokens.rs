@@ -130,6 +130,34 @@ impl TokenKind {
         }
     }
 
+    /// Whether tokens of this kind are stored in the registry's token index
+    /// (`linkage_tokens`) and looked up to find candidates.
+    ///
+    /// Candidate lookup only has to find every stored identity that *can*
+    /// match, and every match needs an agreeing token of a deciding kind (a
+    /// strong one, one that pins the date of birth, or `names_phone` or
+    /// `email`). Some deciding kinds never agree alone: their fields are a
+    /// superset of another kind's, built from the same parts, so when they
+    /// agree that kind agrees too —
+    /// `names_dob` ⇒ `names_year`, `given_dob_phone` ⇒ `given_dob`,
+    /// `given_email` ⇒ `email`. Those three, and the two kinds that decide
+    /// nothing (`names_zip`, `phonetic_surname_year`), need no row: 9 rows per
+    /// identity instead of 14, each a random insert into the index. They stay
+    /// in the fingerprint, where the rule reads them. (Rows of every kind
+    /// written before this are harmless: nothing looks them up.) The registry's test
+    /// `every_match_agrees_on_a_kind_that_is_looked_up` checks it on
+    /// synthetic people, their corrupted copies and their households.
+    pub fn is_indexed(self) -> bool {
+        !matches!(
+            self,
+            Self::NamesDob
+                | Self::GivenDobPhone
+                | Self::GivenEmail
+                | Self::NamesZip
+                | Self::PhoneticSurnameYear
+        )
+    }
+
     /// Whether the kind pins the date of birth: the whole date, or the birth
     /// year or the {month, day} together with both names. A corroborated match
     /// needs one of these to agree. (`phonetic_surname_year` does not count: a

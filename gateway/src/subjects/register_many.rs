@@ -10,11 +10,12 @@
 //!
 //! 1. **Fingerprint** (CPU): an id, a fingerprint and its lookup keys for each
 //!    identity.
-//! 2. **One candidate lookup** for the union of the chunk's lookup keys
+//! 2. **One candidate lookup** for the union of the chunk's index keys
 //!    ([`candidates_for_keys`](crate::store::subjects::bulk::candidates_for_keys)):
 //!    every stored, linkable identity that shares a key with *some* identity of
-//!    the chunk, with its subject and the subject's age. Only keys of the kinds
-//!    that can decide a match are looked up (see `can_decide_a_match`).
+//!    the chunk, with its subject and the subject's age. Only the kinds the
+//!    registry stores are looked up ([`TokenKind::is_indexed`]: every pair that
+//!    can match agrees on one of them).
 //! 3. **Resolve in order, in memory.** Stored candidates and the chunk's own
 //!    identities, as they are resolved, go into one index by token; each
 //!    identity is compared with what the index holds for its tokens, so a later
@@ -29,11 +30,11 @@
 //! `register` compares an identity with the stored identities that share a row
 //! of `linkage_tokens` with it. Here the lookup returns a superset (they share a
 //! key with any identity of the chunk) and the index narrows it to those that
-//! share a *fingerprint token* with the identity. The two agree on every pair
-//! that can match: a match always needs an agreeing token of a deciding kind
-//! (the linkage rule), a fingerprint's tokens are exactly the rows written for
-//! it, and a stored identity sharing a row but not a token with the identity is
-//! never a match.
+//! share a *fingerprint token* of an indexed kind with the identity. The two
+//! agree on every pair that can match: a match always agrees on a token of an
+//! indexed kind ([`TokenKind::is_indexed`]), a fingerprint's tokens of those
+//! kinds are exactly the rows written for it, and a stored identity sharing a
+//! row but not a token with the identity is never a match.
 //! Subjects are ordered by `(created_at, id)` as `register` orders them, and
 //! every subject the chunk creates gets the same `created_at` (the chunk is one
 //! write, at one instant).
@@ -57,7 +58,7 @@ use std::collections::HashMap;
 
 use super::{Linked, RegistryError, SubjectRegistry, identity_context, seal_input};
 use crate::clock::Clock;
-use crate::linkage::{self, Fingerprint, Strength, Token, TokenKind};
+use crate::linkage::{self, Fingerprint, Token, TokenKind};
 use crate::normalize::{Identity, IdentityInput};
 use crate::store::Tx;
 use crate::store::subjects::NewIdentity;
@@ -80,7 +81,8 @@ pub struct NewSubjectIdentity<'a> {
 struct Prepared {
     identity_id: String,
     fingerprint: Fingerprint,
-    lookup_keys: Vec<Vec<u8>>,
+    /// The keys stored for it and looked up for it (`Fingerprint::index_keys`).
+    index_keys: Vec<Vec<u8>>,
 }
 
 /// What resolving the chunk decided, to be written.
@@ -117,7 +119,7 @@ impl SubjectRegistry {
                     let fingerprint = linkage::fingerprint(item.identity, &self.keys);
                     Prepared {
                         identity_id: uuid::Uuid::new_v4().to_string(),
-                        lookup_keys: fingerprint.lookup_keys(),
+                        index_keys: fingerprint.index_keys(),
                         fingerprint,
                     }
                 })
@@ -126,14 +128,7 @@ impl SubjectRegistry {
 
         let mut keys: Vec<&[u8]> = prepared
             .iter()
-            .flat_map(|p| {
-                p.fingerprint
-                    .tokens()
-                    .iter()
-                    .zip(&p.lookup_keys)
-                    .filter(|(token, _)| can_decide_a_match(token.kind))
-                    .map(|(_, key)| key.as_slice())
-            })
+            .flat_map(|p| p.index_keys.iter().map(Vec::as_slice))
             .collect();
         keys.sort_unstable();
         keys.dedup();
@@ -229,7 +224,7 @@ impl SubjectRegistry {
             .filter(|p| p.fingerprint.is_linkable())
             .map(|p| IdentityTokens {
                 identity_id: &p.identity_id,
-                keys: &p.lookup_keys,
+                keys: &p.index_keys,
             })
             .collect();
         bulk::insert_tokens_many(tx, self.key_version, &tokens).await?;
@@ -272,22 +267,6 @@ impl Resolution {
             })
             .collect()
     }
-}
-
-/// Whether two identities agreeing on a token of this kind can be a match under
-/// the linkage rule (module docs of [`crate::linkage`]): every match needs a
-/// strong token (rule 2), a weak token that pins the date of birth (rule 3), or
-/// — without a date on one side — `names_phone` or `email` to agree. The other
-/// kinds (`names_zip`, `phonetic_surname_year`) never decide, so a stored
-/// identity that shares only those with the chunk can never match and is not
-/// looked up: `phonetic_surname_year` alone is shared by dozens of stored
-/// identities for a common surname, most of a chunk's candidates otherwise.
-/// The equivalence tests (which run `register`, looking up every kind) would
-/// show a rule change that made another kind decisive.
-pub(super) fn can_decide_a_match(kind: TokenKind) -> bool {
-    kind.strength() == Strength::Strong
-        || kind.pins_birth_date()
-        || matches!(kind, TokenKind::NamesPhone | TokenKind::Email)
 }
 
 /// Subjects the chunk touches: the stored subjects of its candidates and the ones
@@ -412,8 +391,8 @@ fn resolve(
 }
 
 /// Which of the fingerprints known so far hold each token of the chunk. Only
-/// the chunk's own tokens of deciding kinds are keys: a stored candidate's
-/// other tokens can never make it a match for anything in the chunk.
+/// the chunk's own tokens of indexed kinds ([`TokenKind::is_indexed`]) are
+/// keys, as in the database: two identities that can match share one.
 struct TokenIndex {
     entries: HashMap<Token, Vec<usize>>,
 }
@@ -423,7 +402,7 @@ impl TokenIndex {
         let mut entries = HashMap::with_capacity(prepared.len() * TokenKind::COUNT);
         for p in prepared {
             for token in p.fingerprint.tokens() {
-                if can_decide_a_match(token.kind) {
+                if token.kind.is_indexed() {
                     entries.entry(*token).or_insert_with(Vec::new);
                 }
             }

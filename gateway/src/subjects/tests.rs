@@ -712,9 +712,10 @@ async fn an_empty_chunk_does_nothing(backend: Backend) {
     assert_eq!(snapshot(&f.store).await, before);
 }
 
-/// `register_many` looks candidates up only by the token kinds that can decide
-/// a match; on synthetic people, their corrupted copies and their households
-/// (twins, namesakes), every pair the rule matches agrees on such a kind.
+/// The registry stores and looks up only the indexed token kinds
+/// (`TokenKind::is_indexed`); on synthetic people, their corrupted copies and
+/// their households (twins, namesakes), every pair the rule matches agrees on
+/// such a kind.
 #[test]
 fn every_match_agrees_on_a_kind_that_is_looked_up() {
     let keys = crate::linkage::LinkageKeys::derive(&MasterSecret::from_bytes([42; 32]), 1);
@@ -752,7 +753,7 @@ fn every_match_agrees_on_a_kind_that_is_looked_up() {
                 assert!(
                     score
                         .agreeing_kinds()
-                        .any(super::register_many::can_decide_a_match),
+                        .any(crate::linkage::TokenKind::is_indexed),
                     "person {i}: a match on kinds that are not looked up"
                 );
             }
