@@ -25,6 +25,7 @@
 //! A request flows one way: authenticate → parse and validate → decide (policy) →
 //! act (domain + store, one transaction with its audit entry) → shape the response.
 
+pub mod aggregates;
 pub mod audit;
 pub mod auth;
 pub mod cli;

@@ -76,6 +76,7 @@ enum Endpoint {
     CaseStatus,
     Disclosures,
     AuditEntries,
+    Aggregates,
     CreateReferral,
     Batch,
     Outcome,
@@ -83,7 +84,7 @@ enum Endpoint {
     CreateCase,
 }
 
-const ENDPOINTS: [Endpoint; 12] = [
+const ENDPOINTS: [Endpoint; 13] = [
     Endpoint::WhoAmI,
     Endpoint::ListReferrals,
     Endpoint::ReadReferral,
@@ -91,6 +92,7 @@ const ENDPOINTS: [Endpoint; 12] = [
     Endpoint::CaseStatus,
     Endpoint::Disclosures,
     Endpoint::AuditEntries,
+    Endpoint::Aggregates,
     Endpoint::CreateReferral,
     Endpoint::Batch,
     Endpoint::Outcome,
@@ -108,6 +110,7 @@ impl Endpoint {
             Self::CaseStatus => "GET /v1/referrals/{id}/case-status",
             Self::Disclosures => "GET /v1/audit/disclosures?referral={id}",
             Self::AuditEntries => "GET /v1/audit/entries",
+            Self::Aggregates => "GET /v1/aggregates/outcomes",
             Self::CreateReferral => "POST /v1/referrals",
             Self::Batch => "POST /v1/referrals/batch",
             Self::Outcome => "POST /v1/referrals/{id}/outcomes",
@@ -134,6 +137,9 @@ impl Endpoint {
             }
             Self::AuditEntries => {
                 "The audit log. Status only (its content grows as the test runs)."
+            }
+            Self::Aggregates => {
+                "Month x district x outcome counts for January 2025 (no referrals then: zeros). Status only; the default purpose is `PERFMSR` for everyone."
             }
             Self::CreateReferral => "A valid referral with the required fields. Status only.",
             Self::Batch => {
@@ -299,6 +305,11 @@ fn asks(seeded: &str) -> (Vec<Ask>, Vec<Ask>) {
                     Endpoint::AuditEntries => {
                         reads.push(ask("/v1/audit/entries?limit=5".into(), None));
                     }
+                    Endpoint::Aggregates => reads.push(ask(
+                        "/v1/aggregates/outcomes?from=2025-01&to=2025-01&group_by=district,outcome"
+                            .into(),
+                        None,
+                    )),
                     Endpoint::CreateReferral => writes.push(ask(
                         "/v1/referrals".into(),
                         Some(("application/json", minimal_referral().to_string())),
@@ -608,8 +619,8 @@ fn broken_invariants(answers: &Answers) -> Vec<String> {
                 format!("{cell}: {} not 400", answer.status),
             );
         }
-        // An evaluator gets nothing record-level over the API.
-        if partner == "evaluator" && endpoint != Endpoint::WhoAmI {
+        // An evaluator gets nothing record-level over the API (counts are not).
+        if partner == "evaluator" && !matches!(endpoint, Endpoint::WhoAmI | Endpoint::Aggregates) {
             check(
                 !is_success(answer.status),
                 format!("{cell}: {}", answer.status),
@@ -661,7 +672,7 @@ fn render(answers: &Answers) -> String {
          and the police partner that submitted them, an admin gets only the generalized \
          `subject.dob` and `subject.address.zip`; police get no `status`, notes, outcome or case fields; `cbo-south` gets 404 for `pd`'s referral; only police refer; a \
          malformed purpose is a 400 wherever a purpose is read; the evaluator gets no 2xx but \
-         `whoami`; a record the requester may not see is a 404 (never a 403) with the very body of a \
+         `whoami` and aggregates; a record the requester may not see is a 404 (never a 403) with the very body of a \
          referral that does not exist.\n",
     );
     for endpoint in ENDPOINTS {

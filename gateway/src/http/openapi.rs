@@ -27,6 +27,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::reads::read_referral,
         super::reads::case_status,
         super::reads::disclosures,
+        super::aggregates::outcomes,
     ),
     components(schemas(
         super::problem::Problem,
@@ -34,7 +35,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::audit::EntryPageBody,
         super::reads::ReferralPageBody,
         super::reads::CaseStatusBody,
-        super::reads::DisclosurePageBody
+        super::reads::DisclosurePageBody,
+        crate::aggregates::AggregateTable,
+        crate::aggregates::PrivacySpend
     )),
     modifiers(&PartnerToken)
 )]

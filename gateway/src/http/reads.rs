@@ -93,7 +93,7 @@ impl ReadFailure<'_> {
     }
 }
 
-fn invalid_query(parameter: &str, problem: &str) -> Problem {
+pub(super) fn invalid_query(parameter: &str, problem: &str) -> Problem {
     Problem::new(StatusCode::BAD_REQUEST)
         .with_type("invalid-query", "Invalid query")
         .with_detail("a query parameter or header is not valid")
@@ -101,7 +101,7 @@ fn invalid_query(parameter: &str, problem: &str) -> Problem {
 }
 
 /// The query's parameters, each at most once and each one this endpoint knows.
-fn query_pairs<'p>(
+pub(super) fn query_pairs<'p>(
     query: &'p Result<Query<Vec<(String, String)>>, QueryRejection>,
     known: &[&'static str],
 ) -> Result<Vec<(&'static str, &'p str)>, Problem> {
