@@ -59,6 +59,10 @@ pub struct Config {
     /// Which CBO a referral goes to when it names none (see [`crate::exchange::routing`]).
     #[serde(default)]
     pub routing: crate::exchange::routing::RoutingConfig,
+    /// Small-cell suppression and the differential-privacy option of
+    /// `GET /v1/aggregates/outcomes` (see [`crate::aggregates`]).
+    #[serde(default)]
+    pub aggregates: AggregatesConfig,
     /// The partner registry, keyed by partner id. Keyed rather than a list so that
     /// one partner's setting can be overridden from the environment by name.
     #[serde(default)]
@@ -216,6 +220,59 @@ impl Default for AuditConfig {
     }
 }
 
+/// What aggregate releases may show (see [`crate::aggregates`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregatesConfig {
+    /// Counts from 1 to this minus one are withheld (with complementary
+    /// suppression): a small cell could single a person out.
+    #[serde(default = "default_suppression_threshold")]
+    pub suppression_threshold: u32,
+    /// The longest range one request may cover, in calendar months: bounds the
+    /// work one request can cause.
+    #[serde(default = "default_max_months")]
+    pub max_months: u32,
+    #[serde(default)]
+    pub dp: DpConfig,
+}
+
+impl Default for AggregatesConfig {
+    fn default() -> Self {
+        Self {
+            suppression_threshold: default_suppression_threshold(),
+            max_months: default_max_months(),
+            dp: DpConfig::default(),
+        }
+    }
+}
+
+/// The differential-privacy option: noisy counts against a per-partner budget.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpConfig {
+    /// Off by default: exact counts with suppression are what programs publish;
+    /// an operator turns noise on when partners may ask many overlapping questions.
+    #[serde(default)]
+    pub enabled: bool,
+    /// What each partner may spend per calendar month (UTC): the bound on what
+    /// all of its answers together reveal about one referral.
+    #[serde(default = "default_epsilon_per_period")]
+    pub epsilon_per_period: f64,
+    /// What a request costs when it does not say (`epsilon` parameter).
+    #[serde(default = "default_epsilon_per_request")]
+    pub default_epsilon: f64,
+}
+
+impl Default for DpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            epsilon_per_period: default_epsilon_per_period(),
+            default_epsilon: default_epsilon_per_request(),
+        }
+    }
+}
+
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerConfig {
@@ -317,6 +374,18 @@ fn default_checkpoint_interval() -> u64 {
 }
 fn default_refusal_queue() -> usize {
     1024
+}
+fn default_suppression_threshold() -> u32 {
+    11
+}
+fn default_max_months() -> u32 {
+    36
+}
+fn default_epsilon_per_period() -> f64 {
+    1.0
+}
+fn default_epsilon_per_request() -> f64 {
+    0.1
 }
 fn default_true() -> bool {
     true
@@ -425,6 +494,28 @@ impl Config {
         }
         if self.audit.refusal_queue_capacity == 0 {
             return err("audit.refusal_queue_capacity", "must be at least 1");
+        }
+        if self.aggregates.suppression_threshold < 2 {
+            return err("aggregates.suppression_threshold", "must be at least 2");
+        }
+        if !(1..=120).contains(&self.aggregates.max_months) {
+            return err("aggregates.max_months", "must be from 1 to 120");
+        }
+        let dp = &self.aggregates.dp;
+        // Budgets are kept in millionths of epsilon: anything finer is lost.
+        if !(dp.epsilon_per_period.is_finite() && (1e-6..=1e3).contains(&dp.epsilon_per_period)) {
+            return err(
+                "aggregates.dp.epsilon_per_period",
+                "must be a number from 0.000001 to 1000",
+            );
+        }
+        if !(dp.default_epsilon.is_finite()
+            && (1e-6..=dp.epsilon_per_period).contains(&dp.default_epsilon))
+        {
+            return err(
+                "aggregates.dp.default_epsilon",
+                "must be a number from 0.000001 to aggregates.dp.epsilon_per_period",
+            );
         }
         if parse_region(&self.linkage.default_phone_region).is_none() {
             return err(

@@ -15,6 +15,8 @@
 //!   statuses — the writes partners make every day.
 //! - [`reads`]: every record-level read: decide, unseal only what is released,
 //!   [`policy::release_view`], and the disclosure's audit entry.
+//! - [`aggregates`]: counts safe to publish — small-cell and complementary
+//!   suppression, the differential-privacy option and its budget.
 //! - [`store`]: the database (SQLite or PostgreSQL through one sqlx code path).
 //! - [`http`]: routers, handlers, problem+json errors, metrics, OpenAPI.
 //! - [`server`]: TLS, the accept loop and graceful shutdown.
@@ -25,6 +27,7 @@
 //! A request flows one way: authenticate → parse and validate → decide (policy) →
 //! act (domain + store, one transaction with its audit entry) → shape the response.
 
+pub mod aggregates;
 pub mod audit;
 pub mod auth;
 pub mod cli;

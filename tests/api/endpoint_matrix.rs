@@ -77,6 +77,7 @@ enum Endpoint {
     CaseStatus,
     Disclosures,
     AuditEntries,
+    Aggregates,
     CreateReferral,
     Batch,
     Outcome,
@@ -88,7 +89,7 @@ enum Endpoint {
     RevokeConsent,
 }
 
-const ENDPOINTS: [Endpoint; 16] = [
+const ENDPOINTS: [Endpoint; 17] = [
     Endpoint::WhoAmI,
     Endpoint::ListReferrals,
     Endpoint::ReadReferral,
@@ -96,6 +97,7 @@ const ENDPOINTS: [Endpoint; 16] = [
     Endpoint::CaseStatus,
     Endpoint::Disclosures,
     Endpoint::AuditEntries,
+    Endpoint::Aggregates,
     Endpoint::CreateReferral,
     Endpoint::Batch,
     Endpoint::Outcome,
@@ -117,6 +119,7 @@ impl Endpoint {
             Self::CaseStatus => "GET /v1/referrals/{id}/case-status",
             Self::Disclosures => "GET /v1/audit/disclosures?referral={id}",
             Self::AuditEntries => "GET /v1/audit/entries",
+            Self::Aggregates => "GET /v1/aggregates/outcomes",
             Self::CreateReferral => "POST /v1/referrals",
             Self::Batch => "POST /v1/referrals/batch",
             Self::Outcome => "POST /v1/referrals/{id}/outcomes",
@@ -147,6 +150,9 @@ impl Endpoint {
             }
             Self::AuditEntries => {
                 "The audit log. Status only (its content grows as the test runs)."
+            }
+            Self::Aggregates => {
+                "Month x district x outcome counts for January 2025 (no referrals then: zeros). Status only; the default purpose is `PERFMSR` for everyone."
             }
             Self::CreateReferral => "A valid referral with the required fields. Status only.",
             Self::Batch => {
@@ -337,6 +343,11 @@ fn asks(seeded: &Seeded) -> (Vec<Ask>, Vec<Ask>) {
                     Endpoint::AuditEntries => {
                         reads.push(ask("/v1/audit/entries?limit=5".into(), None));
                     }
+                    Endpoint::Aggregates => reads.push(ask(
+                        "/v1/aggregates/outcomes?from=2025-01&to=2025-01&group_by=district,outcome"
+                            .into(),
+                        None,
+                    )),
                     Endpoint::CreateReferral => writes.push(ask(
                         "/v1/referrals".into(),
                         Some(("application/json", minimal_referral().to_string())),
@@ -742,8 +753,8 @@ fn broken_invariants(answers: &Answers) -> Vec<String> {
                 format!("{cell}: {} not 400", answer.status),
             );
         }
-        // An evaluator gets nothing record-level over the API.
-        if partner == "evaluator" && endpoint != Endpoint::WhoAmI {
+        // An evaluator gets nothing record-level over the API (counts are not).
+        if partner == "evaluator" && !matches!(endpoint, Endpoint::WhoAmI | Endpoint::Aggregates) {
             check(
                 !is_success(answer.status),
                 format!("{cell}: {}", answer.status),
@@ -795,7 +806,7 @@ fn render(answers: &Answers) -> String {
          and the police partner that submitted them, an admin gets only the generalized \
          `subject.dob` and `subject.address.zip`; police get no `status`, notes, outcome or case fields; `cbo-south` gets 404 for `pd`'s referral; only police refer; a \
          malformed purpose is a 400 wherever a purpose is read; the evaluator gets no 2xx but \
-         `whoami`; a record the requester may not see is a 404 (never a 403) with the very body of a \
+         `whoami` and aggregates; a record the requester may not see is a 404 (never a 403) with the very body of a \
          referral that does not exist.\n",
     );
     for endpoint in ENDPOINTS {

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod aggregates;
 mod audit;
 mod auth;
 mod consents;

@@ -11,6 +11,7 @@
 //! 2. Give it one error enum implementing `IntoResponse` via [`Problem`].
 //! 3. Merge its router in [`router`] and list its paths in [`openapi::ApiDoc`].
 
+mod aggregates;
 mod audit;
 pub mod auth;
 mod cases;
@@ -101,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .merge(reads::router())
         .merge(cases::router())
         .merge(consents::router())
+        .merge(aggregates::router())
         .layer(metrics.clone());
     let streaming = referrals_batch::router().layer(metrics);
     // Each `layer` wraps everything added before it: the last one is outermost.

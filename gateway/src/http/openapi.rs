@@ -31,6 +31,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::consents::create_consent,
         super::consents::read_consent,
         super::consents::revoke_consent,
+        super::aggregates::outcomes,
     ),
     components(schemas(
         super::problem::Problem,
@@ -39,7 +40,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::reads::ReferralPageBody,
         super::reads::CaseStatusBody,
         super::reads::DisclosurePageBody,
-        super::reads::OutcomePageBody
+        super::reads::OutcomePageBody,
+        crate::aggregates::AggregateTable,
+        crate::aggregates::PrivacySpend
     )),
     modifiers(&PartnerToken)
 )]

@@ -23,6 +23,10 @@ pub struct Problem {
     /// For validation failures: each offending field and what is wrong with it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// For a refused aggregate request under differential privacy: what is
+    /// left of the partner's budget this period (an RFC 9457 extension member).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epsilon_remaining: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -40,6 +44,7 @@ impl Problem {
             status: status.as_u16(),
             detail: None,
             errors: Vec::new(),
+            epsilon_remaining: None,
         }
     }
 

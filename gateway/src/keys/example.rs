@@ -68,6 +68,23 @@ checkpoint_interval_secs = 300
 # Refusals queued for the audit writer; a flood beyond this is counted into
 # refusal.summary entries instead of queued.
 refusal_queue_capacity = 1024
+
+[aggregates]
+# GET /v1/aggregates/outcomes withholds counts from 1 to this minus one, and as
+# many more cells as it takes (complementary suppression) that none can be worked
+# out from the totals.
+suppression_threshold = 11
+# The longest range (from..=to, calendar months) one request may cover.
+max_months = 36
+
+[aggregates.dp]
+# Differential privacy: counts get discrete Laplace noise, and each partner has
+# a budget of epsilon per calendar month (UTC) that requests spend; a request
+# that would exceed it is refused.
+enabled = false
+epsilon_per_period = 1.0
+# What a request spends when it gives no `epsilon` parameter.
+default_epsilon = 0.1
 [routing]
 # Which CBO a referral goes to when it names none in `assign_to`: the first rule
 # that matches wins (a rule matches a referral that requests any of its

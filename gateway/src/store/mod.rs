@@ -24,6 +24,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions as _, Row as _};
 
+pub mod aggregates;
 pub mod audit;
 pub mod cases;
 pub mod consents;

@@ -1,0 +1,779 @@
+//! Aggregate releases: `GET /v1/aggregates/outcomes` (issue 7 items 3-5).
+//!
+//! Counts of referrals by calendar month and any of `district`, `resource`,
+//! `outcome` and `assigned_cbo`, with the median time to first contact per
+//! cell, safe by construction: small counts are withheld with complementary
+//! suppression ([`suppression`]), and optionally noised under a per-partner
+//! differential-privacy budget ([`noise`]).
+//!
+//! A request flows: parse ([`AggregateRequest::parse`], every problem naming
+//! its parameter) → decide (the policy's `aggregate` action on `referral` and
+//! `outcome`; anything but `aggregate_only`/`allow` refuses) → count in SQL, one
+//! month at a time, in a read snapshot ([`crate::store::aggregates`]) → noise
+//! (DP on) → suppress → one write transaction: the budget spend and its ledger
+//! row (DP on) and the `aggregate.read` audit entry, committed before the
+//! response leaves.
+//!
+//! # What is counted
+//! - **The unit is a referral**, placed in the month (UTC) it was received
+//!   (`created_at`: when the CBO was notified; it never changes). Grouped by
+//!   `resource`, the unit is a requested resource of a referral (a referral
+//!   asking for two counts once under each), and the response says
+//!   `"unit": "referral_resource"`.
+//! - **`outcome` is the referral's status**: its furthest outcome on the
+//!   ladder `new` → `contact_attempted` → `contacted` → `engaged` →
+//!   `service_connected`, or the ending one (`declined`, `unable_to_locate`,
+//!   `closed`). Each referral therefore counts once, and every row and column
+//!   adds up to its total.
+//! - **Time to first contact**: from receipt to the earliest `contacted`,
+//!   `engaged` or `service_connected` outcome, as a median in minutes, given
+//!   only for a published interior cell with at least `threshold` contacted
+//!   referrals (a median of a small group leaks), and never with DP on (it is
+//!   not noised).
+//! - **Scope**: the whole program, for every partner the policy lets ask. A
+//!   police department asking about "only its own" referrals would give it two
+//!   views to subtract from each other; performance measurement is about the
+//!   program.
+//!
+//! # Differencing attacks considered, and how each is blocked
+//! 1. **Small cells**: no count from 1 to `threshold - 1` is ever published,
+//!    margins included (tests: `no_published_count_is_small`, and over HTTP).
+//! 2. **Subtracting published cells from published totals** within a table:
+//!    complementary suppression over every line of the table, margins and the
+//!    grand total included, to a fixed point; tested by an attacker that solves
+//!    every linear combination of the published lines and tightens bounds.
+//! 3. **Overlapping time ranges** (Jan-Mar minus Jan-Feb = March): there are
+//!    no totals across months. Every table is broken down by calendar month
+//!    (`month` is always a grouping), each month is suppressed on its own, and
+//!    a month's cells do not depend on the range asked, so asking two ranges
+//!    gives the same month twice, not a difference. Boundaries are whole
+//!    calendar months: a partial month or a date is refused.
+//! 4. **The month still filling up** (asking today and tomorrow, subtracting):
+//!    `to` must be a month that has ended.
+//! 5. **Coarser and finer tables of one month** (month x district vs month x
+//!    district x outcome): the coarser table is a margin of the finer one, and
+//!    the finer one protects it as such. Residual risk: the two tables choose
+//!    their complementary cells independently, and a pattern exists in which
+//!    cells published by one pin a cell withheld by the other. Exact counts
+//!    cannot rule this out for arbitrary sets of tables; with DP on, every
+//!    answer is noised and the budget bounds what all answers together reveal.
+//!    Every query's shape is audited, so such probing is visible.
+//! 6. **Own-scope vs program-scope** subtraction: there is only one scope.
+//! 7. **Category boundaries**: resources and outcomes are the catalog's fixed
+//!    lists (every category appears, zeros included); districts and CBOs are
+//!    the codes present in the range asked, the same list for every month.
+//!
+//! # Differential privacy (`aggregates.dp.enabled`)
+//! Each interior cell, zeros included, gets discrete Laplace noise of scale
+//! `Δ/ε` (Δ = 1: a referral is in one cell; 20 grouped by resource, the most
+//! categories one referral can request); margins are sums of the noisy cells
+//! and suppression runs on the noisy values — both post-processing, so the
+//! guarantee holds and the table still adds up. The request's `epsilon`
+//! (default `aggregates.dp.default_epsilon`) is spent from the partner's
+//! budget for the current calendar month (`epsilon_per_period`); a request that
+//! would exceed it is refused (403 problem with `epsilon_remaining`) and spends
+//! nothing. The budget (`aggregate_budgets`) and every spend
+//! (`aggregate_budget_ledger`) are durable and commit with the audit entry.
+//! District codes and CBO ids are treated as public labels (beats and partners
+//! the program publishes): the list of them is not noised.
+
+pub(crate) mod noise;
+pub(crate) mod suppression;
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Datelike as _, NaiveDate, TimeZone as _, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use self::noise::DiscreteLaplace;
+use self::suppression::Cube;
+use crate::audit::{self, Event};
+use crate::clock::Clock;
+use crate::config::AggregatesConfig;
+use crate::exchange::vocabulary::{Code as _, ReferralStatus, ResourceCategory};
+use crate::policy::{
+    Action, DecisionInput, Effect, Policy, RecordFacts, Relationship, Requester, Resource,
+};
+use crate::reads::Asker;
+use crate::store::aggregates::{self as repo, Column, GroupCount, GroupMedian, LedgerEntry};
+use crate::store::{Store, StoreError};
+
+/// The action of an aggregate release's audit entry.
+pub const AGGREGATE_ACTION: &str = "aggregate.read";
+
+/// The purpose an aggregate request declares when it gives none: program
+/// performance measurement.
+pub const DEFAULT_PURPOSE: &str = "PERFMSR";
+
+/// The most cells (margins included) one month's table may have: bounds the
+/// time the suppression audit (a dense elimination over the withheld cells)
+/// can take. 41 districts x 9 outcome columns is 369; districts x resources x
+/// outcomes needs fewer than ~12 districts.
+pub const MAX_CELLS: usize = 2_500;
+
+/// Why an aggregate request returned nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AggregateError {
+    #[error("invalid parameter {parameter}")]
+    Invalid {
+        parameter: &'static str,
+        problem: String,
+    },
+    /// The policy does not let this partner have aggregates for this purpose.
+    #[error("refused by the policy")]
+    Refused { reason: String },
+    /// The request would spend more than is left of the partner's budget.
+    #[error("privacy budget exhausted")]
+    BudgetExhausted {
+        period: String,
+        requested: f64,
+        remaining: f64,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for AggregateError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(StoreError::from(e))
+    }
+}
+
+fn invalid(parameter: &'static str, problem: impl Into<String>) -> AggregateError {
+    AggregateError::Invalid {
+        parameter,
+        problem: problem.into(),
+    }
+}
+
+/// What a table may be grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Dimension {
+    Month,
+    District,
+    Resource,
+    Outcome,
+    AssignedCbo,
+}
+
+impl Dimension {
+    pub const ALL: [Self; 5] = [
+        Self::Month,
+        Self::District,
+        Self::Resource,
+        Self::Outcome,
+        Self::AssignedCbo,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Month => "month",
+            Self::District => "district",
+            Self::Resource => "resource",
+            Self::Outcome => "outcome",
+            Self::AssignedCbo => "assigned_cbo",
+        }
+    }
+
+    fn column(self) -> Option<Column> {
+        match self {
+            Self::Month => None,
+            Self::District => Some(Column::District),
+            Self::Resource => Some(Column::Resource),
+            Self::Outcome => Some(Column::Status),
+            Self::AssignedCbo => Some(Column::AssignedCbo),
+        }
+    }
+
+    /// The fixed categories, for the dimensions that have them.
+    fn fixed_categories(self) -> Option<Vec<String>> {
+        match self {
+            Self::Resource => Some(
+                ResourceCategory::ALL
+                    .iter()
+                    .map(|c| c.as_str().to_owned())
+                    .collect(),
+            ),
+            Self::Outcome => Some(
+                ReferralStatus::ALL
+                    .iter()
+                    .map(|c| c.as_str().to_owned())
+                    .collect(),
+            ),
+            Self::Month | Self::District | Self::AssignedCbo => None,
+        }
+    }
+}
+
+/// A calendar month (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Month {
+    year: i32,
+    month: u32,
+}
+
+impl Month {
+    /// `YYYY-MM`, nothing else.
+    pub fn parse(text: &str) -> Option<Self> {
+        let bytes = text.as_bytes();
+        let shaped = bytes.len() == 7
+            && bytes[4] == b'-'
+            && bytes
+                .iter()
+                .enumerate()
+                .all(|(i, b)| i == 4 || b.is_ascii_digit());
+        if !shaped {
+            return None;
+        }
+        let year: i32 = text[..4].parse().ok()?;
+        let month: u32 = text[5..].parse().ok()?;
+        ((2000..=9999).contains(&year) && (1..=12).contains(&month)).then_some(Self { year, month })
+    }
+
+    pub fn of(at: DateTime<Utc>) -> Self {
+        Self {
+            year: at.year(),
+            month: at.month(),
+        }
+    }
+
+    #[must_use]
+    pub fn next(self) -> Self {
+        if self.month == 12 {
+            Self {
+                year: self.year + 1,
+                month: 1,
+            }
+        } else {
+            Self {
+                year: self.year,
+                month: self.month + 1,
+            }
+        }
+    }
+
+    /// The first instant of the month, in unix microseconds.
+    pub fn start_micros(self) -> i64 {
+        NaiveDate::from_ymd_opt(self.year, self.month, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map_or(0, |t| Utc.from_utc_datetime(&t).timestamp_micros())
+    }
+
+    fn months_until(self, to: Self) -> i64 {
+        i64::from(to.year - self.year) * 12 + i64::from(to.month) - i64::from(self.month)
+    }
+}
+
+impl std::fmt::Display for Month {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+/// A checked request.
+#[derive(Debug, Clone)]
+pub struct AggregateRequest {
+    pub from: Month,
+    pub to: Month,
+    /// The groupings besides `month` (always first), in the order asked.
+    pub group_by: Vec<Dimension>,
+    /// The epsilon to spend, with DP on.
+    pub epsilon: Option<f64>,
+}
+
+impl AggregateRequest {
+    /// Reads the query parameters (`from`, `to`, `group_by`, `epsilon`; each at
+    /// most once, checked by the caller) against the configuration and `now`.
+    pub fn parse(
+        params: &[(&str, &str)],
+        config: &AggregatesConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Self, AggregateError> {
+        let get = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        let month = |name: &'static str| -> Result<Month, AggregateError> {
+            let text =
+                get(name).ok_or_else(|| invalid(name, "is required: a calendar month, YYYY-MM"))?;
+            Month::parse(text).ok_or_else(|| {
+                invalid(
+                    name,
+                    "must be a calendar month, YYYY-MM (whole months only: no days, no times)",
+                )
+            })
+        };
+        let from = month("from")?;
+        let to = month("to")?;
+        if to < from {
+            return Err(invalid("to", "must not be before from"));
+        }
+        let current = Month::of(now);
+        if to >= current {
+            return Err(invalid(
+                "to",
+                format!("must be a month that has ended (before {current})"),
+            ));
+        }
+        if from.months_until(to) >= i64::from(config.max_months) {
+            return Err(invalid(
+                "to",
+                format!("the range may cover at most {} months", config.max_months),
+            ));
+        }
+        let mut group_by = Vec::new();
+        if let Some(text) = get("group_by").filter(|t| !t.is_empty()) {
+            for name in text.split(',') {
+                let dimension = Dimension::ALL
+                    .into_iter()
+                    .find(|d| d.as_str() == name)
+                    .ok_or_else(|| {
+                        invalid(
+                            "group_by",
+                            "must be a comma-separated list of month, district, resource, \
+                             outcome, assigned_cbo",
+                        )
+                    })?;
+                if dimension == Dimension::Month {
+                    continue;
+                }
+                if group_by.contains(&dimension) {
+                    return Err(invalid("group_by", "names a grouping more than once"));
+                }
+                group_by.push(dimension);
+            }
+        }
+        let epsilon = match get("epsilon") {
+            None => None,
+            Some(_) if !config.dp.enabled => {
+                return Err(invalid(
+                    "epsilon",
+                    "differential privacy is not enabled on this gateway",
+                ));
+            }
+            Some(text) => {
+                let value: f64 = text
+                    .parse()
+                    .ok()
+                    .filter(|v: &f64| {
+                        v.is_finite() && (1e-6..=config.dp.epsilon_per_period).contains(v)
+                    })
+                    .ok_or_else(|| {
+                        invalid(
+                            "epsilon",
+                            format!(
+                                "must be a number from 0.000001 to {}",
+                                config.dp.epsilon_per_period
+                            ),
+                        )
+                    })?;
+                Some(value)
+            }
+        };
+        Ok(Self {
+            from,
+            to,
+            group_by,
+            epsilon,
+        })
+    }
+
+    fn months(&self) -> Vec<Month> {
+        let mut months = vec![self.from];
+        while let Some(&last) = months.last()
+            && last < self.to
+        {
+            months.push(last.next());
+        }
+        months
+    }
+
+    fn columns(&self) -> Vec<Column> {
+        self.group_by.iter().filter_map(|d| d.column()).collect()
+    }
+
+    /// The query's shape, for the audit entry and the ledger: never a count.
+    fn shape(&self) -> Value {
+        json!({
+            "from": self.from.to_string(),
+            "to": self.to.to_string(),
+            "group_by": self.group_by.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// What was spent of the budget, with DP on.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PrivacySpend {
+    /// `discrete_laplace`.
+    pub mechanism: &'static str,
+    /// The calendar month (UTC) whose budget was spent.
+    pub period: String,
+    pub epsilon_spent: f64,
+    pub epsilon_remaining: f64,
+    /// The L1 sensitivity the noise is scaled to (1; 20 grouped by resource).
+    pub sensitivity: u32,
+}
+
+/// The released table.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AggregateTable {
+    pub from: String,
+    pub to: String,
+    /// `month` first, then the groupings asked.
+    pub group_by: Vec<&'static str>,
+    /// `referral`, or `referral_resource` when grouped by resource.
+    pub unit: &'static str,
+    pub suppression_threshold: u32,
+    /// One row per cell and per margin of each month. A grouping whose value is
+    /// `null` is the total over it. `count` is `null` exactly when
+    /// `suppressed` is true; `median_minutes_to_first_contact` appears on
+    /// published cells with enough contacted referrals (never with DP on).
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<Map<String, Value>>,
+    /// With differential privacy on: what this request spent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<PrivacySpend>,
+}
+
+/// The aggregate side's services for one request. Cheap: it only borrows.
+pub struct Aggregates<'a> {
+    pub store: &'a Store,
+    pub policy: &'a Policy,
+    pub config: &'a AggregatesConfig,
+    pub clock: &'a dyn Clock,
+}
+
+/// One month's counts and medians as read.
+struct MonthData {
+    month: Month,
+    counts: Vec<GroupCount>,
+    medians: Vec<GroupMedian>,
+}
+
+const MICRO: f64 = 1_000_000.0;
+
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "epsilon is checked to lie in 1e-6..=1e3 before it gets here"
+)]
+fn to_micro(epsilon: f64) -> i64 {
+    (epsilon * MICRO).round() as i64
+}
+
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "budgets are far below 2^52 millionths"
+)]
+fn from_micro(micro: i64) -> f64 {
+    micro as f64 / MICRO
+}
+
+impl Aggregates<'_> {
+    /// Asks the policy whether `asker` may have aggregates of referrals and
+    /// their outcomes; returns the decision to record.
+    fn decide(
+        &self,
+        asker: &Asker<'_>,
+    ) -> Result<std::sync::Arc<crate::policy::Decision>, AggregateError> {
+        let mut last = None;
+        for resource in [Resource::Referral, Resource::Outcome] {
+            let decision = self.policy.decide(&DecisionInput {
+                requester: Requester {
+                    id: asker.partner.to_owned(),
+                    kind: asker.kind,
+                },
+                purpose: asker.purpose.clone(),
+                action: Action::Aggregate,
+                resource,
+                relationship: Relationship::None,
+                record: RecordFacts { part2: false },
+                consent: None,
+            });
+            if decision.effect == Effect::Deny {
+                return Err(AggregateError::Refused {
+                    reason: decision.reason.clone(),
+                });
+            }
+            last = Some(decision);
+        }
+        last.ok_or_else(|| AggregateError::Refused {
+            reason: "no decision".to_owned(),
+        })
+    }
+
+    /// `GET /v1/aggregates/outcomes`.
+    pub async fn outcomes(
+        &self,
+        asker: &Asker<'_>,
+        request: &AggregateRequest,
+    ) -> Result<AggregateTable, AggregateError> {
+        let decision = self.decide(asker)?;
+        let dp = self.config.dp.enabled;
+        let columns = request.columns();
+
+        let mut snapshot = self.store.begin_read().await?;
+        let mut months = Vec::new();
+        for month in request.months() {
+            let (from, to) = (month.start_micros(), month.next().start_micros());
+            let counts = repo::count_month(&mut snapshot, &columns, from, to).await?;
+            let medians = if dp {
+                Vec::new()
+            } else {
+                repo::median_first_contact_month(&mut snapshot, &columns, from, to).await?
+            };
+            months.push(MonthData {
+                month,
+                counts,
+                medians,
+            });
+        }
+        snapshot.commit().await?;
+
+        let categories = Self::categories(request, &months)?;
+        let sensitivity = if request.group_by.contains(&Dimension::Resource) {
+            u32::try_from(ResourceCategory::ALL.len()).unwrap_or(u32::MAX)
+        } else {
+            1
+        };
+        let epsilon = request.epsilon.unwrap_or(self.config.dp.default_epsilon);
+        let mut noise = dp.then(|| DiscreteLaplace::new(epsilon, sensitivity));
+        let threshold = u64::from(self.config.suppression_threshold);
+        let mut rows = Vec::new();
+        let mut withheld = 0;
+        for data in &months {
+            let (cube, medians) = Self::month_cube(&categories, data, noise.as_mut(), threshold);
+            withheld += Self::rows_of(request, &categories, data.month, &cube, &medians, &mut rows);
+        }
+
+        let mut detail = request.shape();
+        detail["cells"] = json!(rows.len());
+        detail["withheld"] = json!(withheld);
+        let privacy = self
+            .spend_and_record(
+                asker,
+                request,
+                &decision,
+                detail,
+                dp.then_some((epsilon, sensitivity)),
+            )
+            .await?;
+
+        let mut group_by = vec![Dimension::Month.as_str()];
+        group_by.extend(request.group_by.iter().map(|d| d.as_str()));
+        Ok(AggregateTable {
+            from: request.from.to_string(),
+            to: request.to.to_string(),
+            group_by,
+            unit: if request.group_by.contains(&Dimension::Resource) {
+                "referral_resource"
+            } else {
+                "referral"
+            },
+            suppression_threshold: self.config.suppression_threshold,
+            rows,
+            privacy,
+        })
+    }
+
+    /// One write transaction: with DP on, the budget spend and its ledger row
+    /// (or a refusal, spending nothing); always the `aggregate.read` entry.
+    async fn spend_and_record(
+        &self,
+        asker: &Asker<'_>,
+        request: &AggregateRequest,
+        decision: &crate::policy::Decision,
+        mut detail: Value,
+        dp: Option<(f64, u32)>,
+    ) -> Result<Option<PrivacySpend>, AggregateError> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let mut privacy = None;
+        if let Some((epsilon, sensitivity)) = dp {
+            let period = Month::of(now).to_string();
+            let budget = to_micro(self.config.dp.epsilon_per_period);
+            let cost = to_micro(epsilon);
+            let spent = match repo::spend(&mut tx, asker.partner, &period, cost, budget).await? {
+                Ok(spent) => spent,
+                Err(spent) => {
+                    tx.rollback().await?;
+                    return Err(AggregateError::BudgetExhausted {
+                        period,
+                        requested: from_micro(cost),
+                        remaining: from_micro(budget - spent),
+                    });
+                }
+            };
+            let id = uuid::Uuid::now_v7().to_string();
+            repo::record_spend(
+                &mut tx,
+                &LedgerEntry {
+                    id: &id,
+                    partner: asker.partner,
+                    period: &period,
+                    epsilon_micro: cost,
+                    query: &request.shape().to_string(),
+                    at: audit::micros(now),
+                },
+            )
+            .await?;
+            detail["epsilon_micro"] = json!(cost);
+            detail["epsilon_remaining_micro"] = json!(budget - spent);
+            detail["period"] = json!(period);
+            detail["ledger_id"] = json!(id);
+            privacy = Some(PrivacySpend {
+                mechanism: "discrete_laplace",
+                period,
+                epsilon_spent: from_micro(cost),
+                epsilon_remaining: from_micro(budget - spent),
+                sensitivity,
+            });
+        }
+        let entry = Event::new(asker.partner, AGGREGATE_ACTION)
+            .with_purpose(asker.purpose.as_str())
+            .with_resource(Resource::Outcome.as_str())
+            .with_decision(&*decision.policy_version, &decision.reason)
+            .with_detail(detail);
+        audit::append(&mut tx, &[entry], self.clock).await?;
+        tx.commit().await?;
+        Ok(privacy)
+    }
+
+    /// Each grouping's categories: the fixed list, or the codes present
+    /// anywhere in the range (sorted), the same for every month.
+    fn categories(
+        request: &AggregateRequest,
+        months: &[MonthData],
+    ) -> Result<Vec<Vec<String>>, AggregateError> {
+        let categories: Vec<Vec<String>> = request
+            .group_by
+            .iter()
+            .enumerate()
+            .map(|(k, dimension)| {
+                dimension.fixed_categories().unwrap_or_else(|| {
+                    let seen: BTreeSet<&str> = months
+                        .iter()
+                        .flat_map(|m| m.counts.iter().map(move |g| g.values[k].as_str()))
+                        .collect();
+                    seen.into_iter().map(str::to_owned).collect()
+                })
+            })
+            .collect();
+        let sizes: Vec<usize> = categories.iter().map(Vec::len).collect();
+        if Cube::len_with_margins(&sizes) > MAX_CELLS {
+            return Err(invalid(
+                "group_by",
+                format!("the table would have more than {MAX_CELLS} cells a month; group by fewer"),
+            ));
+        }
+        Ok(categories)
+    }
+
+    /// One month's cube (noised when `noise` is given, then suppressed) and
+    /// the medians of its interior cells, by cube index.
+    fn month_cube(
+        categories: &[Vec<String>],
+        data: &MonthData,
+        noise: Option<&mut DiscreteLaplace>,
+        threshold: u64,
+    ) -> (Cube, HashMap<usize, f64>) {
+        let sizes: Vec<usize> = categories.iter().map(Vec::len).collect();
+        let positions: Vec<HashMap<&str, usize>> = categories
+            .iter()
+            .map(|c| c.iter().enumerate().map(|(i, v)| (v.as_str(), i)).collect())
+            .collect();
+        let coords_of = |values: &[String]| -> Option<Vec<usize>> {
+            values
+                .iter()
+                .zip(&positions)
+                .map(|(v, p)| p.get(v.as_str()).copied())
+                .collect()
+        };
+        let interior: usize = sizes.iter().product();
+        let mut counts = vec![0_u64; interior];
+        let flat = |coords: &[usize]| coords.iter().zip(&sizes).fold(0, |acc, (c, s)| acc * s + c);
+        for group in &data.counts {
+            // A stored code outside a fixed list (none today) is left out.
+            if let Some(coords) = coords_of(&group.values) {
+                counts[flat(&coords)] += u64::try_from(group.count).unwrap_or(0);
+            }
+        }
+        if let Some(noise) = noise {
+            for count in &mut counts {
+                *count = noise.noisy(*count);
+            }
+        }
+        let mut cube = Cube::new(sizes.clone());
+        let unflat = |mut n: usize| -> Vec<usize> {
+            let mut coords = vec![0; sizes.len()];
+            for k in (0..sizes.len()).rev() {
+                coords[k] = n % sizes[k];
+                n /= sizes[k];
+            }
+            coords
+        };
+        for (n, count) in counts.iter().enumerate() {
+            if *count > 0 {
+                cube.add(&unflat(n), *count);
+            }
+        }
+        cube.suppress(threshold);
+        let mut medians = HashMap::new();
+        for median in &data.medians {
+            if u64::try_from(median.contacted).unwrap_or(0) < threshold || median.middle_count == 0
+            {
+                continue;
+            }
+            if let Some(coords) = coords_of(&median.values) {
+                let index = cube.index_of(&coords);
+                #[expect(
+                    clippy::cast_precision_loss,
+                    reason = "delays in microseconds fit an f64"
+                )]
+                let minutes = median.middle_sum as f64 / median.middle_count as f64 / 60_000_000.0;
+                medians.insert(index, (minutes * 10.0).round() / 10.0);
+            }
+        }
+        (cube, medians)
+    }
+
+    /// Appends the month's rows; returns how many are withheld.
+    fn rows_of(
+        request: &AggregateRequest,
+        categories: &[Vec<String>],
+        month: Month,
+        cube: &Cube,
+        medians: &HashMap<usize, f64>,
+        rows: &mut Vec<Map<String, Value>>,
+    ) -> usize {
+        let mut withheld = 0;
+        for index in 0..cube.len() {
+            let coords = cube.coords(index);
+            let mut row = Map::new();
+            row.insert("month".to_owned(), json!(month.to_string()));
+            for (k, dimension) in request.group_by.iter().enumerate() {
+                let value = if cube.is_total(&coords, k) {
+                    Value::Null
+                } else {
+                    json!(categories[k][coords[k]])
+                };
+                row.insert(dimension.as_str().to_owned(), value);
+            }
+            let suppressed = cube.is_withheld(index);
+            withheld += usize::from(suppressed);
+            row.insert(
+                "count".to_owned(),
+                if suppressed {
+                    Value::Null
+                } else {
+                    json!(cube.count(index))
+                },
+            );
+            row.insert("suppressed".to_owned(), json!(suppressed));
+            if !suppressed && let Some(median) = medians.get(&index) {
+                row.insert("median_minutes_to_first_contact".to_owned(), json!(median));
+            }
+            rows.push(row);
+        }
+        withheld
+    }
+}

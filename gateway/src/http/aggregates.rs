@@ -1,0 +1,127 @@
+//! `GET /v1/aggregates/outcomes`: counts with small-cell suppression (and,
+//! when configured, differential privacy). Thin: authenticate, parse the
+//! purpose (default `PERFMSR`) and the query, then [`crate::aggregates`]
+//! decides, counts, protects and audits.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{MatchedPath, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+
+use super::problem::Problem;
+use super::purpose::declared_purpose;
+use super::reads::{invalid_query, query_pairs};
+use super::{AppState, AuthenticatedPartner};
+use crate::aggregates::{
+    AggregateError, AggregateRequest, AggregateTable, Aggregates, DEFAULT_PURPOSE,
+};
+use crate::audit::refusals::Refusal;
+use crate::reads::Asker;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/v1/aggregates/outcomes", get(outcomes))
+}
+
+const PARAMETERS: [&str; 4] = ["from", "to", "group_by", "epsilon"];
+
+/// Counts of referrals by month and outcome, safe to publish.
+///
+/// Referrals received in each calendar month of `from..=to` (whole months that
+/// have ended), counted by any of `district`, `resource`, `outcome` (the
+/// referral's furthest outcome) and `assigned_cbo`, with every margin. Counts
+/// from 1 to the suppression threshold minus one are withheld (`count: null,
+/// suppressed: true`), and as many others as it takes that none can be worked
+/// out from the published cells and totals. With differential privacy on, the
+/// counts are noised and the request spends `epsilon` from the partner's
+/// monthly budget. Every answer is recorded in the audit log.
+#[utoipa::path(get, path = "/v1/aggregates/outcomes", tag = "aggregates",
+    security(("partner_token" = [])),
+    params(
+        ("from" = String, Query, description = "First month, YYYY-MM"),
+        ("to" = String, Query, description = "Last month, YYYY-MM: not before `from`, and ended"),
+        ("group_by" = Option<String>, Query, description = "Comma-separated: district, resource, outcome, assigned_cbo (month is always a grouping)"),
+        ("epsilon" = Option<f64>, Query, description = "With differential privacy on: the epsilon to spend (default from the configuration)"),
+        ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default PERFMSR"),
+    ),
+    responses(
+        (status = 200, description = "The table", body = AggregateTable),
+        (status = 400, description = "A parameter or the purpose header is not valid", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The policy refuses aggregates to this partner for this purpose, or the privacy budget is spent (`epsilon_remaining`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn outcomes(
+    State(state): State<AppState>,
+    partner: AuthenticatedPartner,
+    route: MatchedPath,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<AggregateTable>, Problem> {
+    let purpose = declared_purpose(&headers, DEFAULT_PURPOSE)?;
+    let pairs = query_pairs(&query, &PARAMETERS)?;
+    let clock = state.audit.clock.as_ref();
+    let request = AggregateRequest::parse(&pairs, &state.config.aggregates, clock.now())
+        .map_err(|e| problem(e, &state, &partner, route.as_str(), &purpose))?;
+    let asker = Asker {
+        partner: &partner.id,
+        kind: partner.kind,
+        purpose: &purpose,
+    };
+    let aggregates = Aggregates {
+        store: &state.store,
+        policy: &state.policy,
+        config: &state.config.aggregates,
+        clock,
+    };
+    aggregates
+        .outcomes(&asker, &request)
+        .await
+        .map(Json)
+        .map_err(|e| problem(e, &state, &partner, route.as_str(), &purpose))
+}
+
+fn problem(
+    error: AggregateError,
+    state: &AppState,
+    partner: &AuthenticatedPartner,
+    route: &str,
+    purpose: &crate::policy::Purpose,
+) -> Problem {
+    match error {
+        AggregateError::Invalid { parameter, problem } => invalid_query(parameter, &problem),
+        AggregateError::Refused { reason } => {
+            state
+                .refusals
+                .record(Refusal::policy(&partner.id, "GET", route, purpose, &reason));
+            Problem::new(StatusCode::FORBIDDEN)
+                .with_type("forbidden", "Refused by the release policy")
+                .with_detail(reason)
+        }
+        AggregateError::BudgetExhausted {
+            period,
+            requested,
+            remaining,
+        } => {
+            state.refusals.record(Refusal::policy(
+                &partner.id,
+                "GET",
+                route,
+                purpose,
+                "privacy budget exhausted",
+            ));
+            let mut problem = Problem::new(StatusCode::FORBIDDEN)
+                .with_type("privacy-budget-exhausted", "Privacy budget exhausted")
+                .with_detail(format!(
+                    "this request would spend epsilon {requested} but {remaining} is left of \
+                     this partner's budget for {period}; nothing was released or spent"
+                ));
+            problem.epsilon_remaining = Some(remaining);
+            problem
+        }
+        internal => {
+            tracing::error!(error = %internal, "aggregate failed");
+            Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    }
+}
