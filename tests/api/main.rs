@@ -9,6 +9,7 @@ mod cycle;
 mod demo;
 mod endpoint_matrix;
 mod exchange;
+mod exports;
 mod linkage;
 mod policy;
 mod reads;

@@ -15,6 +15,7 @@ mod audit;
 pub mod auth;
 mod cases;
 mod exchange;
+mod exports;
 pub mod metrics;
 mod ndjson;
 pub mod openapi;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub audit: AuditContext,
     /// Referrals, outcomes, reassignments and case statuses (the writes).
     pub exchange: Arc<crate::exchange::Exchange>,
+    /// Evaluators' de-identified study exports.
+    pub exports: Arc<crate::exports::Exports>,
 }
 
 /// What the TLS layer learned about the connection a request came on.
@@ -99,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .merge(referrals::router())
         .merge(reads::router())
         .merge(cases::router())
+        .merge(exports::router())
         .layer(metrics.clone());
     let streaming = referrals_batch::router().layer(metrics);
     // Each `layer` wraps everything added before it: the last one is outermost.

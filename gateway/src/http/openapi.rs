@@ -27,6 +27,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::reads::read_referral,
         super::reads::case_status,
         super::reads::disclosures,
+        super::exports::create_export,
+        super::exports::export_file,
+        super::exports::export_manifest,
     ),
     components(schemas(
         super::problem::Problem,
@@ -34,7 +37,11 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::audit::EntryPageBody,
         super::reads::ReferralPageBody,
         super::reads::CaseStatusBody,
-        super::reads::DisclosurePageBody
+        super::reads::DisclosurePageBody,
+        super::exports::ManifestBody,
+        crate::exports::Manifest,
+        crate::exports::Started,
+        crate::exports::ExportRequest
     )),
     modifiers(&PartnerToken)
 )]

@@ -328,20 +328,31 @@ pub async fn disclosures(
     if subject_refs.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (0..subject_refs.len())
-        .map(|i| format!("${}", i + 3))
-        .collect();
+    let n = subject_refs.len();
+    let placeholders = |first: usize| -> String {
+        (first..first + n)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // An export discloses many people in one entry (no `subject_ref`); the
+    // people it contains are listed in `export_subjects` (migration 0011).
     let sql = format!(
         "SELECT {COLUMNS} FROM audit_log WHERE seq > $1 AND fields <> $2 \
-         AND subject_ref IN ({}) ORDER BY seq LIMIT ${}",
-        placeholders.join(", "),
-        subject_refs.len() + 3
+         AND (subject_ref IN ({}) OR (resource = 'export' AND subject_ref IS NULL AND record_id IN \
+         (SELECT export_id FROM export_subjects WHERE subject_id IN ({})))) \
+         ORDER BY seq LIMIT ${}",
+        placeholders(3),
+        placeholders(3 + n),
+        2 * n + 3
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(after)
         .bind(NO_FIELDS);
-    for subject in subject_refs {
-        query = query.bind(subject.clone());
+    for _ in 0..2 {
+        for subject in subject_refs {
+            query = query.bind(subject.clone());
+        }
     }
     let rows = query.bind(limit).fetch_all(&mut **tx).await?;
     rows.iter()

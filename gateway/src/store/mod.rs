@@ -26,6 +26,7 @@ use sqlx::{AnyPool, ConnectOptions as _, Row as _};
 
 pub mod audit;
 pub mod cases;
+pub mod exports;
 pub mod idempotency;
 pub mod outcomes;
 pub mod referrals;
