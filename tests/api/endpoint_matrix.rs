@@ -81,9 +81,12 @@ enum Endpoint {
     Outcome,
     Assignment,
     CreateCase,
+    CreateExport,
+    ExportFile,
+    ExportManifest,
 }
 
-const ENDPOINTS: [Endpoint; 12] = [
+const ENDPOINTS: [Endpoint; 15] = [
     Endpoint::WhoAmI,
     Endpoint::ListReferrals,
     Endpoint::ReadReferral,
@@ -96,6 +99,9 @@ const ENDPOINTS: [Endpoint; 12] = [
     Endpoint::Outcome,
     Endpoint::Assignment,
     Endpoint::CreateCase,
+    Endpoint::CreateExport,
+    Endpoint::ExportFile,
+    Endpoint::ExportManifest,
 ];
 
 impl Endpoint {
@@ -113,6 +119,9 @@ impl Endpoint {
             Self::Outcome => "POST /v1/referrals/{id}/outcomes",
             Self::Assignment => "POST /v1/referrals/{id}/assignment",
             Self::CreateCase => "POST /v1/cases",
+            Self::CreateExport => "POST /v1/exports",
+            Self::ExportFile => "GET /v1/exports/{id}",
+            Self::ExportManifest => "GET /v1/exports/{id}/manifest",
         }
     }
 
@@ -146,6 +155,13 @@ impl Endpoint {
                 "Moving the referral to `cbo-south` (`reason` and `assign_to`), each cell on its own fresh referral from `pd` assigned to `cbo-north`. Status only."
             }
             Self::CreateCase => "A valid case status for a person nobody else knows. Status only.",
+            Self::CreateExport => {
+                "A `demo-study` export of the referrals (the study's evaluator is `evaluator`, purpose HRESCH). Status only."
+            }
+            Self::ExportFile => "An export id that does not exist. Status only.",
+            Self::ExportManifest => {
+                "The manifest of an export id that does not exist. Status only."
+            }
         }
     }
 
@@ -153,7 +169,7 @@ impl Endpoint {
     /// answers first on the kind-restricted writes).
     fn reads_purpose(self, partner: &str) -> bool {
         match self {
-            Self::WhoAmI => false,
+            Self::WhoAmI | Self::ExportFile | Self::ExportManifest => false,
             Self::CreateReferral | Self::Batch => partner == "pd",
             Self::CreateCase => partner == "county-health",
             _ => true,
@@ -169,6 +185,8 @@ impl Endpoint {
                 | Self::CaseStatus
                 | Self::Outcome
                 | Self::Assignment
+                | Self::ExportFile
+                | Self::ExportManifest
         )
     }
 
@@ -315,6 +333,19 @@ fn asks(seeded: &str) -> (Vec<Ask>, Vec<Ask>) {
                             json!({"reason": "capacity", "assign_to": "cbo-south"}).to_string(),
                         )),
                     )),
+                    Endpoint::CreateExport => writes.push(ask(
+                        "/v1/exports".into(),
+                        Some((
+                            "application/json",
+                            json!({"study": "demo-study", "tables": ["referrals"]}).to_string(),
+                        )),
+                    )),
+                    Endpoint::ExportFile => {
+                        reads.push(ask(format!("/v1/exports/{MISSING_ID}"), None));
+                    }
+                    Endpoint::ExportManifest => {
+                        reads.push(ask(format!("/v1/exports/{MISSING_ID}/manifest"), None));
+                    }
                     Endpoint::CreateCase => writes.push(ask(
                         "/v1/cases".into(),
                         Some(("application/json", unknown_case(writes.len()).to_string())),
@@ -609,7 +640,9 @@ fn broken_invariants(answers: &Answers) -> Vec<String> {
             );
         }
         // An evaluator gets nothing record-level over the API.
-        if partner == "evaluator" && endpoint != Endpoint::WhoAmI {
+        // (Its de-identified export is the way records reach it.)
+        if partner == "evaluator" && !matches!(endpoint, Endpoint::WhoAmI | Endpoint::CreateExport)
+        {
             check(
                 !is_success(answer.status),
                 format!("{cell}: {}", answer.status),
