@@ -169,7 +169,7 @@ impl Endpoint {
     /// answers first on the kind-restricted writes).
     fn reads_purpose(self, partner: &str) -> bool {
         match self {
-            Self::WhoAmI | Self::ExportFile | Self::ExportManifest => false,
+            Self::WhoAmI => false,
             Self::CreateReferral | Self::Batch => partner == "pd",
             Self::CreateCase => partner == "county-health",
             _ => true,

@@ -146,7 +146,13 @@ async fn spawn(backend: Backend) -> ExportEnv {
     let dir = tempfile::tempdir().expect("temp dir");
     let exports = dir.path().join("exports");
     let config = test_config(dir.path(), &exports);
-    let app = spawn_app_configured(backend, &config, AppOptions::default()).await;
+    let options = AppOptions {
+        env: vec![(
+            "CROSSWALK_EXPORTS__DIR".to_owned(),
+            exports.display().to_string(),
+        )],
+    };
+    let app = spawn_app_configured(backend, &config, options).await;
     ExportEnv {
         app,
         exports,

@@ -163,6 +163,11 @@ pub async fn spawn_app_configured(backend: Backend, config: &Path, options: AppO
         .arg(config)
         .env("DATABASE_URL", &db.url)
         .env("CROSSWALK_AUDIT__CHECKPOINT_FILE", db.witness_file())
+        // Exports beside the database, never under the repository's `./data/`.
+        .env(
+            "CROSSWALK_EXPORTS__DIR",
+            db.witness_file().with_file_name("exports"),
+        )
         .env(
             "RUST_LOG",
             "debug,sqlx=warn,hyper=info,h2=info,rustls=info,tokio=info",

@@ -119,7 +119,10 @@ pub(crate) async fn create_export(
 /// Download the age-encrypted export (`age -d -i KEY`; a ZIP inside).
 #[utoipa::path(get, path = "/v1/exports/{id}", tag = "exports",
     security(("partner_token" = [])),
-    params(("id" = String, Path, description = "The export id")),
+    params(
+        ("id" = String, Path, description = "The export id"),
+        ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; checked for form only"),
+    ),
     responses(
         (status = 200, description = "The age-encrypted ZIP (application/octet-stream)", content_type = "application/octet-stream"),
         (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
@@ -129,8 +132,12 @@ pub(crate) async fn create_export(
 pub(crate) async fn export_file(
     State(state): State<AppState>,
     partner: AuthenticatedPartner,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
+    // Checked like every read's, though the export's purpose was fixed when
+    // it was requested.
+    purpose_of(&headers, &partner)?;
     let path = state
         .exports
         .file(&partner.id, &id)
@@ -173,7 +180,10 @@ pub struct ManifestBody {
 /// The export's manifest, signed by the gateway.
 #[utoipa::path(get, path = "/v1/exports/{id}/manifest", tag = "exports",
     security(("partner_token" = [])),
-    params(("id" = String, Path, description = "The export id")),
+    params(
+        ("id" = String, Path, description = "The export id"),
+        ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; checked for form only"),
+    ),
     responses(
         (status = 200, description = "The signed manifest", body = ManifestBody),
         (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
@@ -183,8 +193,10 @@ pub struct ManifestBody {
 pub(crate) async fn export_manifest(
     State(state): State<AppState>,
     partner: AuthenticatedPartner,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<axum::Json<ManifestBody>, Problem> {
+    purpose_of(&headers, &partner)?;
     let jws = state
         .exports
         .manifest(&partner.id, &id)
