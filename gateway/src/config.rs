@@ -67,6 +67,12 @@ pub struct Config {
     /// one partner's setting can be overridden from the environment by name.
     #[serde(default)]
     pub partners: BTreeMap<String, PartnerConfig>,
+    /// Evaluator studies, keyed by study id (see [`crate::exports::study`]).
+    #[serde(default)]
+    pub studies: BTreeMap<String, crate::exports::study::StudyConfig>,
+    /// Where exports are written (see [`crate::exports`]).
+    #[serde(default)]
+    pub exports: ExportsConfig,
     /// The directory of the configuration file: relative key paths resolve here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -246,6 +252,25 @@ impl Default for AggregatesConfig {
     }
 }
 
+/// Where evaluator exports are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportsConfig {
+    /// The directory the age-encrypted export files are written to (created when
+    /// missing). Relative to the working directory, like the SQLite file. Files
+    /// are encrypted before they touch it, so it holds nothing readable.
+    #[serde(default = "default_exports_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for ExportsConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_exports_dir(),
+        }
+    }
+}
+
 /// The differential-privacy option: noisy counts against a per-partner budget.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -271,6 +296,10 @@ impl Default for DpConfig {
             default_epsilon: default_epsilon_per_request(),
         }
     }
+}
+
+fn default_exports_dir() -> PathBuf {
+    PathBuf::from("./data/exports")
 }
 
 #[derive(Clone, Deserialize)]
@@ -557,6 +586,16 @@ impl Config {
             }
         }
         self.routing.validate(self)?;
+        for (id, study) in &self.studies {
+            study.validate(id, self).map_err(|(field, problem)| {
+                let key = if field.is_empty() {
+                    format!("studies.{id}")
+                } else {
+                    format!("studies.{id}.{field}")
+                };
+                ConfigError::new(&self.source, key, problem)
+            })?;
+        }
         Ok(())
     }
 

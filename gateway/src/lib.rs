@@ -13,6 +13,8 @@
 //! - [`policy`]: the Rego release policy, its decisions and [`policy::release_view`].
 //! - [`exchange`]: referrals, their routing, outcomes, reassignments and case
 //!   statuses — the writes partners make every day.
+//! - [`exports`]: de-identified, k-anonymous, age-encrypted study exports for
+//!   evaluators, with signed manifests.
 //! - [`reads`]: every record-level read: decide, unseal only what is released,
 //!   [`policy::release_view`], and the disclosure's audit entry.
 //! - [`aggregates`]: counts safe to publish — small-cell and complementary
@@ -35,6 +37,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod exchange;
+pub mod exports;
 pub mod http;
 pub mod keys;
 pub mod linkage;

@@ -82,11 +82,66 @@ impl Pseudonymizer {
         Self::derive(&self.study_root, "cws-", study_id, subject_id)
     }
 
+    /// The study's keys, derived once for the many pseudonyms of an export.
+    pub fn study(&self, study_id: &str) -> StudyPseudonyms {
+        StudyPseudonyms {
+            key: *blake3::keyed_hash(&self.study_root, study_id.as_bytes()).as_bytes(),
+        }
+    }
+
     fn derive(root: &[u8; 32], prefix: &str, audience: &str, subject_id: &str) -> Pseudonym {
         // The audience's own key, then the subject under it: two audiences' values
         // are outputs of unrelated keys.
         let audience_key = blake3::keyed_hash(root, audience.as_bytes());
         let digest = blake3::keyed_hash(audience_key.as_bytes(), subject_id.as_bytes());
+        let encoded = BASE32_NOPAD
+            .encode(&digest.as_bytes()[..16])
+            .to_ascii_lowercase();
+        Pseudonym(format!("{prefix}{encoded}"))
+    }
+}
+
+/// One study's pseudonyms: subjects as [`Pseudonymizer::for_study`] gives them
+/// (`cws-`), and the study's stand-ins for gateway record ids (`cwr-`) and
+/// partner ids (`cwo-`), so that outcomes still join to referrals inside the
+/// export while no gateway id leaves it (Safe Harbor (R)). Each kind is keyed
+/// apart, so a record id can never collide with a subject's pseudonym.
+pub struct StudyPseudonyms {
+    key: [u8; 32],
+}
+
+impl fmt::Debug for StudyPseudonyms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StudyPseudonyms([redacted])")
+    }
+}
+
+impl StudyPseudonyms {
+    pub fn subject(&self, subject_id: &str) -> Pseudonym {
+        Self::encode(
+            "cws-",
+            &blake3::keyed_hash(&self.key, subject_id.as_bytes()),
+        )
+    }
+
+    /// A record id of `kind` (`referral`, `outcome`, `case`).
+    pub fn record(&self, kind: &str, id: &[u8]) -> Pseudonym {
+        let mut hasher = blake3::Hasher::new_keyed(&self.key);
+        hasher.update(b"record\0");
+        hasher.update(kind.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(id);
+        Self::encode("cwr-", &hasher.finalize())
+    }
+
+    pub fn organization(&self, partner_id: &str) -> Pseudonym {
+        let mut hasher = blake3::Hasher::new_keyed(&self.key);
+        hasher.update(b"organization\0");
+        hasher.update(partner_id.as_bytes());
+        Self::encode("cwo-", &hasher.finalize())
+    }
+
+    fn encode(prefix: &str, digest: &blake3::Hash) -> Pseudonym {
         let encoded = BASE32_NOPAD
             .encode(&digest.as_bytes()[..16])
             .to_ascii_lowercase();
@@ -132,6 +187,7 @@ mod tests {
             let p = pseudonymizer(7);
             prop_assert_eq!(p.for_partner(&a, &subject), pseudonymizer(7).for_partner(&a, &subject));
             prop_assert_eq!(p.for_study(&a, &subject), p.for_study(&a, &subject));
+            prop_assert_eq!(p.study(&a).subject(&subject), p.for_study(&a, &subject));
             if a != b {
                 prop_assert_ne!(p.for_partner(&a, &subject), p.for_partner(&b, &subject));
                 prop_assert_ne!(p.for_study(&a, &subject), p.for_study(&b, &subject));

@@ -84,7 +84,7 @@ impl Gateway {
         let gateway_key = signer.public_key().clone();
         let checkpointer = Arc::new(Checkpointer::new(
             store.clone(),
-            signer,
+            Arc::clone(&signer),
             Arc::clone(&clock),
             config.audit.checkpoint_file.clone(),
         ));
@@ -107,7 +107,17 @@ impl Gateway {
             },
             &keys.master,
         ));
+        let exports = Arc::new(crate::exports::Exports {
+            config: Arc::clone(&config),
+            store: store.clone(),
+            vault: vault.clone(),
+            policy: Arc::clone(&policy),
+            pseudonyms: Arc::clone(&pseudonyms),
+            signer,
+            clock: Arc::clone(&clock),
+        });
         let state = AppState {
+            exports,
             registry: subjects,
             pseudonyms,
             vault,

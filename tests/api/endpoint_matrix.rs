@@ -87,9 +87,12 @@ enum Endpoint {
     ReadConsent,
     CreateConsent,
     RevokeConsent,
+    CreateExport,
+    ExportFile,
+    ExportManifest,
 }
 
-const ENDPOINTS: [Endpoint; 17] = [
+const ENDPOINTS: [Endpoint; 20] = [
     Endpoint::WhoAmI,
     Endpoint::ListReferrals,
     Endpoint::ReadReferral,
@@ -107,6 +110,9 @@ const ENDPOINTS: [Endpoint; 17] = [
     Endpoint::ReadConsent,
     Endpoint::CreateConsent,
     Endpoint::RevokeConsent,
+    Endpoint::CreateExport,
+    Endpoint::ExportFile,
+    Endpoint::ExportManifest,
 ];
 
 impl Endpoint {
@@ -129,6 +135,9 @@ impl Endpoint {
             Self::ReadConsent => "GET /v1/consents/{id}",
             Self::CreateConsent => "POST /v1/consents",
             Self::RevokeConsent => "POST /v1/consents/{id}/revoke",
+            Self::CreateExport => "POST /v1/exports",
+            Self::ExportFile => "GET /v1/exports/{id}",
+            Self::ExportManifest => "GET /v1/exports/{id}/manifest",
         }
     }
 
@@ -177,6 +186,13 @@ impl Endpoint {
             Self::RevokeConsent => {
                 "Revoking a consent `cbo-north` recorded, each cell on its own fresh consent. Status only."
             }
+            Self::CreateExport => {
+                "A `demo-study` export of the referrals (the study's evaluator is `evaluator`, purpose HRESCH). Status only."
+            }
+            Self::ExportFile => "An export id that does not exist. Status only.",
+            Self::ExportManifest => {
+                "The manifest of an export id that does not exist. Status only."
+            }
         }
     }
 
@@ -203,6 +219,8 @@ impl Endpoint {
                 | Self::Assignment
                 | Self::ReadConsent
                 | Self::RevokeConsent
+                | Self::ExportFile
+                | Self::ExportManifest
         )
     }
 
@@ -364,6 +382,19 @@ fn asks(seeded: &Seeded) -> (Vec<Ask>, Vec<Ask>) {
                             json!({"reason": "capacity", "assign_to": "cbo-south"}).to_string(),
                         )),
                     )),
+                    Endpoint::CreateExport => writes.push(ask(
+                        "/v1/exports".into(),
+                        Some((
+                            "application/json",
+                            json!({"study": "demo-study", "tables": ["referrals"]}).to_string(),
+                        )),
+                    )),
+                    Endpoint::ExportFile => {
+                        reads.push(ask(format!("/v1/exports/{MISSING_ID}"), None));
+                    }
+                    Endpoint::ExportManifest => {
+                        reads.push(ask(format!("/v1/exports/{MISSING_ID}/manifest"), None));
+                    }
                     Endpoint::CreateCase => writes.push(ask(
                         "/v1/cases".into(),
                         Some(("application/json", unknown_case(writes.len()).to_string())),
@@ -753,8 +784,14 @@ fn broken_invariants(answers: &Answers) -> Vec<String> {
                 format!("{cell}: {} not 400", answer.status),
             );
         }
-        // An evaluator gets nothing record-level over the API (counts are not).
-        if partner == "evaluator" && !matches!(endpoint, Endpoint::WhoAmI | Endpoint::Aggregates) {
+        // An evaluator gets nothing record-level over the API: counts are not,
+        // and its de-identified export is the way records reach it.
+        if partner == "evaluator"
+            && !matches!(
+                endpoint,
+                Endpoint::WhoAmI | Endpoint::Aggregates | Endpoint::CreateExport
+            )
+        {
             check(
                 !is_success(answer.status),
                 format!("{cell}: {}", answer.status),

@@ -151,13 +151,23 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
+    spawn_app_configured(backend, &example_keys().join("crosswalk.toml"), options).await
+}
+
+/// Starts the gateway with the configuration file `config`.
+pub async fn spawn_app_configured(backend: Backend, config: &Path, options: AppOptions) -> TestApp {
     let db = TestDatabase::create(backend).await;
     let mut command = Command::new(binary());
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(example_keys().join("crosswalk.toml"))
+        .arg(config)
         .env("DATABASE_URL", &db.url)
         .env("CROSSWALK_AUDIT__CHECKPOINT_FILE", db.witness_file())
+        // Exports beside the database, never under the repository's `./data/`.
+        .env(
+            "CROSSWALK_EXPORTS__DIR",
+            db.witness_file().with_file_name("exports"),
+        )
         .env(
             "RUST_LOG",
             "debug,sqlx=warn,hyper=info,h2=info,rustls=info,tokio=info",

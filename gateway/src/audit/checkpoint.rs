@@ -188,6 +188,14 @@ impl CheckpointSigner {
         &self.public
     }
 
+    /// Signs any claims as a compact JWS (`EdDSA`, `kid` the key's thumbprint):
+    /// what else the gateway asserts, such as export manifests.
+    pub fn sign_claims<T: Serialize>(&self, claims: &T) -> Result<String, CheckpointError> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.public.kid());
+        jsonwebtoken::encode(&header, claims, &self.key).map_err(|_| CheckpointError::Signing)
+    }
+
     /// Signs the head `(seq, hash)` as of `at`.
     pub fn sign(
         &self,

@@ -17,6 +17,7 @@ pub mod auth;
 mod cases;
 mod consents;
 mod exchange;
+mod exports;
 pub mod metrics;
 mod ndjson;
 pub mod openapi;
@@ -74,6 +75,8 @@ pub struct AppState {
     pub audit: AuditContext,
     /// Referrals, outcomes, reassignments and case statuses (the writes).
     pub exchange: Arc<crate::exchange::Exchange>,
+    /// Evaluators' de-identified study exports.
+    pub exports: Arc<crate::exports::Exports>,
 }
 
 /// What the TLS layer learned about the connection a request came on.
@@ -103,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .merge(cases::router())
         .merge(consents::router())
         .merge(aggregates::router())
+        .merge(exports::router())
         .layer(metrics.clone());
     let streaming = referrals_batch::router().layer(metrics);
     // Each `layer` wraps everything added before it: the last one is outermost.

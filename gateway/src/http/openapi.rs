@@ -32,6 +32,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::consents::read_consent,
         super::consents::revoke_consent,
         super::aggregates::outcomes,
+        super::exports::create_export,
+        super::exports::export_file,
+        super::exports::export_manifest,
     ),
     components(schemas(
         super::problem::Problem,
@@ -42,7 +45,11 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::reads::DisclosurePageBody,
         super::reads::OutcomePageBody,
         crate::aggregates::AggregateTable,
-        crate::aggregates::PrivacySpend
+        crate::aggregates::PrivacySpend,
+        super::exports::ManifestBody,
+        crate::exports::Manifest,
+        crate::exports::Started,
+        crate::exports::ExportRequest
     )),
     modifiers(&PartnerToken)
 )]

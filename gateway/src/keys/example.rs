@@ -110,8 +110,32 @@ cbo = "cbo-south"
     for entry in partners {
         out.push_str(&partner_section(entry));
     }
+    out.push_str(STUDIES);
     out
 }
+
+/// The example study (`demo-study`, for the example `evaluator`) and where
+/// exports go.
+const STUDIES: &str = r#"
+# Evaluator studies (see README "Exports"). Each names its evaluator (whose
+# age_recipient the exports are encrypted to), a de-identification mode
+# (safe_harbor or limited_data_set), the purpose of use, the data-use agreement
+# on file and when it ends, and the quasi-identifiers every equivalence class
+# of at least k rows is formed over.
+[studies.demo-study]
+evaluator = "evaluator"
+mode = "safe_harbor"
+purpose = "HRESCH"
+dua_reference = "DUA-DEMO-2026-001"
+dua_expires = "2030-12-31"
+quasi_identifiers = ["age", "sex", "zip", "state"]
+k = 5
+max_suppression_percent = 5
+
+# Where export files are written (encrypted before they touch it).
+[exports]
+dir = "./data/exports"
+"#;
 
 /// One `[partners.ID]` table. The id is written as a bare key: partner ids are
 /// `a-z`, `0-9` and `-` (see [`crate::config::is_valid_partner_id`]), all of which

@@ -326,25 +326,36 @@ pub async fn disclosures(
     if subject_refs.is_empty() || consents.is_some_and(<[String]>::is_empty) {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (0..subject_refs.len())
-        .map(|i| format!("${}", i + 3))
-        .collect();
-    let mut next = subject_refs.len() + 3;
+    let n = subject_refs.len();
+    let placeholders = |first: usize, count: usize| -> String {
+        (first..first + count)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // Consent recorders see only what was disclosed under their consents
+    // (exports are never under a consent, so they drop out too).
     let consent_filter = consents.map_or_else(String::new, |ids| {
-        let list: Vec<String> = (next..next + ids.len()).map(|i| format!("${i}")).collect();
-        next += ids.len();
-        format!(" AND consent_id IN ({})", list.join(", "))
+        format!(" AND consent_id IN ({})", placeholders(3 + 2 * n, ids.len()))
     });
+    let limit_at = 3 + 2 * n + consents.map_or(0, <[String]>::len);
+    // An export discloses many people in one entry (no `subject_ref`); the
+    // people it contains are listed in `export_subjects` (migration 0011).
     let sql = format!(
         "SELECT {COLUMNS} FROM audit_log WHERE seq > $1 AND fields <> $2 \
-         AND subject_ref IN ({}){consent_filter} ORDER BY seq LIMIT ${next}",
-        placeholders.join(", "),
+         AND (subject_ref IN ({}) OR (resource = 'export' AND subject_ref IS NULL AND record_id IN \
+         (SELECT export_id FROM export_subjects WHERE subject_id IN ({})))){consent_filter} \
+         ORDER BY seq LIMIT ${limit_at}",
+        placeholders(3, n),
+        placeholders(3 + n, n),
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(after)
         .bind(NO_FIELDS);
-    for subject in subject_refs {
-        query = query.bind(subject.clone());
+    for _ in 0..2 {
+        for subject in subject_refs {
+            query = query.bind(subject.clone());
+        }
     }
     for consent in consents.unwrap_or_default() {
         query = query.bind(consent.clone());

@@ -28,6 +28,7 @@ pub mod aggregates;
 pub mod audit;
 pub mod cases;
 pub mod consents;
+pub mod exports;
 pub mod idempotency;
 pub mod outcomes;
 pub mod referrals;
