@@ -33,13 +33,19 @@
 //! 5-minute checkpoints is ~5 MB).
 //!
 //! # Where the time goes
-//! `cargo bench --bench audit` measures ~200,000 entries per CPU-second on
-//! SQLite and ~175,000 on PostgreSQL (the verifier's process only). Hashing is
-//! a small part (~0.3 µs an entry); most of it is getting rows out through sqlx:
-//! SQLite building each page's JSON (~2.5 µs an entry), or the `Any` driver
-//! converting PostgreSQL rows (~5 µs). The 500,000/s target would need a reader
-//! that borrows rows from the native drivers, which the one-code-path `Any`
-//! store does not offer.
+//! Through the `Any` driver, `cargo bench --bench audit` measured ~185,000
+//! entries per CPU-second on SQLite and ~180,000 on PostgreSQL (35,000-51,000
+//! wall-clock at load average ~11), most of it getting rows out through sqlx:
+//! SQLite building each page's JSON (~2.5 µs an entry), the `Any` driver
+//! converting PostgreSQL rows (~5 µs). With the native readers of
+//! [`crate::store::chain`] it measured ~540,000 entries per CPU-second on
+//! SQLite (SQLite's work included) and ~540,000 on PostgreSQL (the
+//! verifier's process only; the server's scan and COPY are in its own), on
+//! 200,000 entries at load average ~12-13: ~358,000 and ~170,000 entries/s
+//! wall-clock on that busy machine. Hashing is ~0.3 µs an entry. What is left
+//! on PostgreSQL is the server's index scan and COPY output, on the same two
+//! cores (not yet measured separately); the 500,000/s wall-clock target was not
+//! shown on this loaded machine, nor yet on 1,000,000 entries.
 //!
 //! # Naming what is wrong
 //! A link that does not verify is classified by looking one entry ahead: if the
