@@ -367,6 +367,10 @@ struct PageLinks {
     first_range: bool,
     /// The stored hash of the row before. Outer `None`: that row was not read;
     /// inner `None`: its stored hash is unusable, so nothing can chain from it.
+    #[expect(
+        clippy::option_option,
+        reason = "the two absences mean different things"
+    )]
     prev: Option<Option<[u8; 32]>>,
     /// Whether a row was read yet.
     started: bool,

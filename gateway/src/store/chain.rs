@@ -38,7 +38,7 @@ pub(crate) enum NativeSource {
     Sqlite(PathBuf),
     /// An in-memory SQLite database lives in sqlx's connections only.
     SqliteInMemory,
-    Postgres(PgConnectOptions),
+    Postgres(Box<PgConnectOptions>),
 }
 
 /// One entry as read for verification, borrowed from the driver's buffer.
@@ -98,7 +98,7 @@ impl ChainReader {
                     .max_connections(connections.max(1))
                     .min_connections(0)
                     .acquire_timeout(Duration::from_secs(10))
-                    .connect_with(options.clone())
+                    .connect_with((**options).clone())
                     .await?,
             ),
         };
@@ -264,6 +264,10 @@ const MALFORMED: StoreError = StoreError::Corrupt {
     what: "the audit log's COPY stream is not in the expected shape",
 };
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "returned once per row and consumed at once, never stored"
+)]
 enum Tuple<'a> {
     /// Not all of it has arrived.
     Incomplete,
@@ -410,9 +414,12 @@ fn be_u32(bytes: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
+    /// Sequence number, `at`, texts and hash of one row.
+    type Row = (i64, Option<i64>, Vec<Option<String>>, Option<[u8; 32]>);
+
     /// Collects what the parser hands out.
     #[derive(Default)]
-    struct Seen(Vec<(i64, Option<i64>, Vec<Option<String>>, Option<[u8; 32]>)>);
+    struct Seen(Vec<Row>);
 
     impl ChainVisitor for Seen {
         fn visit(&mut self, row: ChainRow<'_>) {

@@ -129,9 +129,9 @@ impl Store {
                     .get_filename()
                     .to_owned(),
             ),
-            Backend::Postgres => {
-                chain::NativeSource::Postgres(sqlx::postgres::PgConnectOptions::from_str(&url)?)
-            }
+            Backend::Postgres => chain::NativeSource::Postgres(Box::new(
+                sqlx::postgres::PgConnectOptions::from_str(&url)?,
+            )),
         };
         let options = AnyConnectOptions::from_str(&url)?
             .log_statements(tracing::log::LevelFilter::Trace)
