@@ -254,11 +254,12 @@ async fn swap(store: &Store, a: i64, b: i64) {
 }
 
 async fn stored(store: &Store, seq: i64) -> (crate::store::audit::StoredEntry, [u8; 32]) {
-    let rows = crate::store::audit::range(store, seq, seq, 1)
+    let mut tx = store.begin_read().await.expect("read");
+    let rows = crate::store::audit::list(&mut tx, &EntryFilter::default(), seq - 1, 1)
         .await
-        .expect("page");
-    let (entry, hash) =
-        crate::store::audit::StoredEntry::from_row(rows.first().expect("entry")).expect("row");
+        .expect("entry");
+    let (entry, hash) = rows.into_iter().next().expect("entry");
+    assert_eq!(entry.seq, seq);
     (
         entry,
         <[u8; 32]>::try_from(hash.as_slice()).expect("32 bytes"),

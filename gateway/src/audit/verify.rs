@@ -22,22 +22,30 @@
 //! the last entry of the page before it and checks its own links. One pass then
 //! goes through the checked pages in order for numbering, checkpoints and the
 //! head. Entries at or below a committed head never change, so reading them
-//! outside the snapshot is safe while a gateway keeps appending. On SQLite the
-//! database packs each page into one JSON value ([`repo::range_packed`]), since
-//! sqlx's per-row hand-over from SQLite's thread would otherwise cap the rate.
+//! outside the snapshot is safe while a gateway keeps appending. The pages are
+//! read by [`ChainReader`], through the native drivers rather than sqlx's
+//! `Any` driver (see [`crate::store::chain`]): on SQLite with `rusqlite` on
+//! blocking threads, on PostgreSQL with a binary `COPY` per page; each row's
+//! columns are hashed borrowed from the driver's buffer.
 //!
 //! Memory is bounded by the pages in flight (a few MB) plus one `(seq, hash)`
 //! per distinct checkpoint in the witness file (~50 bytes each: a year of
 //! 5-minute checkpoints is ~5 MB).
 //!
 //! # Where the time goes
-//! `cargo bench --bench audit` measures ~200,000 entries per CPU-second on
-//! SQLite and ~175,000 on PostgreSQL (the verifier's process only). Hashing is
-//! a small part (~0.3 µs an entry); most of it is getting rows out through sqlx:
-//! SQLite building each page's JSON (~2.5 µs an entry), or the `Any` driver
-//! converting PostgreSQL rows (~5 µs). The 500,000/s target would need a reader
-//! that borrows rows from the native drivers, which the one-code-path `Any`
-//! store does not offer.
+//! Through the `Any` driver, `cargo bench --bench audit` measured ~185,000
+//! entries per CPU-second on SQLite and ~180,000 on PostgreSQL (35,000-51,000
+//! wall-clock at load average ~11), most of it getting rows out through sqlx:
+//! SQLite building each page's JSON (~2.5 µs an entry), the `Any` driver
+//! converting PostgreSQL rows (~5 µs). With the native readers of
+//! [`crate::store::chain`] it measured ~540,000 entries per CPU-second on
+//! SQLite (SQLite's work included) and ~540,000 on PostgreSQL (the
+//! verifier's process only; the server's scan and COPY are in its own), on
+//! 200,000 entries at load average ~12-13: ~358,000 and ~170,000 entries/s
+//! wall-clock on that busy machine. Hashing is ~0.3 µs an entry. What is left
+//! on PostgreSQL is the server's index scan and COPY output, on the same two
+//! cores (not yet measured separately); the 500,000/s wall-clock target was not
+//! shown on this loaded machine, nor yet on 1,000,000 entries.
 //!
 //! # Naming what is wrong
 //! A link that does not verify is classified by looking one entry ahead: if the
@@ -48,7 +56,6 @@
 //! entries; an entry numbered below 1 or beyond the head was *inserted*; entries
 //! the head or a checkpoint vouches for that are not there were *truncated*.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -56,15 +63,17 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::checkpoint::{Checkpoint, CheckpointError, GatewayPublicKey};
-use super::{EntryColumns, GENESIS_HASH, columns_hash};
-use crate::store::audit::{self as repo, StoredEntry};
-use crate::store::{Backend, Store, StoreError};
+use super::{GENESIS_HASH, columns_hash};
+use crate::store::audit as repo;
+use crate::store::chain::{ChainReader, ChainRow, ChainVisitor};
+use crate::store::{Store, StoreError};
 
 /// Entries per page.
 pub const PAGE_SIZE: i64 = 5_000;
-/// Pages read and hashed at once. Three, so that on SQLite (a pool of four) one
-/// connection stays with the snapshot.
+/// Pages read and hashed at once, each on a reader connection of its own.
 pub const PAGES_IN_FLIGHT: usize = 3;
+#[expect(clippy::cast_possible_truncation, reason = "a small constant")]
+const PAGES_IN_FLIGHT_U32: u32 = PAGES_IN_FLIGHT as u32;
 
 /// The chain is not intact: the first bad sequence number and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,10 +267,34 @@ pub async fn verify_paged(
             kind: TamperKind::Inserted { head: head_seq },
         }));
     }
-    let mut walk = Walk::new(head_seq, expected);
-    let mut ranges = page_ranges(head_seq, page_size);
+    let reader = ChainReader::open(store, PAGES_IN_FLIGHT_U32).await?;
+    let walked = walk_pages(&reader, Walk::new(head_seq, expected), head_seq, page_size).await;
+    reader.close().await;
+    let walk = walked?;
+    let beyond = repo::first_after(&mut tx, head_seq.max(0)).await?;
+    tx.rollback().await?;
+    let (entries, last_hash) = walk
+        .finish(head_hash, beyond)
+        .map_err(VerifyError::Tampered)?;
+    Ok(Verified {
+        entries,
+        head_hash: last_hash,
+        database_checkpoint,
+        witness_checkpoints,
+    })
+}
+
+/// Reads the entries from 1 to `head` in pages, [`PAGES_IN_FLIGHT`] at a time,
+/// and steps `walk` through them in order.
+async fn walk_pages(
+    reader: &ChainReader,
+    mut walk: Walk,
+    head: i64,
+    page_size: i64,
+) -> Result<Walk, VerifyError> {
+    let mut ranges = page_ranges(head, page_size);
     let mut in_flight = VecDeque::new();
-    let spawn = |(lo, hi): (i64, i64)| tokio::spawn(read_page(store.clone(), lo, hi));
+    let spawn = |(lo, hi): (i64, i64)| tokio::spawn(read_page(reader.clone(), lo, hi));
     in_flight.extend(ranges.by_ref().take(PAGES_IN_FLIGHT).map(spawn));
     while let Some(reading) = in_flight.pop_front() {
         let read = reading.await;
@@ -281,17 +314,7 @@ pub async fn verify_paged(
             }
         }
     }
-    let beyond = repo::first_after(&mut tx, head_seq.max(0)).await?;
-    tx.rollback().await?;
-    let (entries, last_hash) = walk
-        .finish(head_hash, beyond)
-        .map_err(VerifyError::Tampered)?;
-    Ok(Verified {
-        entries,
-        head_hash: last_hash,
-        database_checkpoint,
-        witness_checkpoints,
-    })
+    Ok(walk)
 }
 
 /// The sequence ranges `(lo, hi)` (inclusive) that cover every entry from 1
@@ -326,142 +349,66 @@ struct Link {
 
 /// Reads the entries `lo ..= hi` and checks each one's link to the one before
 /// it.
-async fn read_page(store: Store, lo: i64, hi: i64) -> Result<Vec<Link>, StoreError> {
-    let limit = hi.saturating_sub(lo).saturating_add(1);
-    if store.backend() == Backend::Sqlite {
-        let packed = repo::range_packed(&store, lo, hi).await;
-        if let Ok(mut rows) = packed
-            .as_deref()
-            .map_err(|_| ())
-            .and_then(|text| serde_json::from_str::<Vec<Packed<'_>>>(text).map_err(|_| ()))
-        {
-            rows.sort_unstable_by_key(|row| row.0);
-            return Ok(links(
-                lo,
-                rows.iter()
-                    .map(|row| (row.0, Ok((row.columns(), row.hash())))),
-            ));
-        }
-        // A value of the wrong type somewhere (SQLite columns are not typed;
-        // JSON cannot hold a blob): read the rows one by one to find which
-        // entry holds it. A real database error shows up there too.
-    }
-    let rows = repo::range(&store, lo, hi, limit).await?;
-    let mut decoded = Vec::with_capacity(rows.len());
-    for row in &rows {
-        if let Ok(entry) = StoredEntry::from_row(row) {
-            decoded.push(Ok(entry));
-        } else {
-            let seq: i64 = sqlx::Row::try_get(row, "seq")?;
-            let hash = sqlx::Row::try_get::<Vec<u8>, _>(row, "hash")
-                .ok()
-                .and_then(|hash| <[u8; 32]>::try_from(hash.as_slice()).ok());
-            decoded.push(Err((seq, hash)));
-        }
-    }
-    Ok(links(
-        lo,
-        decoded.iter().map(|entry| match entry {
-            Ok((entry, hash)) => (
-                entry.seq,
-                Ok((
-                    EntryColumns::of(entry),
-                    <[u8; 32]>::try_from(hash.as_slice()).ok(),
-                )),
-            ),
-            Err((seq, hash)) => (*seq, Err(*hash)),
-        }),
-    ))
+async fn read_page(reader: ChainReader, lo: i64, hi: i64) -> Result<Vec<Link>, StoreError> {
+    let expected = usize::try_from(hi.saturating_sub(lo).saturating_add(1)).unwrap_or(0);
+    let page = reader.read(lo, hi, PageLinks::new(lo, expected)).await?;
+    Ok(page.links)
 }
 
-/// Checks each row's link to the row before it. The row at `lo` of a range
-/// after the first only serves as the predecessor of the next. A row whose
-/// content could not be decoded (`Err`, with its stored hash) breaks its own
-/// link; the next one is checked against its stored hash as usual.
-fn links<'a>(
+/// Checks each row of a range's read against the row before it, as they
+/// arrive. The row at `lo` of a range after the first only serves as the
+/// predecessor of the next. A row whose content could not be read (a value of
+/// the wrong type) breaks its own link; the next one is checked against its
+/// stored hash as usual.
+struct PageLinks {
     lo: i64,
-    rows: impl Iterator<
-        Item = (
-            i64,
-            Result<(EntryColumns<'a>, Option<[u8; 32]>), Option<[u8; 32]>>,
-        ),
-    >,
-) -> Vec<Link> {
-    // The first range starts at 0, where no entry is (checked before): its
-    // first entry chains from the genesis hash.
-    let first_range = lo == 0;
-    // Outer `None`: the predecessor was not read; inner `None`: its stored hash
-    // is unusable, so nothing can chain from it.
-    let mut prev: Option<Option<[u8; 32]>> = first_range.then_some(Some(GENESIS_HASH));
-    let mut out = Vec::new();
-    for (index, (seq, row)) in rows.enumerate() {
-        let (hash, chains) = match row {
-            Ok((columns, hash)) => {
-                let chains = prev.map(|prev| {
-                    prev.zip(hash)
-                        .is_some_and(|(prev, hash)| columns_hash(&prev, &columns) == hash)
-                });
-                (hash, chains)
-            }
-            Err(hash) => (hash, Some(false)),
+    /// Whether this is the first range, which starts at 0, where no entry is
+    /// (checked before): its first entry chains from the genesis hash.
+    first_range: bool,
+    /// The stored hash of the row before. Outer `None`: that row was not read;
+    /// inner `None`: its stored hash is unusable, so nothing can chain from it.
+    #[expect(
+        clippy::option_option,
+        reason = "the two absences mean different things"
+    )]
+    prev: Option<Option<[u8; 32]>>,
+    /// Whether a row was read yet.
+    started: bool,
+    links: Vec<Link>,
+}
+
+impl PageLinks {
+    fn new(lo: i64, capacity: usize) -> Self {
+        let first_range = lo == 0;
+        Self {
+            lo,
+            first_range,
+            prev: first_range.then_some(Some(GENESIS_HASH)),
+            started: false,
+            links: Vec::with_capacity(capacity),
+        }
+    }
+}
+
+impl ChainVisitor for PageLinks {
+    fn visit(&mut self, row: ChainRow<'_>) {
+        let chains = match &row.columns {
+            Some(columns) => self.prev.map(|prev| {
+                prev.zip(row.hash)
+                    .is_some_and(|(prev, hash)| columns_hash(&prev, columns) == hash)
+            }),
+            None => Some(false),
         };
-        prev = Some(hash);
-        if index == 0 && !first_range && seq == lo {
-            continue;
+        self.prev = Some(row.hash);
+        let predecessor_only = !self.started && !self.first_range && row.seq == self.lo;
+        self.started = true;
+        if !predecessor_only {
+            self.links.push(Link {
+                seq: row.seq,
+                hash: row.hash,
+                chains,
+            });
         }
-        out.push(Link { seq, hash, chains });
-    }
-    out
-}
-
-/// One entry of a packed page, borrowing from the JSON text where it can.
-type Packed<'a> = (
-    i64,
-    i64,
-    Cow<'a, str>,
-    Cow<'a, str>,
-    Option<Cow<'a, str>>,
-    Option<Cow<'a, str>>,
-    Option<Cow<'a, str>>,
-    Option<Cow<'a, str>>,
-    Cow<'a, str>,
-    Option<Cow<'a, str>>,
-    Option<Cow<'a, str>>,
-    Option<Cow<'a, str>>,
-    Option<Cow<'a, str>>,
-    Cow<'a, str>,
-);
-
-trait PackedEntry {
-    fn columns(&self) -> EntryColumns<'_>;
-    fn hash(&self) -> Option<[u8; 32]>;
-}
-
-impl PackedEntry for Packed<'_> {
-    fn columns(&self) -> EntryColumns<'_> {
-        EntryColumns {
-            seq: self.0,
-            at: self.1,
-            texts: [
-                Some(&self.2),
-                Some(&self.3),
-                self.4.as_deref(),
-                self.5.as_deref(),
-                self.6.as_deref(),
-                self.7.as_deref(),
-                Some(&self.8),
-                self.9.as_deref(),
-                self.10.as_deref(),
-                self.11.as_deref(),
-                self.12.as_deref(),
-            ],
-        }
-    }
-
-    fn hash(&self) -> Option<[u8; 32]> {
-        let mut hash = [0u8; 32];
-        hex::decode_to_slice(self.13.as_bytes(), &mut hash).ok()?;
-        Some(hash)
     }
 }
 

@@ -180,59 +180,6 @@ pub async fn begin_snapshot(store: &Store) -> Result<Tx<'static>, StoreError> {
     })
 }
 
-/// Up to `limit` entries with `lo <= seq <= hi`, in sequence order, read on
-/// a connection of their own: one page of a parallel verification. (One
-/// statement is one consistent snapshot; the verifier only asks for entries at
-/// or below a head it read, which never change once committed.)
-#[tracing::instrument(name = "db.audit_log.range", skip(store))]
-pub async fn range(
-    store: &Store,
-    lo: i64,
-    hi: i64,
-    limit: i64,
-) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM audit_log WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3"
-    );
-    Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(lo)
-        .bind(hi)
-        .bind(limit)
-        .fetch_all(store.pool())
-        .await?)
-}
-
-/// The entries `lo ..= hi`, packed by the database into one JSON text: an array of `[seq, at,
-/// actor, action, purpose, resource, record_id, subject_ref, fields,
-/// policy_version, reason, consent_id, detail, hash hex]` arrays, in any order.
-/// SQLite's fast path: sqlx hands each result row from SQLite's worker thread
-/// over a channel, which bounds verification at about a tenth of the target;
-/// one value per page does not. JSON keeps every text exact (escaped, never
-/// truncated), so what is hashed is what is stored.
-#[tracing::instrument(name = "db.audit_log.range_packed", skip(store))]
-pub async fn range_packed(store: &Store, lo: i64, hi: i64) -> Result<String, StoreError> {
-    const ELEMENTS: &str = "seq, at, actor, action, purpose, resource, record_id, subject_ref, \
-                            fields, policy_version, reason, consent_id, detail";
-    // No LIMIT (it would cost a subquery): sequence numbers are unique, so the
-    // range holds at most `hi - lo + 1` entries.
-    let sql = match store.backend() {
-        Backend::Sqlite => format!(
-            "SELECT json_group_array(json_array({ELEMENTS}, hex(hash))) AS page \
-             FROM audit_log WHERE seq >= $1 AND seq <= $2"
-        ),
-        Backend::Postgres => format!(
-            "SELECT COALESCE(json_agg(json_build_array({ELEMENTS}, encode(hash, 'hex')))::text, \
-             '[]') AS page FROM audit_log WHERE seq >= $1 AND seq <= $2"
-        ),
-    };
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(lo)
-        .bind(hi)
-        .fetch_one(store.pool())
-        .await?;
-    Ok(row.try_get("page")?)
-}
-
 /// The lowest sequence number below `seq`, if any entry lies there.
 #[tracing::instrument(name = "db.audit_log.first_below", skip(tx))]
 pub async fn first_below(tx: &mut Tx<'_>, seq: i64) -> Result<Option<i64>, StoreError> {

@@ -1,0 +1,531 @@
+//! Reading the audit chain for `crosswalk audit verify`, as fast as the
+//! databases hand rows out: the one read in the store that does not go through
+//! sqlx's `Any` driver.
+//!
+//! Verification reads every entry once, and at a million entries the `Any`
+//! driver's cost per row (SQLite's rows handed one by one from its worker
+//! thread; PostgreSQL rows converted into owned `Any` values) was most of the
+//! time. So [`ChainReader`] reads through the native drivers and lends each
+//! row's columns, borrowed from the driver's buffer, to a [`ChainVisitor`]:
+//! - **SQLite**: `rusqlite` (linking the same `libsqlite3-sys` as sqlx),
+//!   read-only connections of its own on blocking threads, stepping one
+//!   prepared statement per range.
+//! - **PostgreSQL**: sqlx's native driver (not `Any`), one
+//!   `COPY (SELECT ...) TO STDOUT (FORMAT binary)` per range, whose tuples are
+//!   parsed straight from the received bytes ([`CopyParser`]).
+//!
+//! Ranges are read by sequence number on connections of their own, outside the
+//! caller's snapshot: the verifier only asks for entries at or below a head it
+//! read in one, and committed entries never change (if they did, that is what
+//! verification is there to find).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::audit::COLUMNS;
+use super::{Store, StoreError};
+use crate::audit::EntryColumns;
+
+/// Where the native readers connect, kept by [`Store::connect`] from the URL it
+/// was given (never printed: it may hold a password).
+pub(crate) enum NativeSource {
+    /// The database file, as sqlx parsed it from the URL (`mode=` aside: the
+    /// chain reader always opens it read-only).
+    Sqlite(PathBuf),
+    /// An in-memory SQLite database lives in sqlx's connections only.
+    SqliteInMemory,
+    Postgres(Box<PgConnectOptions>),
+}
+
+/// One entry as read for verification, borrowed from the driver's buffer.
+pub struct ChainRow<'a> {
+    pub seq: i64,
+    /// The hashed columns; `None` when one of them holds a value the entry
+    /// cannot have (SQLite columns are not typed: a blob where text belongs, or
+    /// text that is not UTF-8), which breaks the entry's link.
+    pub columns: Option<EntryColumns<'a>>,
+    /// The stored hash, unless it is not 32 bytes.
+    pub hash: Option<[u8; 32]>,
+}
+
+/// What receives the rows of a range, in sequence order.
+pub trait ChainVisitor: Send + 'static {
+    fn visit(&mut self, row: ChainRow<'_>);
+}
+
+/// Reads ranges of the audit log through the native drivers. Cheap to clone;
+/// [`ChainReader::close`] it when done.
+#[derive(Clone)]
+pub struct ChainReader {
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Sqlite {
+        path: Arc<PathBuf>,
+        /// Connections between ranges, so that each keeps its page cache and
+        /// parsed schema.
+        idle: Arc<Mutex<Vec<rusqlite::Connection>>>,
+    },
+    Postgres(PgPool),
+}
+
+/// Selects the entries `?1 ..= ?2` in order (the range is on the primary key).
+const SQLITE_RANGE: &str = "SELECT seq, at, actor, action, purpose, resource, record_id, \
+                            subject_ref, fields, policy_version, reason, consent_id, detail, \
+                            hash FROM audit_log WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq";
+
+/// Columns per row: `seq`, `at`, the eleven texts, `hash`.
+const ROW_COLUMNS: usize = 14;
+
+impl ChainReader {
+    /// A reader for `store`'s database that reads up to `connections` ranges
+    /// at once.
+    pub async fn open(store: &Store, connections: u32) -> Result<Self, StoreError> {
+        let inner = match store.native() {
+            NativeSource::Sqlite(path) => Inner::Sqlite {
+                path: Arc::new(path.clone()),
+                idle: Arc::default(),
+            },
+            NativeSource::SqliteInMemory => return Err(StoreError::InMemory),
+            NativeSource::Postgres(options) => Inner::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(connections.max(1))
+                    .min_connections(0)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with((**options).clone())
+                    .await?,
+            ),
+        };
+        Ok(Self { inner })
+    }
+
+    /// Hands every entry with `lo <= seq <= hi` to `visitor`, in sequence
+    /// order, and gives the visitor back.
+    #[tracing::instrument(name = "db.audit_log.read_chain", skip(self, visitor))]
+    pub async fn read<V: ChainVisitor>(
+        &self,
+        lo: i64,
+        hi: i64,
+        visitor: V,
+    ) -> Result<V, StoreError> {
+        match &self.inner {
+            Inner::Sqlite { path, idle } => {
+                let (path, idle) = (Arc::clone(path), Arc::clone(idle));
+                tokio::task::spawn_blocking(move || sqlite_range(&path, &idle, lo, hi, visitor))
+                    .await
+                    .map_err(|_| StoreError::ReaderStopped)?
+            }
+            Inner::Postgres(pool) => postgres_range(pool, lo, hi, visitor).await,
+        }
+    }
+
+    pub async fn close(self) {
+        match self.inner {
+            Inner::Sqlite { idle, .. } => {
+                if let Ok(mut idle) = idle.lock() {
+                    idle.clear();
+                }
+            }
+            Inner::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+fn sqlite_range<V: ChainVisitor>(
+    path: &std::path::Path,
+    idle: &Mutex<Vec<rusqlite::Connection>>,
+    lo: i64,
+    hi: i64,
+    mut visitor: V,
+) -> Result<V, StoreError> {
+    // A poisoned list only means another range panicked: open a new connection.
+    let reused = idle.lock().ok().and_then(|mut idle| idle.pop());
+    let conn = match reused {
+        Some(conn) => conn,
+        None => open_sqlite(path)?,
+    };
+    {
+        let mut statement = conn.prepare(SQLITE_RANGE)?;
+        let mut rows = statement.query([lo, hi])?;
+        while let Some(row) = rows.next()? {
+            visitor.visit(sqlite_row(row)?);
+        }
+    }
+    if let Ok(mut idle) = idle.lock() {
+        idle.push(conn);
+    }
+    Ok(visitor)
+}
+
+fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection, StoreError> {
+    use rusqlite::OpenFlags;
+    // URI filenames as sqlx opens them; never a write, never a new file.
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+fn sqlite_row<'r>(row: &'r rusqlite::Row<'_>) -> Result<ChainRow<'r>, rusqlite::Error> {
+    use rusqlite::types::ValueRef;
+    // `seq` is the table's INTEGER PRIMARY KEY (the rowid): always an integer.
+    let seq = row.get_ref(0)?.as_i64()?;
+    let hash = match row.get_ref(ROW_COLUMNS - 1)? {
+        ValueRef::Blob(hash) => <[u8; 32]>::try_from(hash).ok(),
+        _ => None,
+    };
+    let mut texts = [None; 11];
+    let mut typed = matches!(row.get_ref(1)?, ValueRef::Integer(_));
+    for (index, text) in (2..).zip(texts.iter_mut()) {
+        match row.get_ref(index)? {
+            ValueRef::Null => {}
+            ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
+                Ok(value) => *text = Some(value),
+                Err(_) => typed = false,
+            },
+            _ => typed = false,
+        }
+    }
+    let columns = match row.get_ref(1)? {
+        ValueRef::Integer(at) if typed => Some(EntryColumns { seq, at, texts }),
+        _ => None,
+    };
+    Ok(ChainRow { seq, columns, hash })
+}
+
+async fn postgres_range<V: ChainVisitor>(
+    pool: &PgPool,
+    lo: i64,
+    hi: i64,
+    mut visitor: V,
+) -> Result<V, StoreError> {
+    // COPY takes no parameters; `lo` and `hi` are integers.
+    let sql = format!(
+        "COPY (SELECT {COLUMNS} FROM audit_log WHERE seq >= {lo} AND seq <= {hi} ORDER BY seq) \
+         TO STDOUT (FORMAT binary)"
+    );
+    let mut conn = CopyConnection {
+        conn: pool.acquire().await?,
+        finished: false,
+    };
+    let mut stream = conn.conn.copy_out_raw(&sql).await?;
+    let mut parser = CopyParser::default();
+    while let Some(chunk) = stream.next().await {
+        parser.feed(&chunk?, &mut visitor)?;
+    }
+    drop(stream);
+    parser.finish()?;
+    conn.finished = true;
+    Ok(visitor)
+}
+
+/// A connection running a `COPY`. One left unfinished (an error, or a
+/// verification that stopped early and dropped the read) is mid-protocol:
+/// it is closed rather than returned to the pool.
+struct CopyConnection {
+    conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+    finished: bool,
+}
+
+impl Drop for CopyConnection {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+/// Parses PostgreSQL's binary `COPY` format: a signature, flags and an
+/// extension area, then tuples (a 16-bit field count, each field a 32-bit
+/// length, -1 for NULL, and its bytes, big-endian throughout), then a field
+/// count of -1. Tuples are parsed from each received chunk in place; only one
+/// split across chunks is copied.
+#[derive(Default)]
+pub(crate) struct CopyParser {
+    /// The start of a tuple (or of the header) whose end has not arrived yet.
+    pending: Vec<u8>,
+    header_read: bool,
+    ended: bool,
+}
+
+const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+const MALFORMED: StoreError = StoreError::Corrupt {
+    what: "the audit log's COPY stream is not in the expected shape",
+};
+
+#[expect(
+    clippy::large_enum_variant,
+    reason = "returned once per row and consumed at once, never stored"
+)]
+enum Tuple<'a> {
+    /// Not all of it has arrived.
+    Incomplete,
+    /// The end marker.
+    End,
+    Row(ChainRow<'a>, usize),
+}
+
+impl CopyParser {
+    pub(crate) fn feed<V: ChainVisitor>(
+        &mut self,
+        chunk: &[u8],
+        visitor: &mut V,
+    ) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            let used = self.parse(chunk, visitor)?;
+            self.pending.extend_from_slice(&chunk[used..]);
+        } else {
+            let mut pending = std::mem::take(&mut self.pending);
+            pending.extend_from_slice(chunk);
+            let used = self.parse(&pending, visitor)?;
+            pending.drain(..used);
+            self.pending = pending;
+        }
+        Ok(())
+    }
+
+    /// After the last chunk: the end marker must have come, and nothing after.
+    pub(crate) fn finish(self) -> Result<(), StoreError> {
+        if self.ended && self.pending.is_empty() {
+            Ok(())
+        } else {
+            Err(MALFORMED)
+        }
+    }
+
+    /// Parses what is complete in `buf`; returns how many bytes it used.
+    fn parse<V: ChainVisitor>(&mut self, buf: &[u8], visitor: &mut V) -> Result<usize, StoreError> {
+        if self.ended {
+            return if buf.is_empty() {
+                Ok(0)
+            } else {
+                Err(MALFORMED)
+            };
+        }
+        let mut used = 0;
+        if !self.header_read {
+            // Signature (11 bytes), flags (4), extension length (4), extension.
+            let Some(extension) = buf.get(15..19) else {
+                return Ok(0);
+            };
+            if !buf.starts_with(COPY_SIGNATURE) {
+                return Err(MALFORMED);
+            }
+            let extension = usize::try_from(be_u32(extension)).map_err(|_| MALFORMED)?;
+            used = 19 + extension;
+            if buf.len() < used {
+                return Ok(0);
+            }
+            self.header_read = true;
+        }
+        loop {
+            match tuple(&buf[used..])? {
+                Tuple::Incomplete => return Ok(used),
+                Tuple::End => {
+                    self.ended = true;
+                    used += 2;
+                    return if used == buf.len() {
+                        Ok(used)
+                    } else {
+                        Err(MALFORMED)
+                    };
+                }
+                Tuple::Row(row, length) => {
+                    visitor.visit(row);
+                    used += length;
+                }
+            }
+        }
+    }
+}
+
+/// The tuple at the start of `buf`.
+fn tuple(buf: &[u8]) -> Result<Tuple<'_>, StoreError> {
+    let Some(count) = buf.get(..2) else {
+        return Ok(Tuple::Incomplete);
+    };
+    match i16::from_be_bytes([count[0], count[1]]) {
+        -1 => return Ok(Tuple::End),
+        14 => {}
+        _ => return Err(MALFORMED),
+    }
+    let mut fields: [Option<&[u8]>; ROW_COLUMNS] = [None; ROW_COLUMNS];
+    let mut at = 2;
+    for field in &mut fields {
+        let Some(length) = buf.get(at..at + 4) else {
+            return Ok(Tuple::Incomplete);
+        };
+        at += 4;
+        let length = i32::from_be_bytes([length[0], length[1], length[2], length[3]]);
+        if length == -1 {
+            continue;
+        }
+        let length = usize::try_from(length).map_err(|_| MALFORMED)?;
+        let Some(value) = buf.get(at..at + length) else {
+            return Ok(Tuple::Incomplete);
+        };
+        *field = Some(value);
+        at += length;
+    }
+    let seq = fields[0]
+        .and_then(|seq| <[u8; 8]>::try_from(seq).ok())
+        .map(i64::from_be_bytes)
+        .ok_or(MALFORMED)?;
+    let hash = fields[ROW_COLUMNS - 1].and_then(|hash| <[u8; 32]>::try_from(hash).ok());
+    let mut texts = [None; 11];
+    let mut typed = true;
+    for (text, field) in texts.iter_mut().zip(&fields[2..ROW_COLUMNS - 1]) {
+        if let Some(bytes) = field {
+            match std::str::from_utf8(bytes) {
+                Ok(value) => *text = Some(value),
+                Err(_) => typed = false,
+            }
+        }
+    }
+    let columns = fields[1]
+        .and_then(|at| <[u8; 8]>::try_from(at).ok())
+        .filter(|_| typed)
+        .map(|at| EntryColumns {
+            seq,
+            at: i64::from_be_bytes(at),
+            texts,
+        });
+    Ok(Tuple::Row(ChainRow { seq, columns, hash }, at))
+}
+
+fn be_u32(bytes: &[u8]) -> u32 {
+    bytes
+        .iter()
+        .fold(0, |value, &byte| (value << 8) | u32::from(byte))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sequence number, `at`, texts and hash of one row.
+    type Row = (i64, Option<i64>, Vec<Option<String>>, Option<[u8; 32]>);
+
+    /// Collects what the parser hands out.
+    #[derive(Default)]
+    struct Seen(Vec<Row>);
+
+    impl ChainVisitor for Seen {
+        fn visit(&mut self, row: ChainRow<'_>) {
+            self.0.push((
+                row.seq,
+                row.columns.as_ref().map(|c| c.at),
+                row.columns
+                    .as_ref()
+                    .map(|c| c.texts.iter().map(|t| t.map(str::to_owned)).collect())
+                    .unwrap_or_default(),
+                row.hash,
+            ));
+        }
+    }
+
+    fn field(out: &mut Vec<u8>, value: Option<&[u8]>) {
+        match value {
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+            Some(bytes) => {
+                out.extend_from_slice(&i32::try_from(bytes.len()).expect("short").to_be_bytes());
+                out.extend_from_slice(bytes);
+            }
+        }
+    }
+
+    fn stream(rows: &[(i64, &str)]) -> Vec<u8> {
+        let mut out = COPY_SIGNATURE.to_vec();
+        out.extend_from_slice(&0u32.to_be_bytes());
+        // A four-byte extension area, which readers must skip.
+        out.extend_from_slice(&4u32.to_be_bytes());
+        out.extend_from_slice(b"skip");
+        for &(seq, actor) in rows {
+            out.extend_from_slice(&14i16.to_be_bytes());
+            field(&mut out, Some(&seq.to_be_bytes()));
+            field(&mut out, Some(&(seq * 10).to_be_bytes()));
+            field(&mut out, Some(actor.as_bytes()));
+            for _ in 0..10 {
+                field(&mut out, None);
+            }
+            field(&mut out, Some(&[7; 32]));
+        }
+        out.extend_from_slice(&(-1i16).to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn tuples_split_anywhere_across_chunks_parse_the_same() {
+        let bytes = stream(&[(1, "pd"), (2, "cbo-north"), (3, "")]);
+        let mut whole = CopyParser::default();
+        let mut expected = Seen::default();
+        whole.feed(&bytes, &mut expected).expect("parse");
+        whole.finish().expect("complete");
+        assert_eq!(expected.0.len(), 3);
+        assert_eq!(expected.0[1].2[0].as_deref(), Some("cbo-north"));
+        assert_eq!(expected.0[1].1, Some(20));
+        assert_eq!(expected.0[2].3, Some([7; 32]));
+        for size in [1, 2, 3, 7, 19, 64] {
+            let mut parser = CopyParser::default();
+            let mut seen = Seen::default();
+            for chunk in bytes.chunks(size) {
+                parser.feed(chunk, &mut seen).expect("parse");
+            }
+            parser.finish().expect("complete");
+            assert_eq!(seen.0, expected.0, "chunks of {size}");
+        }
+    }
+
+    #[test]
+    fn a_cut_or_misshapen_stream_is_an_error() {
+        let bytes = stream(&[(1, "pd")]);
+        let mut cut = CopyParser::default();
+        cut.feed(&bytes[..bytes.len() - 5], &mut Seen::default())
+            .expect("so far");
+        assert!(cut.finish().is_err());
+
+        let mut wrong = bytes.clone();
+        wrong[0] = b'X';
+        assert!(
+            CopyParser::default()
+                .feed(&wrong, &mut Seen::default())
+                .is_err()
+        );
+
+        let mut trailing = bytes;
+        trailing.push(0);
+        assert!(
+            CopyParser::default()
+                .feed(&trailing, &mut Seen::default())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_breaks_the_columns_not_the_read() {
+        let mut bytes = stream(&[(1, "pd")]);
+        let at = bytes
+            .windows(2)
+            .position(|w| w == b"pd")
+            .expect("the actor");
+        bytes[at] = 0xff;
+        let mut seen = Seen::default();
+        CopyParser::default()
+            .feed(&bytes, &mut seen)
+            .expect("parse");
+        assert_eq!(seen.0[0].0, 1);
+        assert_eq!(seen.0[0].1, None, "no columns");
+        assert_eq!(seen.0[0].3, Some([7; 32]));
+    }
+}
