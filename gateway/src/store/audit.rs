@@ -283,7 +283,10 @@ pub async fn disclosures(
     // Consent recorders see only what was disclosed under their consents
     // (exports are never under a consent, so they drop out too).
     let consent_filter = consents.map_or_else(String::new, |ids| {
-        format!(" AND consent_id IN ({})", placeholders(3 + 2 * n, ids.len()))
+        format!(
+            " AND consent_id IN ({})",
+            placeholders(3 + 2 * n, ids.len())
+        )
     });
     let limit_at = 3 + 2 * n + consents.map_or(0, <[String]>::len);
     // An export discloses many people in one entry (no `subject_ref`); the
