@@ -20,6 +20,13 @@
 //! (`valgrind --tool=callgrind --collect-atstart=no`) instructions are
 //! collected for the batch only ([`Callgrind`]).
 //!
+//! - **audit share**: [`SEQUENTIAL`] single referrals sent one at a time (each
+//!   its own transaction), their end-to-end latency, and how much of it the
+//!   audit append took (the writer's `audit_ms`): issue 5's "auditing adds under
+//!   10% to end-to-end write latency". The append's extra WAL pages are paid in
+//!   the commit and not counted here; `cargo bench --bench audit` (overhead)
+//!   measures a transaction with and without its entry, commit included.
+//!
 //! On PostgreSQL the bench runs `ANALYZE` after its warm-up batch (see
 //! [`analyze`]). The load generator runs in this process and shares the
 //! machine's cores with the gateway. `BATCH_REFERRALS`, `SINGLE_RATE` and
@@ -55,6 +62,8 @@ use serde_json::{Value, json};
 const BATCH_REFERRALS: u32 = 40_000;
 const SINGLE_RATE: u32 = 1_000;
 const SINGLE_SECONDS: u32 = 10;
+/// Single referrals sent one after another for the audit-share measurement.
+const SEQUENTIAL: usize = 400;
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -124,6 +133,7 @@ async fn bench_backend(postgres_admin: Option<&str>) {
         &gateway.take_logs(),
         Duration::from_secs(u64::from(seconds)),
     );
+    audit_share(&gateway, &client, &token).await;
     drop(gateway);
     if let Some(admin) = postgres_admin {
         drop_postgres_database(admin, &url).await;
@@ -371,6 +381,49 @@ async fn post_single(client: &reqwest::Client, gateway: &Gateway, token: &str, b
         201,
         "{:?}",
         response.text().await
+    );
+}
+
+/// Sends [`SEQUENTIAL`] referrals one at a time and prints their end-to-end
+/// latency beside the audit append's part of it, from the writer's lines.
+async fn audit_share(gateway: &Gateway, client: &reqwest::Client, token: &str) {
+    let bodies: Vec<Vec<u8>> = crosswalk::linkage::synth::people(4242, SEQUENTIAL)
+        .iter()
+        .map(|p| referral(p).to_string().into_bytes())
+        .collect();
+    gateway.take_logs();
+    let mut latencies = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        let sent = Instant::now();
+        post_single(client, gateway, token, body).await;
+        latencies.push(sent.elapsed());
+    }
+    let logs = gateway.take_logs();
+    let audit_ms: Vec<f64> = logs
+        .lines()
+        .filter(|l| l.contains("intake group written"))
+        .filter_map(|line| {
+            line.split(" audit_ms=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    latencies.sort();
+    let mean_ms =
+        latencies.iter().map(Duration::as_secs_f64).sum::<f64>() * 1e3 / count(latencies.len());
+    let p50_ms = latencies[latencies.len() / 2].as_secs_f64() * 1e3;
+    let audit_mean = audit_ms.iter().sum::<f64>() / count(audit_ms.len().max(1));
+    println!(
+        "audit   {} single referrals one at a time: mean {mean_ms:.2} ms, p50 {p50_ms:.2} ms \
+         end to end; audit append {:.3} ms per transaction ({} transactions) = {:.1}% of the \
+         mean (target < 10%)",
+        latencies.len(),
+        audit_mean,
+        audit_ms.len(),
+        100.0 * audit_mean / mean_ms
     );
 }
 

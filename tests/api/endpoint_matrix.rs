@@ -701,6 +701,57 @@ fn is_success(status: u16) -> bool {
     (200..300).contains(&status)
 }
 
+/// Who may see the seeded person's identity, and that police never see what
+/// the CBO wrote nor health's case: the cells of one answer that break it.
+fn identity_invariants(cell: &str, partner: &str, answer: &Answer) -> Vec<String> {
+    let mut broken = Vec::new();
+    let mut check = |ok: bool, what: String| {
+        if !ok {
+            broken.push(what);
+        }
+    };
+    let fields = answer.fields.clone().unwrap_or_default();
+    // The person's identity goes to the assigned CBO, and back to the police
+    // partner that submitted it; an admin sees only generalized
+    // quasi-identifiers; nobody else sees any.
+    let subject: Vec<&String> = fields
+        .iter()
+        .filter(|f| *f == "subject" || f.starts_with("subject."))
+        .collect();
+    match partner {
+        "cbo-north" | "pd" => {}
+        "admin" => check(
+            subject
+                .iter()
+                .all(|f| *f == "subject.dob" || *f == "subject.address.zip"),
+            format!("{cell}: subject fields released: {subject:?}"),
+        ),
+        _ => check(
+            subject.is_empty(),
+            format!("{cell}: subject fields released: {subject:?}"),
+        ),
+    }
+    check(
+        !answer.identifies || matches!(partner, "cbo-north" | "pd"),
+        format!("{cell}: the seeded person's identifiers in the body"),
+    );
+    // Police see their referral and its workflow state, never what the CBO
+    // wrote nor health's case.
+    if partner == "pd" {
+        for field in &fields {
+            check(
+                !(field.contains("notes")
+                    || field.contains("outcome")
+                    || field.starts_with("case_statuses[].")
+                    || field == "status"
+                    || field.starts_with("status.")),
+                format!("{cell}: police got {field}"),
+            );
+        }
+    }
+    broken
+}
+
 /// What must hold whatever the table says: the cells that break it.
 fn broken_invariants(answers: &Answers) -> Vec<String> {
     let mut broken = Vec::new();
@@ -715,44 +766,8 @@ fn broken_invariants(answers: &Answers) -> Vec<String> {
             endpoint.title(),
             purpose.unwrap_or("(default)")
         );
-        let fields = answer.fields.clone().unwrap_or_default();
-        // The person's identity goes to the assigned CBO, and back to the police
-        // partner that submitted it; an admin sees only generalized
-        // quasi-identifiers; nobody else sees any.
-        let subject: Vec<&String> = fields
-            .iter()
-            .filter(|f| *f == "subject" || f.starts_with("subject."))
-            .collect();
-        match partner {
-            "cbo-north" | "pd" => {}
-            "admin" => check(
-                subject
-                    .iter()
-                    .all(|f| *f == "subject.dob" || *f == "subject.address.zip"),
-                format!("{cell}: subject fields released: {subject:?}"),
-            ),
-            _ => check(
-                subject.is_empty(),
-                format!("{cell}: subject fields released: {subject:?}"),
-            ),
-        }
-        check(
-            !answer.identifies || matches!(partner, "cbo-north" | "pd"),
-            format!("{cell}: the seeded person's identifiers in the body"),
-        );
-        // Police see their referral and its workflow state, never what the CBO
-        // wrote nor health's case.
-        if partner == "pd" {
-            for field in &fields {
-                check(
-                    !(field.contains("notes")
-                        || field.contains("outcome")
-                        || field.starts_with("case_statuses[].")
-                        || field == "status"
-                        || field.starts_with("status.")),
-                    format!("{cell}: police got {field}"),
-                );
-            }
+        for what in identity_invariants(&cell, partner, answer) {
+            check(false, what);
         }
         // Another CBO cannot tell the referral exists.
         if partner == "cbo-south"
