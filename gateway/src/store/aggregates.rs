@@ -49,9 +49,6 @@ pub struct GroupMedian {
     pub middle_count: i64,
 }
 
-/// The outcome kinds that count as the first contact.
-const CONTACT_KINDS: &str = "('contacted', 'engaged', 'service_connected')";
-
 fn source(columns: &[Column]) -> &'static str {
     if columns.contains(&Column::Resource) {
         "referrals r JOIN referral_resources rr ON rr.referral_id = r.id"
@@ -122,7 +119,9 @@ pub async fn count_month(
 
 /// The median time from receipt to first contact of the referrals received
 /// in `[from, to)`, by `columns`, computed in SQL with window functions (both
-/// backends have them): the middle one or two delays of each group.
+/// backends have them): the middle one or two delays of each group. The first
+/// contact is the referral's `first_contact_at`, which triggers keep from its
+/// outcomes (migration 0010).
 #[tracing::instrument(name = "db.referrals.median_first_contact", skip_all)]
 pub async fn median_first_contact_month(
     tx: &mut Tx<'_>,
@@ -144,8 +143,7 @@ pub async fn median_first_contact_month(
     let sql = format!(
         "WITH firsts AS (\
            SELECT {group_select}\
-             (SELECT MIN(o.occurred_at) FROM outcomes o \
-              WHERE o.referral_id = r.id AND o.kind IN {CONTACT_KINDS}) - r.created_at AS delay \
+             r.first_contact_at - r.created_at AS delay \
            FROM {source} WHERE r.created_at >= $1 AND r.created_at < $2), \
          ranked AS (\
            SELECT {keys}delay, \
