@@ -67,7 +67,9 @@ impl Interner {
 }
 
 /// A referral's quasi-identifiers at full detail, as small codes (0 unknown).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+/// Its `Debug` shows none of them: age, sex and ZIP together single people
+/// out, so they stay out of logs and panics.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct QiValues {
     /// Age in whole years at contact, plus one.
     pub age: u32,
@@ -238,8 +240,14 @@ pub fn render(
 /// Levels per quasi-identifier, indexed by [`QuasiIdentifier::index`].
 pub type Node = [u8; 7];
 
+impl std::fmt::Debug for QiValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QiValues(..)")
+    }
+}
+
 /// Rows per level-0 class key (first pass).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ClassCounts {
     counts: HashMap<QiValues, u32>,
     pub rows: u64,
@@ -253,6 +261,16 @@ impl ClassCounts {
 
     pub fn distinct(&self) -> usize {
         self.counts.len()
+    }
+}
+
+/// Sizes only: the class keys are people's quasi-identifiers.
+impl std::fmt::Debug for ClassCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClassCounts")
+            .field("rows", &self.rows)
+            .field("classes", &self.counts.len())
+            .finish()
     }
 }
 
@@ -272,11 +290,22 @@ pub fn generalized_key(
 }
 
 /// The chosen generalization and the class sizes under it.
-#[derive(Debug)]
 pub struct Plan {
     pub node: Node,
     pub sizes: HashMap<[u32; 7], u32>,
     pub suppressed_rows: u64,
+}
+
+/// The node and counts; not the class keys (generalized quasi-identifiers,
+/// ZIP5 among them at level 0).
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("node", &self.node)
+            .field("classes", &self.sizes.len())
+            .field("suppressed_rows", &self.suppressed_rows)
+            .finish()
+    }
 }
 
 /// Picks the node (see the module docs).
