@@ -429,6 +429,13 @@ async fn a_flood_of_refusals_is_coalesced_and_never_lost(store: Store, _dir: &st
     let (refusals, writer) = Refusals::start(store.clone(), Arc::new(clock()), 8);
     let purpose: crate::policy::Purpose = "CAREMGT".parse().expect("purpose");
     let sent = 2_000;
+    // Hold the chain head while the flood arrives, as a burst of slow writes
+    // would: the writer blocks on its first batch, so the queue fills and the
+    // rest must coalesce however fast this machine drains it.
+    let mut blocker = store.begin().await.expect("begin");
+    crate::store::audit::reserve(&mut blocker, 0)
+        .await
+        .expect("hold the head");
     for i in 0..sent {
         let refusal = if i % 2 == 0 {
             Refusal::authentication(None, "bad_signature", "GET", "/v1/whoami", None)
@@ -443,6 +450,7 @@ async fn a_flood_of_refusals_is_coalesced_and_never_lost(store: Store, _dir: &st
         };
         refusals.record(refusal);
     }
+    blocker.rollback().await.expect("release the head");
     writer.shutdown().await;
 
     let mut tx = store.begin_read().await.expect("read");
