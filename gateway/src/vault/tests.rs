@@ -289,8 +289,15 @@ async fn rolled_back_key_creation(store: Store) {
     assert_eq!(key_count(&store).await, 1);
     // Once seen committed (looked for on the 2nd, 4th, 8th... seal, whenever a
     // pooled connection happens to be free), the row is no longer rewritten.
+    // The check uses a connection only if one is idle; open a second one so
+    // that there is, however the pool has grown so far on this machine.
+    {
+        let first = store.pool().acquire().await.expect("connection");
+        let second = store.pool().acquire().await.expect("connection");
+        drop((first, second));
+    }
     let mut confirmed = false;
-    for n in 2..64 {
+    for n in 2..256 {
         seal_committed(&vault, &context(n), BUNDLE, &clock_at(0)).await;
         confirmed = lock(&vault.inner.sealing)
             .as_ref()
