@@ -23,6 +23,12 @@
 //! entries in one call (one multi-row insert). An append is two statements: the
 //! reservation, and the insert, whose trigger moves the head's hash along
 //! (migration 0005; it was a third statement, ~10% of a small write's time).
+//! On PostgreSQL, where each statement is a network round trip, it is usually
+//! one: the process remembers the head it last appended
+//! ([`repo::head_hint`]), hashes the entries on it, and one statement moves the
+//! head *only if it is still exactly that* and inserts; when another appender
+//! got there first, nothing happened and the two-statement path runs. The hint
+//! is never trusted, only checked under the head row's lock.
 //!
 //! # What an entry may hold
 //! Codes, ids and counts: the actor's partner id, the action, the purpose code,
@@ -305,9 +311,33 @@ pub async fn append(
         return Ok(None);
     }
     let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
-    let (reserved_to, mut prev) = repo::reserve(tx, count).await?;
-    let first = reserved_to - count + 1;
     let at = micros(clock.now());
+    // PostgreSQL: guess the head from this process's last append and append
+    // after it in one statement, which moves the head only if the guess holds.
+    if tx.backend_name() != "SQLite" && events.len() <= repo::ENTRIES_AFTER_HEAD {
+        if let Some((head_seq, head_hash)) = repo::head_hint() {
+            let (rows, appended) = hashed_rows(head_seq + 1, head_hash, at, events);
+            if repo::insert_after_head(tx, head_seq, &head_hash, &rows).await? {
+                repo::set_head_hint(appended.last, appended.head);
+                return Ok(Some(appended));
+            }
+        }
+    }
+    let (reserved_to, prev) = repo::reserve(tx, count).await?;
+    let (rows, appended) = hashed_rows(reserved_to - count + 1, prev, at, events);
+    // The head's hash follows in the same statement (a trigger, migration 0005).
+    repo::insert(tx, &rows).await?;
+    repo::set_head_hint(appended.last, appended.head);
+    Ok(Some(appended))
+}
+
+/// `events` as rows numbered from `first`, chained on `prev`, stamped `at`.
+fn hashed_rows(
+    first: i64,
+    mut prev: [u8; 32],
+    at: i64,
+    events: &[Event],
+) -> (Vec<(StoredEntry, [u8; 32])>, Appended) {
     let mut rows = Vec::with_capacity(events.len());
     for (offset, event) in (0..).zip(events) {
         let row = StoredEntry::from_event(first + offset, at, event);
@@ -315,13 +345,15 @@ pub async fn append(
         prev = hash;
         rows.push((row, hash));
     }
-    // The head's hash follows in the same statement (a trigger, migration 0005).
-    repo::insert(tx, &rows).await?;
-    Ok(Some(Appended {
-        first,
-        last: reserved_to,
-        head: prev,
-    }))
+    let last = first + i64::try_from(events.len()).unwrap_or(i64::MAX) - 1;
+    (
+        rows,
+        Appended {
+            first,
+            last,
+            head: prev,
+        },
+    )
 }
 
 /// `BLAKE3(tag ‖ prev ‖ canonical(entry))`.

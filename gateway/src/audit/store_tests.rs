@@ -56,6 +56,7 @@ on_both_backends!(
     entries_page_with_filters_and_a_cursor,
     registry_changes_are_recorded_once,
     the_log_refuses_updates_and_deletes,
+    a_wrong_head_hint_never_forks_or_gaps_the_chain,
 );
 
 async fn postgres_store(test: &str) -> Option<Store> {
@@ -687,4 +688,63 @@ async fn the_log_refuses_updates_and_deletes(store: Store, _dir: &std::path::Pat
         .try_get("n")
         .expect("n");
     assert_eq!(rows, 2);
+}
+
+/// The head hint that saves PostgreSQL a round trip is only ever a guess: an
+/// append after a hint naming an older head, the right seq with another hash,
+/// a head that does not exist yet, or a head whose transaction rolled back,
+/// still lands right after the real head. (Other tests in this process move
+/// the same hint meanwhile, which is the point: it is never trusted.)
+async fn a_wrong_head_hint_never_forks_or_gaps_the_chain(store: Store, _dir: &std::path::Path) {
+    use crate::store::audit::set_head_hint;
+    fill(&store, 5, 2).await;
+    let (_, hash_of_4) = stored(&store, 4).await;
+    let one = || vec![Event::new("pd", "referral.create").with_record("referral", "r-x")];
+    let wrong_hints = [
+        (4, hash_of_4), // the head before the last one
+        (5, [7; 32]),   // the last seq, another hash
+        (9, [0; 32]),   // ahead of the chain
+    ];
+    for (appended, (seq, hash)) in (6..).zip(wrong_hints) {
+        set_head_hint(seq, hash);
+        let mut tx = store.begin().await.expect("begin");
+        let done = append(&mut tx, &one(), &clock()).await.expect("append");
+        tx.commit().await.expect("commit");
+        assert_eq!(done.map(|a| (a.first, a.last)), Some((appended, appended)));
+    }
+    // An append that rolls back leaves the hint on a head that never was.
+    let mut tx = store.begin().await.expect("begin");
+    append(&mut tx, &one(), &clock()).await.expect("append");
+    tx.rollback().await.expect("rollback");
+    fill(&store, 3, 1).await;
+    let verified = verify_paged(&store, &key(), None, 4).await.expect("intact");
+    assert_eq!(verified.entries, 11);
+}
+
+/// The one-statement append moves the head and inserts when the head is the
+/// one named, and changes nothing otherwise (PostgreSQL; SQLite has no
+/// statement that updates inside a `WITH`, and needs no round-trip saving).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_statement_append_happens_only_on_the_named_head() {
+    use crate::store::audit::{head, insert_after_head};
+    let Some(store) =
+        postgres_store("the_one_statement_append_happens_only_on_the_named_head").await
+    else {
+        return;
+    };
+    fill(&store, 3, 3).await;
+    let (_, hash_of_2) = stored(&store, 2).await;
+    let mut tx = store.begin().await.expect("begin");
+    let (seq, hash) = head(&mut tx).await.expect("head");
+    assert_eq!(seq, 3);
+    let (rows, appended) = hashed_rows(4, hash, 7, &[Event::new("pd", "a"), Event::new("pd", "b")]);
+    let stale = insert_after_head(&mut tx, 2, &hash_of_2, &rows).await;
+    assert!(!stale.expect("a stale head is no error"));
+    assert_eq!(head(&mut tx).await.expect("head"), (3, hash));
+    let fresh = insert_after_head(&mut tx, 3, &hash, &rows).await;
+    assert!(fresh.expect("insert"));
+    assert_eq!(head(&mut tx).await.expect("head"), (5, appended.head));
+    tx.commit().await.expect("commit");
+    let verified = verify_paged(&store, &key(), None, 4).await.expect("intact");
+    assert_eq!((verified.entries, verified.head_hash), (5, appended.head));
 }

@@ -118,6 +118,74 @@ pub async fn head(tx: &mut Tx<'_>) -> Result<(i64, [u8; 32]), StoreError> {
     Ok((seq, to_hash(&hash)?))
 }
 
+/// The chain head this process last appended, as a guess for the next append
+/// on PostgreSQL ([`insert_after_head`]): one round trip instead of two.
+///
+/// Only a hint, never trusted: the append that uses it moves the head only if
+/// the head still is exactly this `(seq, hash)`, so a stale hint (another
+/// replica or connection appended, a transaction rolled back, another database
+/// in the same process) costs the normal two-statement path, never a fork.
+/// A std `Mutex`: it is held only to copy 40 bytes, never across an await.
+static HEAD_HINT: std::sync::Mutex<Option<(i64, [u8; 32])>> = std::sync::Mutex::new(None);
+
+/// The last head this process appended, if any.
+pub fn head_hint() -> Option<(i64, [u8; 32])> {
+    *HEAD_HINT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Remembers the head an append just wrote, for the next [`insert_after_head`].
+pub fn set_head_hint(seq: i64, hash: [u8; 32]) {
+    *HEAD_HINT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((seq, hash));
+}
+
+/// Entries that [`insert_after_head`] takes in its one statement.
+pub const ENTRIES_AFTER_HEAD: usize = ENTRIES_PER_STATEMENT;
+
+/// PostgreSQL only: in one statement, moves the head from exactly
+/// `(head_seq, head_hash)` to the last of `rows` and inserts `rows`, which were
+/// hashed on that head. Returns `false`, having changed nothing, when the head
+/// is elsewhere: the caller then reserves as usual. The conditional update
+/// takes the head row's lock like [`reserve`] (waiting for another appender,
+/// then re-checking the condition against what it committed), and the insert's
+/// trigger (migration 0005) sets the head's hash as on the usual path.
+#[tracing::instrument(name = "db.audit_log.insert_after_head", skip_all, fields(count = rows.len()))]
+pub async fn insert_after_head(
+    tx: &mut Tx<'_>,
+    head_seq: i64,
+    head_hash: &[u8; 32],
+    rows: &[(StoredEntry, [u8; 32])],
+) -> Result<bool, StoreError> {
+    let Some((last, _)) = rows.last() else {
+        return Ok(true);
+    };
+    debug_assert!(rows.len() <= ENTRIES_AFTER_HEAD && !super::referrals::is_sqlite(tx));
+    let n = rows.len() * 14;
+    let sql = format!(
+        "WITH head AS (UPDATE audit_head SET seq = ${} WHERE id = 1 AND seq = ${} AND hash = ${} \
+         RETURNING seq) \
+         INSERT INTO audit_log ({COLUMNS}) SELECT entry.* FROM head, (VALUES {}) AS entry",
+        n + 1,
+        n + 2,
+        n + 3,
+        super::referrals::placeholders(tx, rows.len(), 14)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (entry, hash) in rows {
+        query = bind_entry(query, entry, hash);
+    }
+    let done = query
+        .bind(last.seq)
+        .bind(head_seq)
+        .bind(head_hash.to_vec())
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 /// Inserts entries with their hashes, many rows per statement.
 #[tracing::instrument(name = "db.audit_log.insert", skip_all, fields(count = rows.len()))]
 pub async fn insert(tx: &mut Tx<'_>, rows: &[(StoredEntry, [u8; 32])]) -> Result<(), StoreError> {
@@ -131,25 +199,32 @@ pub async fn insert(tx: &mut Tx<'_>, rows: &[(StoredEntry, [u8; 32])]) -> Result
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (entry, hash) in chunk {
-            query = query
-                .bind(entry.seq)
-                .bind(entry.at)
-                .bind(entry.actor.clone())
-                .bind(entry.action.clone())
-                .bind(entry.purpose.clone())
-                .bind(entry.resource.clone())
-                .bind(entry.record_id.clone())
-                .bind(entry.subject_ref.clone())
-                .bind(entry.fields.clone())
-                .bind(entry.policy_version.clone())
-                .bind(entry.reason.clone())
-                .bind(entry.consent_id.clone())
-                .bind(entry.detail.clone())
-                .bind(hash.to_vec());
+            query = bind_entry(query, entry, hash);
         }
         query.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds one entry's 14 columns in [`COLUMNS`] order.
+fn bind_entry<'q>(query: AnyQuery<'q>, entry: &StoredEntry, hash: &[u8; 32]) -> AnyQuery<'q> {
+    query
+        .bind(entry.seq)
+        .bind(entry.at)
+        .bind(entry.actor.clone())
+        .bind(entry.action.clone())
+        .bind(entry.purpose.clone())
+        .bind(entry.resource.clone())
+        .bind(entry.record_id.clone())
+        .bind(entry.subject_ref.clone())
+        .bind(entry.fields.clone())
+        .bind(entry.policy_version.clone())
+        .bind(entry.reason.clone())
+        .bind(entry.consent_id.clone())
+        .bind(entry.detail.clone())
+        .bind(hash.to_vec())
 }
 
 /// Takes the head row's lock without moving the head, for a read-modify-write
