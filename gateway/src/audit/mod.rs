@@ -21,8 +21,9 @@
 //! back rolls its reservation back too. Call it **last** before commit, so the head
 //! is held for as short a time as possible, and pass all of a transaction's
 //! entries in one call (one multi-row insert). An append is two statements: the
-//! reservation, and the insert, whose trigger moves the head's hash along
-//! (migration 0005; it was a third statement, ~10% of a small write's time).
+//! reservation, and the insert, which also moves the head's hash along (a
+//! trigger on SQLite, migration 0005; a data-modifying `WITH` on PostgreSQL,
+//! 0012; it was a third statement, ~10% of a small write's time).
 //! On PostgreSQL, where each statement is a network round trip, it is usually
 //! one: the process remembers the head it last appended
 //! ([`repo::head_hint`]), hashes the entries on it, and one statement moves the
@@ -325,7 +326,7 @@ pub async fn append(
     }
     let (reserved_to, prev) = repo::reserve(tx, count).await?;
     let (rows, appended) = hashed_rows(reserved_to - count + 1, prev, at, events);
-    // The head's hash follows in the same statement (a trigger, migration 0005).
+    // The head's hash follows in the same statement.
     repo::insert(tx, &rows).await?;
     repo::set_head_hint(appended.last, appended.head);
     Ok(Some(appended))

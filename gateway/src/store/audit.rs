@@ -150,8 +150,7 @@ pub const ENTRIES_AFTER_HEAD: usize = ENTRIES_PER_STATEMENT;
 /// hashed on that head. Returns `false`, having changed nothing, when the head
 /// is elsewhere: the caller then reserves as usual. The conditional update
 /// takes the head row's lock like [`reserve`] (waiting for another appender,
-/// then re-checking the condition against what it committed), and the insert's
-/// trigger (migration 0005) sets the head's hash as on the usual path.
+/// then re-checking the condition against what it committed).
 #[tracing::instrument(name = "db.audit_log.insert_after_head", skip_all, fields(count = rows.len()))]
 pub async fn insert_after_head(
     tx: &mut Tx<'_>,
@@ -159,18 +158,19 @@ pub async fn insert_after_head(
     head_hash: &[u8; 32],
     rows: &[(StoredEntry, [u8; 32])],
 ) -> Result<bool, StoreError> {
-    let Some((last, _)) = rows.last() else {
+    let Some(last) = rows.last() else {
         return Ok(true);
     };
     debug_assert!(rows.len() <= ENTRIES_AFTER_HEAD && !super::referrals::is_sqlite(tx));
     let n = rows.len() * 14;
     let sql = format!(
-        "WITH head AS (UPDATE audit_head SET seq = ${} WHERE id = 1 AND seq = ${} AND hash = ${} \
-         RETURNING seq) \
+        "WITH head AS (UPDATE audit_head SET seq = ${}, hash = ${} \
+         WHERE id = 1 AND seq = ${} AND hash = ${} RETURNING seq) \
          INSERT INTO audit_log ({COLUMNS}) SELECT entry.* FROM head, (VALUES {}) AS entry",
         n + 1,
         n + 2,
         n + 3,
+        n + 4,
         super::referrals::placeholders(tx, rows.len(), 14)
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -178,7 +178,8 @@ pub async fn insert_after_head(
         query = bind_entry(query, entry, hash);
     }
     let done = query
-        .bind(last.seq)
+        .bind(last.0.seq)
+        .bind(last.1.to_vec())
         .bind(head_seq)
         .bind(head_hash.to_vec())
         .execute(&mut **tx)
@@ -186,20 +187,35 @@ pub async fn insert_after_head(
     Ok(done.rows_affected() > 0)
 }
 
-/// Inserts entries with their hashes, many rows per statement.
+/// Inserts entries with their hashes, many rows per statement, after a
+/// [`reserve`] that moved the head's `seq` to the last of them; the statement
+/// holding that last entry also sets the head's `hash` to its hash (SQLite: a
+/// row trigger, migration 0005; PostgreSQL: the statement itself, 0012).
 #[tracing::instrument(name = "db.audit_log.insert", skip_all, fields(count = rows.len()))]
 pub async fn insert(tx: &mut Tx<'_>, rows: &[(StoredEntry, [u8; 32])]) -> Result<(), StoreError> {
+    let sqlite = super::referrals::is_sqlite(tx);
     for chunk in rows.chunks(ENTRIES_PER_STATEMENT) {
         // Anonymous `?` placeholders on SQLite: with `$n` its parser looks each
         // one up in a linear list, quadratic in the row count (a 500-entry
         // append took ~200 ms; see `store::referrals`).
-        let sql = format!(
-            "INSERT INTO audit_log ({COLUMNS}) VALUES {}",
-            super::referrals::placeholders(tx, chunk.len(), 14)
-        );
+        let values = super::referrals::placeholders(tx, chunk.len(), 14);
+        let sql = if sqlite {
+            format!("INSERT INTO audit_log ({COLUMNS}) VALUES {values}")
+        } else {
+            let n = chunk.len() * 14;
+            format!(
+                "WITH head AS (UPDATE audit_head SET hash = ${} WHERE id = 1 AND seq = ${}) \
+                 INSERT INTO audit_log ({COLUMNS}) VALUES {values}",
+                n + 1,
+                n + 2
+            )
+        };
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (entry, hash) in chunk {
             query = bind_entry(query, entry, hash);
+        }
+        if let (false, Some((last, hash))) = (sqlite, chunk.last()) {
+            query = query.bind(hash.to_vec()).bind(last.seq);
         }
         query.execute(&mut **tx).await?;
     }
