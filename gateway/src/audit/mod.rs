@@ -411,19 +411,63 @@ impl<'a> EntryColumns<'a> {
 }
 
 fn feed_canonical(entry: &EntryColumns<'_>, hasher: &mut blake3::Hasher) {
-    hasher.update(&entry.seq.to_be_bytes());
-    hasher.update(&entry.at.to_be_bytes());
+    // Gathered into a buffer and fed in one call: the hasher's per-call cost
+    // was a fifth of `audit verify`'s time, fed field by field. The bytes are
+    // the same either way.
+    let mut out = Gather::new(hasher);
+    out.put(&entry.seq.to_be_bytes());
+    out.put(&entry.at.to_be_bytes());
     for text in entry.texts {
         match text {
-            None => {
-                hasher.update(&[0]);
-            }
+            None => out.put(&[0]),
             Some(text) => {
-                hasher.update(&[1]);
-                hasher.update(&(text.len() as u64).to_be_bytes());
-                hasher.update(text.as_bytes());
+                out.put(&[1]);
+                out.put(&(text.len() as u64).to_be_bytes());
+                out.put(text.as_bytes());
             }
         }
+    }
+    out.finish();
+}
+
+/// Bytes for a hasher, passed on in blocks of up to [`Gather::CAPACITY`].
+struct Gather<'h> {
+    hasher: &'h mut blake3::Hasher,
+    buf: [u8; Gather::CAPACITY],
+    len: usize,
+}
+
+impl<'h> Gather<'h> {
+    /// Most entries fit whole (an entry is ~200-700 bytes).
+    const CAPACITY: usize = 1024;
+
+    fn new(hasher: &'h mut blake3::Hasher) -> Self {
+        Self {
+            hasher,
+            buf: [0; Self::CAPACITY],
+            len: 0,
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        if self.len + bytes.len() > Self::CAPACITY {
+            self.flush();
+            if bytes.len() > Self::CAPACITY {
+                self.hasher.update(bytes);
+                return;
+            }
+        }
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn flush(&mut self) {
+        self.hasher.update(&self.buf[..self.len]);
+        self.len = 0;
+    }
+
+    fn finish(mut self) {
+        self.flush();
     }
 }
 
@@ -447,6 +491,36 @@ mod tests {
                 .with_record("referral", "r-1")
                 .with_subject("s-1"),
         )
+    }
+
+    /// The hash is BLAKE3 over exactly the encoding the module documents,
+    /// whatever the sizes (entries that fit the gathering buffer, one text
+    /// longer than it, and texts that straddle its end).
+    #[test]
+    fn the_hash_is_the_documented_encoding() {
+        fn reference(prev: &[u8; 32], e: &StoredEntry) -> [u8; 32] {
+            let mut h = blake3::Hasher::new();
+            h.update(b"crosswalk audit entry v1\0");
+            h.update(prev);
+            h.update(&e.seq.to_be_bytes());
+            h.update(&e.at.to_be_bytes());
+            for text in EntryColumns::of(e).texts {
+                match text {
+                    None => h.update(&[0]),
+                    Some(t) => h
+                        .update(&[1])
+                        .update(&(t.len() as u64).to_be_bytes())
+                        .update(t.as_bytes()),
+                };
+            }
+            *h.finalize().as_bytes()
+        }
+        for size in [0, 10, 900, 1_000, 1_024, 3_000] {
+            let mut e = entry(7);
+            e.detail = Some("d".repeat(size));
+            e.reason = Some("r".repeat(size / 2));
+            assert_eq!(entry_hash(&[9; 32], &e), reference(&[9; 32], &e), "{size}");
+        }
     }
 
     #[test]
