@@ -315,13 +315,14 @@ pub async fn append(
     let at = micros(clock.now());
     // PostgreSQL: guess the head from this process's last append and append
     // after it in one statement, which moves the head only if the guess holds.
-    if tx.backend_name() != "SQLite" && events.len() <= repo::ENTRIES_AFTER_HEAD {
-        if let Some((head_seq, head_hash)) = repo::head_hint() {
-            let (rows, appended) = hashed_rows(head_seq + 1, head_hash, at, events);
-            if repo::insert_after_head(tx, head_seq, &head_hash, &rows).await? {
-                repo::set_head_hint(appended.last, appended.head);
-                return Ok(Some(appended));
-            }
+    if tx.backend_name() != "SQLite"
+        && events.len() <= repo::ENTRIES_AFTER_HEAD
+        && let Some((head_seq, head_hash)) = repo::head_hint()
+    {
+        let (rows, appended) = hashed_rows(head_seq + 1, head_hash, at, events);
+        if repo::insert_after_head(tx, head_seq, &head_hash, &rows).await? {
+            repo::set_head_hint(appended.last, appended.head);
+            return Ok(Some(appended));
         }
     }
     let (reserved_to, prev) = repo::reserve(tx, count).await?;
