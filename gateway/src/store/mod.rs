@@ -55,6 +55,17 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrati
 /// reads, at most four connections' worth.
 const SQLITE_CACHE_PRAGMA: &str = "PRAGMA cache_size = -65536";
 
+/// When a committing SQLite connection checkpoints the WAL by itself, in
+/// pages (4 KiB each): a safety net only, far above SQLite's default of 1,000.
+///
+/// A checkpoint copies the WAL's pages into the database file and syncs it.
+/// Left to SQLite, it runs inside whichever commit crosses the limit — the
+/// intake writer's, which then holds every waiting referral for that long (the
+/// tail of single-referral latency). `serve` checkpoints in the background
+/// instead ([`Store::spawn_wal_checkpoints`]), concurrently with the writer;
+/// this limit only bounds the WAL where nothing does that (the CLI's commands).
+const SQLITE_AUTOCHECKPOINT_PRAGMA: &str = "PRAGMA wal_autocheckpoint = 16384";
+
 /// A transaction on either backend: writes and their audit entries share one.
 pub type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
@@ -163,7 +174,10 @@ impl Store {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        sqlx::query(SQLITE_CACHE_PRAGMA).execute(conn).await?;
+                        sqlx::query(SQLITE_CACHE_PRAGMA).execute(&mut *conn).await?;
+                        sqlx::query(SQLITE_AUTOCHECKPOINT_PRAGMA)
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -185,6 +199,31 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// SQLite: checkpoints the WAL every `every` on a task of its own, so that
+    /// no commit pays for it (see [`SQLITE_AUTOCHECKPOINT_PRAGMA`]). `PASSIVE`
+    /// copies what no reader still needs without waiting for anyone or
+    /// blocking the writer; SQLite restarts the WAL from its beginning at the
+    /// next write once everything in it was copied. Nothing on PostgreSQL.
+    pub fn spawn_wal_checkpoints(&self, every: Duration) -> Option<tokio::task::JoinHandle<()>> {
+        if self.backend != Backend::Sqlite {
+            return None;
+        }
+        let pool = self.pool.clone();
+        Some(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&pool)
+                    .await
+                {
+                    tracing::warn!(error = %e, "the background WAL checkpoint failed");
+                }
+            }
+        }))
     }
 
     /// Starts a transaction. Everything a request writes, and its audit entry,
