@@ -98,6 +98,22 @@ impl std::fmt::Debug for SubjectRegistry {
     }
 }
 
+/// A new internal id for an identity, a subject or a merge: a UUID v7 stamped
+/// with `now` (unix seconds, from the caller's clock) and 74 random bits.
+///
+/// Time-ordered so that each table's primary key (and `identities_subject`)
+/// grows at its end: with random v4 ids every new row dirtied a page somewhere
+/// in the middle of each of those B-trees, which SQLite's commit then wrote out
+/// (issue 6: most of a referral's write cost is such pages). These ids never
+/// leave the gateway — partners and studies see keyed pseudonyms of the
+/// subject id — and the time in them is the row's `created_at`, which the
+/// database holds anyway. They are still not derived from anything about the
+/// person, which study pseudonyms rely on (issue 8, §164.514(c)).
+pub(crate) fn internal_id(now: i64) -> String {
+    let seconds = u64::try_from(now).unwrap_or(0);
+    uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, seconds, 0)).to_string()
+}
+
 impl SubjectRegistry {
     /// Reads the current key version from the database; refuses to run while a
     /// key rotation is unfinished.
@@ -135,8 +151,8 @@ impl SubjectRegistry {
         identity: &Identity,
         clock: &dyn Clock,
     ) -> Result<Linked, RegistryError> {
-        let identity_id = uuid::Uuid::new_v4().to_string();
         let now = clock.now().timestamp();
+        let identity_id = internal_id(now);
         let fingerprint = linkage::fingerprint(identity, &self.keys);
         let linkable = fingerprint.is_linkable();
         let matched = if linkable {
@@ -214,7 +230,7 @@ impl SubjectRegistry {
         now: i64,
     ) -> Result<(String, Vec<String>), RegistryError> {
         if matched.is_empty() {
-            let subject_id = uuid::Uuid::new_v4().to_string();
+            let subject_id = internal_id(now);
             repo::insert_subject(tx, &subject_id, now).await?;
             return Ok((subject_id, Vec::new()));
         }
@@ -230,7 +246,7 @@ impl SubjectRegistry {
         let survivor = subjects.next().unwrap_or_default();
         let mut merged = Vec::new();
         for other in subjects {
-            let merge_id = uuid::Uuid::new_v4().to_string();
+            let merge_id = internal_id(now);
             repo::merge_subjects(tx, &merge_id, &other, &survivor, identity_id, now).await?;
             merged.push(other);
         }

@@ -118,7 +118,7 @@ impl SubjectRegistry {
                 .map(|item| {
                     let fingerprint = linkage::fingerprint(item.identity, &self.keys);
                     Prepared {
-                        identity_id: uuid::Uuid::new_v4().to_string(),
+                        identity_id: super::internal_id(now),
                         index_keys: fingerprint.index_keys(),
                         fingerprint,
                     }
@@ -233,7 +233,7 @@ impl SubjectRegistry {
             let merge_ids: Vec<String> = resolution
                 .merges
                 .iter()
-                .map(|_| uuid::Uuid::new_v4().to_string())
+                .map(|_| super::internal_id(now))
                 .collect();
             let merges: Vec<NewMerge<'_>> = resolution
                 .merges
@@ -375,7 +375,7 @@ fn resolve(
             }
             survivor
         } else {
-            subjects.push(uuid::Uuid::new_v4().to_string(), now, false)
+            subjects.push(super::internal_id(now), now, false)
         };
         if p.fingerprint.is_linkable() {
             index.add(&p.fingerprint, known.len());
