@@ -315,13 +315,12 @@ pub async fn append(
     let at = micros(clock.now());
     // PostgreSQL: guess the head from this process's last append and append
     // after it in one statement, which moves the head only if the guess holds.
-    if tx.backend_name() != "SQLite"
-        && events.len() <= repo::ENTRIES_AFTER_HEAD
-        && let Some((head_seq, head_hash)) = repo::head_hint()
+    if events.len() <= repo::ENTRIES_AFTER_HEAD
+        && let Some((head_seq, head_hash)) = repo::head_hint(tx)
     {
         let (rows, appended) = hashed_rows(head_seq + 1, head_hash, at, events);
         if repo::insert_after_head(tx, head_seq, &head_hash, &rows).await? {
-            repo::set_head_hint(appended.last, appended.head);
+            repo::set_head_hint(tx, appended.last, appended.head);
             return Ok(Some(appended));
         }
     }
@@ -329,7 +328,7 @@ pub async fn append(
     let (rows, appended) = hashed_rows(reserved_to - count + 1, prev, at, events);
     // The head's hash follows in the same statement.
     repo::insert(tx, &rows).await?;
-    repo::set_head_hint(appended.last, appended.head);
+    repo::set_head_hint(tx, appended.last, appended.head);
     Ok(Some(appended))
 }
 

@@ -706,8 +706,8 @@ async fn a_wrong_head_hint_never_forks_or_gaps_the_chain(store: Store, _dir: &st
         (9, [0; 32]),   // ahead of the chain
     ];
     for (appended, (seq, hash)) in (6..).zip(wrong_hints) {
-        set_head_hint(seq, hash);
         let mut tx = store.begin().await.expect("begin");
+        set_head_hint(&tx, seq, hash);
         let done = append(&mut tx, &one(), &clock()).await.expect("append");
         tx.commit().await.expect("commit");
         assert_eq!(done.map(|a| (a.first, a.last)), Some((appended, appended)));

@@ -128,15 +128,24 @@ pub async fn head(tx: &mut Tx<'_>) -> Result<(i64, [u8; 32]), StoreError> {
 /// A std `Mutex`: it is held only to copy 40 bytes, never across an await.
 static HEAD_HINT: std::sync::Mutex<Option<(i64, [u8; 32])>> = std::sync::Mutex::new(None);
 
-/// The last head this process appended, if any.
-pub fn head_hint() -> Option<(i64, [u8; 32])> {
+/// The last head this process appended, if any, where `tx` can use it:
+/// never on SQLite, whose statements are no network round trips (and which
+/// cannot update inside a `WITH`).
+pub fn head_hint(tx: &Tx<'_>) -> Option<(i64, [u8; 32])> {
+    if super::referrals::is_sqlite(tx) {
+        return None;
+    }
     *HEAD_HINT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Remembers the head an append just wrote, for the next [`insert_after_head`].
-pub fn set_head_hint(seq: i64, hash: [u8; 32]) {
+/// Remembers the head an append in `tx` just wrote, for the next
+/// [`insert_after_head`] (PostgreSQL only, see [`head_hint`]).
+pub fn set_head_hint(tx: &Tx<'_>, seq: i64, hash: [u8; 32]) {
+    if super::referrals::is_sqlite(tx) {
+        return;
+    }
     *HEAD_HINT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((seq, hash));
