@@ -11,7 +11,9 @@
 //! statuses with a skew, one or two resource categories per referral. It prints
 //! the latency percentiles of `AGG_BENCH_RUNS` (default 10) runs of each table
 //! and the load average (`uptime`) around them: the machine is shared.
-//! `AGG_BENCH_BACKENDS` (default `sqlite,postgres`) picks the backends.
+//! `AGG_BENCH_BACKENDS` (default `sqlite,postgres`) picks the backends;
+//! `AGG_BENCH_KEEP=1` keeps both databases (their URLs are printed) to
+//! look at query plans afterwards.
 
 use std::time::{Duration, Instant};
 
@@ -117,19 +119,30 @@ async fn run() {
         referrals * 3
     );
     let dir = tempfile::tempdir().expect("a temp dir");
+    let keep = std::env::var_os("AGG_BENCH_KEEP").is_some();
     if backends.contains("sqlite") {
         let url = format!("sqlite://{}", dir.path().join("aggregates.db").display());
         bench_backend("SQLite", &url, referrals, runs, &policy).await;
+        if keep {
+            println!("kept for inspection: {url} (delete it when done)");
+        }
     }
     if backends.contains("postgres") {
         match std::env::var("TEST_DATABASE_URL") {
             Ok(admin) => {
                 let (url, name) = create_postgres_database(&admin).await;
                 bench_backend("PostgreSQL", &url, referrals, runs, &policy).await;
-                drop_postgres_database(&admin, &name).await;
+                if keep {
+                    println!("kept for inspection: {url} (drop it when done)");
+                } else {
+                    drop_postgres_database(&admin, &name).await;
+                }
             }
             Err(_) => println!("\nPostgreSQL skipped: set TEST_DATABASE_URL=postgres://..."),
         }
+    }
+    if keep {
+        let _ = dir.keep();
     }
 }
 
@@ -138,7 +151,7 @@ async fn bench_backend(label: &str, url: &str, referrals: usize, runs: usize, po
     let store = Store::connect(url).await.expect("connect");
     store.migrate().await.expect("migrate");
     let started = Instant::now();
-    fill(&store, referrals).await;
+    fill(&store, url, referrals).await;
     println!(
         "filled in {:.1}s ({})",
         started.elapsed().as_secs_f64(),
@@ -193,7 +206,7 @@ async fn bench_backend(label: &str, url: &str, referrals: usize, runs: usize, po
 
 /// Bulk rows: one subject and identity that every referral points at (the
 /// foreign keys need them), then referrals, their resources and outcomes.
-async fn fill(store: &Store, referrals: usize) {
+async fn fill(store: &Store, url: &str, referrals: usize) {
     let last = referrals - 1;
     let step = SPAN / i64::try_from(referrals).expect("fits");
     let series = match store.backend() {
@@ -264,14 +277,26 @@ async fn fill(store: &Store, referrals: usize) {
         println!("  statement {i}: {:.1}s", started.elapsed().as_secs_f64());
     }
     tx.commit().await.expect("commit");
-    // A database of this size in service has planner statistics; one filled
-    // in a minute does not yet.
+    // A database of this size in service has planner statistics, and on
+    // PostgreSQL autovacuum has long since cleared the dead row versions that
+    // the first-contact triggers left when the fill's outcomes updated every
+    // referral at once (and set the visibility map that index-only scans
+    // need); one filled in a minute has neither yet. VACUUM cannot run in a
+    // transaction.
     let mut tx = store.begin().await.expect("begin");
     sqlx::query("ANALYZE")
         .execute(&mut *tx)
         .await
         .expect("ANALYZE");
     tx.commit().await.expect("commit");
+    if store.backend() == Backend::Postgres {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+        sqlx::query("VACUUM (ANALYZE)")
+            .execute(&mut conn)
+            .await
+            .expect("VACUUM");
+    }
 }
 
 fn percentile(sorted: &[Duration], p: usize) -> Duration {

@@ -8,8 +8,8 @@
 //!
 //! A request flows: parse ([`AggregateRequest::parse`], every problem naming
 //! its parameter) → decide (the policy's `aggregate` action on `referral` and
-//! `outcome`; anything but `aggregate_only`/`allow` refuses) → count in SQL, one
-//! month at a time, in a read snapshot ([`crate::store::aggregates`]) → noise
+//! `outcome`; anything but `aggregate_only`/`allow` refuses) → count one
+//! month at a time, all months in one read snapshot ([`crate::store::aggregates`]) → noise
 //! (DP on) → suppress → one write transaction: the budget spend and its ledger
 //! row (DP on) and the `aggregate.read` audit entry, committed before the
 //! response leaves.
@@ -511,23 +511,21 @@ impl Aggregates<'_> {
         let dp = self.config.dp.enabled;
         let columns = request.columns();
 
-        let mut snapshot = self.store.begin_read().await?;
-        let mut months = Vec::new();
-        for month in request.months() {
-            let (from, to) = (month.start_micros(), month.next().start_micros());
-            let counts = repo::count_month(&mut snapshot, &columns, from, to).await?;
-            let medians = if dp {
-                Vec::new()
-            } else {
-                repo::median_first_contact_month(&mut snapshot, &columns, from, to).await?
-            };
-            months.push(MonthData {
+        let asked = request.months();
+        let bounds: Vec<(i64, i64)> = asked
+            .iter()
+            .map(|m| (m.start_micros(), m.next().start_micros()))
+            .collect();
+        let read = repo::read_months(self.store, &columns, &bounds, !dp).await?;
+        let months: Vec<MonthData> = asked
+            .into_iter()
+            .zip(read)
+            .map(|(month, groups)| MonthData {
                 month,
-                counts,
-                medians,
-            });
-        }
-        snapshot.commit().await?;
+                counts: groups.counts,
+                medians: groups.medians,
+            })
+            .collect();
 
         let categories = Self::categories(request, &months)?;
         let sensitivity = if request.group_by.contains(&Dimension::Resource) {

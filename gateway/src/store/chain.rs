@@ -163,7 +163,7 @@ fn sqlite_range<V: ChainVisitor>(
     Ok(visitor)
 }
 
-fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection, StoreError> {
+pub(super) fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection, StoreError> {
     use rusqlite::OpenFlags;
     // URI filenames as sqlx opens them; never a write, never a new file.
     let conn = rusqlite::Connection::open_with_flags(
