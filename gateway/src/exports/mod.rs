@@ -6,8 +6,9 @@
 //! `export.request` audit entry, one transaction); then a job builds the file
 //! and answers `202` with its id at once. The job:
 //!
-//! 1. reads, in one read snapshot, the referrals whose contact falls in the
-//!    range, unsealing each identity only to compute its quasi-identifiers
+//! 1. reads, in one read snapshot on a connection of its own
+//!    ([`crate::store::export_rows`], which reads ahead on the other core), the
+//!    referrals whose contact falls in the range, unsealing each identity only to compute its quasi-identifiers
 //!    ([`hierarchy::QiValues`], kept as small codes in one `Vec`);
 //! 2. picks the generalization that makes every equivalence class over the
 //!    study's quasi-identifiers at least `k` rows ([`hierarchy::plan`]);
@@ -42,7 +43,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat};
-use futures_util::TryStreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use self::container::{Hashing, ZipStream};
@@ -60,6 +60,9 @@ use crate::policy::{
     Action, Decision, DecisionInput, Policy, Purpose, RecordFacts, Relationship, Requester,
 };
 use crate::pseudonym::Pseudonymizer;
+use crate::store::export_rows::{
+    ExportCase, ExportOutcome, ExportReader, ExportReferral, ReferralIdentity,
+};
 use crate::store::exports::{self as repo, ExportRow, Window};
 use crate::store::{Store, StoreError};
 use crate::vault::Vault;
@@ -595,8 +598,7 @@ type Plain = Hashing<age::stream::StreamWriter<Hashing<BufWriter<std::fs::File>>
 impl Exports {
     async fn first_pass(
         &self,
-        tx: &mut crate::store::Tx<'_>,
-        job: &Job,
+        reader: &ExportReader,
         study: &StudyConfig,
     ) -> Result<FirstPass, ExportError> {
         let mut pass = FirstPass {
@@ -607,8 +609,8 @@ impl Exports {
             districts: Interner::default(),
         };
         let today = self.clock.now().date_naive();
-        let mut rows = repo::referral_identities(tx, job.window());
-        while let Some(row) = rows.try_next().await? {
+        let mut rows = reader.rows::<ReferralIdentity>();
+        while let Some(row) = rows.next().await? {
             let identity =
                 crate::subjects::unseal_identity(&self.vault, &row.identity_id, &row.sealed)
                     .await
@@ -684,13 +686,8 @@ impl Exports {
         let pseudonyms = self.pseudonyms.study(&job.study_id);
         let declared = study.quasi_identifiers.clone();
 
-        let mut tx = self.store.begin_read().await?;
-        repo::snapshot(
-            &mut tx,
-            self.store.backend() == crate::store::Backend::Postgres,
-        )
-        .await?;
-        let pass = self.first_pass(&mut tx, job, &study).await?;
+        let reader = ExportReader::open(&self.store, job.window()).await?;
+        let pass = self.first_pass(&reader, &study).await?;
         let plan = hierarchy::plan(
             &pass.counts,
             &declared,
@@ -774,9 +771,9 @@ impl Exports {
                 None
             };
             let mut written = 0u64;
-            let mut rows = repo::referrals(&mut tx, job.window());
+            let mut rows = reader.rows::<ExportReferral>();
             let mut index = 0usize;
-            while let Some(row) = rows.try_next().await? {
+            while let Some(row) = rows.next().await? {
                 let Some((check, values)) = pass.qis.get(index) else {
                     return Err(io_err("the referrals changed between the two passes"));
                 };
@@ -879,8 +876,8 @@ impl Exports {
             let mut sink = Sink::open(&mut zip, &name, job.format, columns).map_err(io_err)?;
             let date_level = level(QuasiIdentifier::ContactDate);
             let mut written = 0u64;
-            let mut rows = repo::outcomes(&mut tx, job.window());
-            while let Some(row) = rows.try_next().await? {
+            let mut rows = reader.rows::<ExportOutcome>();
+            while let Some(row) = rows.next().await? {
                 if suppressed_referrals.contains(&row.referral_id) {
                     outcomes_suppressed += 1;
                     continue;
@@ -928,8 +925,8 @@ impl Exports {
             let mut sink = Sink::open(&mut zip, &name, job.format, columns).map_err(io_err)?;
             let date_level = level(QuasiIdentifier::ContactDate);
             let mut written = 0u64;
-            let mut rows = repo::cases(&mut tx, job.window.cutoff);
-            while let Some(row) = rows.try_next().await? {
+            let mut rows = reader.rows::<ExportCase>();
+            while let Some(row) = rows.next().await? {
                 let Some((first, _)) = first_contact.get(&subject_key(&row.subject_id)) else {
                     continue;
                 };
@@ -962,7 +959,7 @@ impl Exports {
             sink.finish().map_err(io_err)?;
             rows_written.insert(Table::CaseStatus.as_str().to_owned(), written);
         }
-        tx.commit().await?;
+        drop(reader);
 
         files.push("dictionary.csv".to_owned());
         tables::write_dictionary(&mut zip, &dictionary).map_err(io_err)?;
