@@ -10,7 +10,9 @@
 //! wall time, the export's size, and the peak resident memory during the
 //! export (`VmHWM`, reset through `/proc/self/clear_refs` just before). The
 //! database and the export file live in a temporary directory under `/tmp`
-//! and are deleted afterwards (the PostgreSQL database is dropped).
+//! and are deleted afterwards (the PostgreSQL database is dropped), unless
+//! `EXPORT_BENCH_KEEP` is set (their URL is printed, to look at query plans).
+//! `EXPORT_BENCH_BACKENDS` (default `sqlite,postgres`) picks the backends.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,10 +39,17 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let mut backends = vec![("SQLite", None)];
-        match std::env::var("TEST_DATABASE_URL") {
-            Ok(url) => backends.push(("PostgreSQL", Some(url))),
-            Err(_) => println!("(PostgreSQL skipped: set TEST_DATABASE_URL to include it)"),
+        let chosen =
+            std::env::var("EXPORT_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+        let mut backends = Vec::new();
+        if chosen.contains("sqlite") {
+            backends.push(("SQLite", None));
+        }
+        if chosen.contains("postgres") {
+            match std::env::var("TEST_DATABASE_URL") {
+                Ok(url) => backends.push(("PostgreSQL", Some(url))),
+                Err(_) => println!("(PostgreSQL skipped: set TEST_DATABASE_URL to include it)"),
+            }
         }
         for (name, admin) in backends {
             println!("\n== {name}");
@@ -175,7 +184,10 @@ async fn bench(postgres_admin: Option<&str>) {
             .trim()
     );
     store.close().await;
-    if let (Some(admin), Some(name)) = (postgres_admin, pg_name) {
+    if std::env::var_os("EXPORT_BENCH_KEEP").is_some() {
+        println!("kept for inspection: {url} (drop or delete it when done)");
+        let _ = dir.keep();
+    } else if let (Some(admin), Some(name)) = (postgres_admin, pg_name) {
         drop_postgres_database(admin, &name).await;
     }
 }

@@ -406,7 +406,7 @@ impl Exports {
             "tables": job.tables, "format": job.format,
         });
         let mut tx = self.store.begin().await?;
-        if repo::count_referrals(&mut tx, job.window()).await? == 0 {
+        if !repo::any_referrals(&mut tx, job.window()).await? {
             return Err(ExportError::NoData);
         }
         repo::insert(

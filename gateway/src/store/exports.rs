@@ -123,14 +123,21 @@ pub struct Window {
 
 const REFERRALS_IN_WINDOW: &str = "r.contact_at >= $1 AND r.contact_at < $2 AND r.created_at <= $3";
 
-#[tracing::instrument(name = "db.referrals.count_window", skip_all)]
-pub async fn count_referrals(tx: &mut Tx<'_>, window: Window) -> Result<i64, StoreError> {
-    let sql = format!("SELECT COUNT(*) FROM referrals r WHERE {REFERRALS_IN_WINDOW}");
+/// Whether any referral falls in `window`. `EXISTS` stops at the first one:
+/// a `COUNT(*)` here read the whole table through the pool connection, whose
+/// page cache (64 MiB on SQLite) then stayed full — a third of a
+/// million-referral export's peak memory — while holding the write lock.
+#[tracing::instrument(name = "db.referrals.any_in_window", skip_all)]
+pub async fn any_referrals(tx: &mut Tx<'_>, window: Window) -> Result<bool, StoreError> {
+    let sql = format!(
+        "SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM referrals r WHERE {REFERRALS_IN_WINDOW}) \
+         THEN 1 ELSE 0 END AS BIGINT)"
+    );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(window.from)
         .bind(window.to)
         .bind(window.cutoff)
         .fetch_one(&mut **tx)
         .await?;
-    Ok(row.try_get(0)?)
+    Ok(row.try_get::<i64, _>(0)? == 1)
 }
