@@ -511,13 +511,13 @@ impl Aggregates<'_> {
         let dp = self.config.dp.enabled;
         let columns = request.columns();
 
-        let asked = request.months();
-        let bounds: Vec<(i64, i64)> = asked
+        let wanted = request.months();
+        let bounds: Vec<(i64, i64)> = wanted
             .iter()
             .map(|m| (m.start_micros(), m.next().start_micros()))
             .collect();
         let read = repo::read_months(self.store, &columns, &bounds, !dp).await?;
-        let months: Vec<MonthData> = asked
+        let months: Vec<MonthData> = wanted
             .into_iter()
             .zip(read)
             .map(|(month, groups)| MonthData {

@@ -686,8 +686,8 @@ impl Exports {
         let pseudonyms = self.pseudonyms.study(&job.study_id);
         let declared = study.quasi_identifiers.clone();
 
-        let reader = ExportReader::open(&self.store, job.window()).await?;
-        let pass = self.first_pass(&reader, &study).await?;
+        let rows_in = ExportReader::open(&self.store, job.window()).await?;
+        let pass = self.first_pass(&rows_in, &study).await?;
         let plan = hierarchy::plan(
             &pass.counts,
             &declared,
@@ -771,7 +771,7 @@ impl Exports {
                 None
             };
             let mut written = 0u64;
-            let mut rows = reader.rows::<ExportReferral>();
+            let mut rows = rows_in.rows::<ExportReferral>();
             let mut index = 0usize;
             while let Some(row) = rows.next().await? {
                 let Some((check, values)) = pass.qis.get(index) else {
@@ -876,7 +876,7 @@ impl Exports {
             let mut sink = Sink::open(&mut zip, &name, job.format, columns).map_err(io_err)?;
             let date_level = level(QuasiIdentifier::ContactDate);
             let mut written = 0u64;
-            let mut rows = reader.rows::<ExportOutcome>();
+            let mut rows = rows_in.rows::<ExportOutcome>();
             while let Some(row) = rows.next().await? {
                 if suppressed_referrals.contains(&row.referral_id) {
                     outcomes_suppressed += 1;
@@ -925,7 +925,7 @@ impl Exports {
             let mut sink = Sink::open(&mut zip, &name, job.format, columns).map_err(io_err)?;
             let date_level = level(QuasiIdentifier::ContactDate);
             let mut written = 0u64;
-            let mut rows = reader.rows::<ExportCase>();
+            let mut rows = rows_in.rows::<ExportCase>();
             while let Some(row) = rows.next().await? {
                 let Some((first, _)) = first_contact.get(&subject_key(&row.subject_id)) else {
                     continue;
@@ -959,7 +959,7 @@ impl Exports {
             sink.finish().map_err(io_err)?;
             rows_written.insert(Table::CaseStatus.as_str().to_owned(), written);
         }
-        drop(reader);
+        drop(rows_in);
 
         files.push("dictionary.csv".to_owned());
         tables::write_dictionary(&mut zip, &dictionary).map_err(io_err)?;

@@ -255,7 +255,8 @@ pub async fn read_months(
     let mut out = Vec::with_capacity(months.len());
     for &(from, to) in months {
         out.push(if medians {
-            let (counts, medians) = count_and_median_month(&mut snapshot, columns, from, to).await?;
+            let (counts, medians) =
+                count_and_median_month(&mut snapshot, columns, from, to).await?;
             MonthGroups { counts, medians }
         } else {
             MonthGroups {

@@ -425,7 +425,11 @@ async fn postgres_worker(
 }
 
 /// Reads one pass; `false` when the connection cannot be used for another.
-async fn postgres_pass<T: Pass>(conn: &mut PgConnection, window: Window, sender: &Sender<T>) -> bool {
+async fn postgres_pass<T: Pass>(
+    conn: &mut PgConnection,
+    window: Window,
+    sender: &Sender<T>,
+) -> bool {
     let sql = T::sql();
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for value in T::params(window) {
