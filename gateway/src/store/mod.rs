@@ -40,6 +40,8 @@ pub mod idempotency;
 pub mod outcomes;
 pub mod referrals;
 pub mod subjects;
+#[cfg(test)]
+pub(crate) mod testing;
 mod vault_keys;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");

@@ -424,22 +424,4 @@ pub async fn record_spend(tx: &mut Tx<'_>, entry: &LedgerEntry<'_>) -> Result<()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::middle_of;
-
-    #[test]
-    fn the_middle_delays_are_selected_whatever_their_order() {
-        let mut scratch = Vec::new();
-        let mut middle = |listed: &str| middle_of(listed, &mut scratch).expect("integers");
-        assert_eq!(middle("30,10,20"), Some((3, 20, 1)));
-        assert_eq!(middle("40,10,30,20"), Some((4, 50, 2)));
-        assert_eq!(middle("7"), Some((1, 7, 1)));
-        assert_eq!(middle("5,5,9,5"), Some((4, 10, 2)));
-        assert_eq!(middle(""), None);
-    }
-
-    #[test]
-    fn a_delay_that_is_not_an_integer_is_an_error_not_a_median() {
-        assert!(middle_of("10,x,20", &mut Vec::new()).is_err());
-    }
-}
+mod tests;
