@@ -466,3 +466,98 @@ async fn postgres_pass<T: Pass>(
     let _ = sender.send(Ok(Vec::new())).await;
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{ExportReader, ExportReferral, ReferralIdentity};
+    use crate::store::Store;
+    use crate::store::exports::Window;
+
+    const WINDOW: Window = Window {
+        from: 0,
+        to: 1_000,
+        cutoff: 1_000,
+    };
+
+    async fn fill(store: &Store) {
+        let mut tx = store.begin().await.expect("begin");
+        sqlx::query("INSERT INTO subjects (id, created_at) VALUES ('s', 0)")
+            .execute(&mut *tx)
+            .await
+            .expect("subject");
+        sqlx::query(
+            "INSERT INTO identities (id, subject_id, source_partner, sealed, fingerprint, \
+             key_version, linkable, created_at) VALUES ('i', 's', 'pd', $1, $1, 1, 0, 0)",
+        )
+        .bind(vec![0_u8])
+        .execute(&mut *tx)
+        .await
+        .expect("identity");
+        for (id, at) in [("r1", 10_i64), ("r2", 20)] {
+            sqlx::query(
+                "INSERT INTO referrals (id, submitted_by, subject_id, identity_id, assigned_cbo, \
+                 status, workflow_state, contact_at, district, arrested, resources, follow_up_by, \
+                 created_at, updated_at, sealed) VALUES ($1, 'pd', 's', 'i', 'cbo-north', 'new', \
+                 'open', $2, 'd1', NULL, '[]', NULL, $2, $2, NULL)",
+            )
+            .bind(id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .expect("referral");
+        }
+        tx.commit().await.expect("commit");
+    }
+
+    async fn statuses(reader: &ExportReader) -> Vec<(String, String)> {
+        let mut rows = reader.rows::<ExportReferral>();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await.expect("a row") {
+            out.push((row.id, row.status));
+        }
+        out
+    }
+
+    /// The passes of one export see one state of the database: a write
+    /// committed between them is not in the second (the two passes over the
+    /// referrals must agree row for row); a new reader sees it.
+    async fn the_passes_read_one_snapshot(store: Store) {
+        fill(&store).await;
+        let reader = ExportReader::open(&store, WINDOW).await.expect("reader");
+        let mut first = reader.rows::<ReferralIdentity>();
+        let mut ids = Vec::new();
+        while let Some(row) = first.next().await.expect("a row") {
+            ids.push(row.referral_id);
+        }
+        assert_eq!(ids, ["r1", "r2"]);
+
+        let mut tx = store.begin().await.expect("begin");
+        sqlx::query("UPDATE referrals SET status = 'closed' WHERE id = 'r1'")
+            .execute(&mut *tx)
+            .await
+            .expect("update");
+        tx.commit().await.expect("commit");
+
+        let old = [("r1".into(), "new".into()), ("r2".into(), "new".into())];
+        assert_eq!(statuses(&reader).await, old);
+        drop(reader);
+        let fresh = ExportReader::open(&store, WINDOW).await.expect("reader");
+        assert_eq!(statuses(&fresh).await[0], ("r1".into(), "closed".into()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_passes_read_one_snapshot_on_sqlite() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("export.db").display());
+        let store = Store::connect(&url).await.expect("open SQLite");
+        store.migrate().await.expect("migrate");
+        the_passes_read_one_snapshot(store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_passes_read_one_snapshot_on_postgres() {
+        if let Some(store) = crate::store::testing::postgres_store("export_rows").await {
+            the_passes_read_one_snapshot(store).await;
+        }
+    }
+}
