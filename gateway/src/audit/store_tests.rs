@@ -450,9 +450,15 @@ async fn a_flood_of_refusals_is_coalesced_and_never_lost(store: Store, _dir: &st
     }
     assert_eq!(recorded, sent, "every refusal is counted");
     assert!(summaries >= 1, "a full queue coalesces");
+    // The writer's first batch takes what the queue hands it while the flood
+    // is still arriving — up to a whole batch when both run at once — and
+    // blocks; everything after that can only queue (8) or coalesce. So the
+    // bound is one batch, the queue and a few summaries, whatever the timing
+    // (a tighter bound of 200 failed when the writer drained the queue as
+    // fast as this loop filled it).
     assert!(
-        page.entries.len() < 200,
-        "coalesced into few entries: {}",
+        page.entries.len() <= super::refusals::MAX_BATCH + 8 + 16,
+        "coalesced into few entries: {} of {sent}",
         page.entries.len()
     );
     let unauthenticated = page
