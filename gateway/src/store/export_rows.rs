@@ -481,18 +481,7 @@ mod tests {
 
     async fn fill(store: &Store) {
         let mut tx = store.begin().await.expect("begin");
-        sqlx::query("INSERT INTO subjects (id, created_at) VALUES ('s', 0)")
-            .execute(&mut *tx)
-            .await
-            .expect("subject");
-        sqlx::query(
-            "INSERT INTO identities (id, subject_id, source_partner, sealed, fingerprint, \
-             key_version, linkable, created_at) VALUES ('i', 's', 'pd', $1, $1, 1, 0, 0)",
-        )
-        .bind(vec![0_u8])
-        .execute(&mut *tx)
-        .await
-        .expect("identity");
+        crate::store::testing::insert_person(&mut tx).await;
         for (id, at) in [("r1", 10_i64), ("r2", 20)] {
             sqlx::query(
                 "INSERT INTO referrals (id, submitted_by, subject_id, identity_id, assigned_cbo, \

@@ -144,19 +144,8 @@ impl Fixture {
 }
 
 async fn create_postgres_database() -> String {
-    use sqlx::Connection as _;
     let admin_url = std::env::var("TEST_DATABASE_URL").expect("checked by postgres_available");
-    let name = format!("crosswalk_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin_url)
-        .await
-        .expect("connect to TEST_DATABASE_URL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .expect("create the test database");
-    let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
-    url.set_path(&name);
-    url.to_string()
+    crate::store::testing::create_postgres_database(&admin_url).await
 }
 
 fn clock() -> FixedClock {

@@ -23,18 +23,7 @@ async fn fill(store: &Store) {
         ("r6", "d2", "contacted", Some(5)),
     ];
     let mut tx = store.begin().await.expect("begin");
-    sqlx::query("INSERT INTO subjects (id, created_at) VALUES ('s', 0)")
-        .execute(&mut *tx)
-        .await
-        .expect("subject");
-    sqlx::query(
-        "INSERT INTO identities (id, subject_id, source_partner, sealed, fingerprint, \
-         key_version, linkable, created_at) VALUES ('i', 's', 'pd', $1, $1, 1, 0, 0)",
-    )
-    .bind(vec![0_u8])
-    .execute(&mut *tx)
-    .await
-    .expect("identity");
+    crate::store::testing::insert_person(&mut tx).await;
     for (n, (id, district, status, delay)) in rows.iter().enumerate() {
         let at = JAN + i64::try_from(n).expect("small") * MINUTE;
         sqlx::query(
