@@ -6,10 +6,14 @@
 //! integers, text and blobs so that both backends decode them the same way. Nothing
 //! outside this module writes SQL, and nothing in here knows about HTTP.
 //!
-//! One read does not go through `Any`: [`chain`], which reads the whole audit
-//! log for `crosswalk audit verify` through the native drivers (`rusqlite` on
-//! SQLite, sqlx's own PostgreSQL driver), because at a million entries the
-//! `Any` driver's cost per row was most of verification's time.
+//! Three bulk reads do not go through `Any`, because at a million rows the
+//! `Any` driver's cost per row was most of their time; each reads through the
+//! native drivers (`rusqlite` on a SQLite file, sqlx's own PostgreSQL driver)
+//! on connections of its own:
+//! - [`chain`]: the whole audit log, for `crosswalk audit verify`;
+//! - [`export_rows`]: an evaluator export's passes, in one snapshot;
+//! - [`aggregates`] on a SQLite file: a table's months, grouped in Rust
+//!   (SQLite's GROUP BY sorts; PostgreSQL's hashes, so it keeps the SQL).
 //!
 //! # Adding a migration
 //! Add `NNNN_what.sql` to **both** `migrations/sqlite/` and `migrations/postgres/`
