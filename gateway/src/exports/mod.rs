@@ -8,8 +8,9 @@
 //!
 //! 1. reads, in one read snapshot on a connection of its own
 //!    ([`crate::store::export_rows`], which reads ahead on the other core), the
-//!    referrals whose contact falls in the range, unsealing each identity only to compute its quasi-identifiers
-//!    ([`hierarchy::QiValues`], kept as small codes in one `Vec`);
+//!    referrals whose contact falls in the range, unsealing each identity only
+//!    to compute its quasi-identifiers ([`hierarchy::QiValues`], kept as small
+//!    codes in one `Vec`);
 //! 2. picks the generalization that makes every equivalence class over the
 //!    study's quasi-identifiers at least `k` rows ([`hierarchy::plan`]);
 //! 3. streams referrals, their outcomes and the case statuses of the people

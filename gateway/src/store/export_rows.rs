@@ -89,7 +89,8 @@ pub struct ExportCase {
 /// `$1`, `$2`, `$3`: the window's `from`, `to` and `cutoff`. Both drivers bind
 /// them by position; SQLite numbers `$N` parameters in order of first
 /// appearance, so every statement here names them first in numeric order.
-const REFERRALS_IN_WINDOW: &str = "r.contact_at >= $1 AND r.contact_at < $2 AND r.created_at <= $3";
+pub(super) const REFERRALS_IN_WINDOW: &str =
+    "r.contact_at >= $1 AND r.contact_at < $2 AND r.created_at <= $3";
 
 fn identities_sql() -> String {
     format!(

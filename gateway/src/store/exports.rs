@@ -3,6 +3,7 @@
 
 use sqlx::Row as _;
 
+use super::export_rows::REFERRALS_IN_WINDOW;
 use super::{StoreError, Tx};
 
 /// An export as stored.
@@ -120,8 +121,6 @@ pub struct Window {
     pub to: i64,
     pub cutoff: i64,
 }
-
-const REFERRALS_IN_WINDOW: &str = "r.contact_at >= $1 AND r.contact_at < $2 AND r.created_at <= $3";
 
 /// Whether any referral falls in `window`. `EXISTS` stops at the first one:
 /// a `COUNT(*)` here read the whole table through the pool connection, whose

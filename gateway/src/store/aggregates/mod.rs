@@ -81,6 +81,34 @@ fn values(row: &sqlx::any::AnyRow, n: usize) -> Result<Vec<String>, sqlx::Error>
     (0..n).map(|i| row.try_get::<String, _>(i)).collect()
 }
 
+/// `SELECT <columns>, <aggregates>` over the referrals received in
+/// `[from, to)`, grouped by `columns` (one row without any). Only constant
+/// fragments of this module are spliced in (see module docs).
+async fn grouped_month(
+    tx: &mut Tx<'_>,
+    columns: &[Column],
+    aggregates: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+    let range = "r.created_at >= $1 AND r.created_at < $2";
+    let sql = if columns.is_empty() {
+        format!("SELECT {aggregates} FROM {} WHERE {range}", source(columns))
+    } else {
+        format!(
+            "SELECT {}, {aggregates} FROM {} WHERE {range} GROUP BY {}",
+            select_list(columns),
+            source(columns),
+            aliases(columns)
+        )
+    };
+    Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut **tx)
+        .await?)
+}
+
 /// The referrals received in `[from, to)` (unix microseconds), counted by
 /// `columns`.
 #[tracing::instrument(name = "db.referrals.aggregate", skip_all)]
@@ -90,26 +118,7 @@ pub async fn count_month(
     from: i64,
     to: i64,
 ) -> Result<Vec<GroupCount>, StoreError> {
-    let sql = if columns.is_empty() {
-        format!(
-            "SELECT COUNT(*) FROM {} WHERE r.created_at >= $1 AND r.created_at < $2",
-            source(columns)
-        )
-    } else {
-        format!(
-            "SELECT {}, COUNT(*) FROM {} WHERE r.created_at >= $1 AND r.created_at < $2 \
-             GROUP BY {}",
-            select_list(columns),
-            source(columns),
-            aliases(columns)
-        )
-    };
-    // Only constant fragments of this module are spliced in (see module docs).
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(from)
-        .bind(to)
-        .fetch_all(&mut **tx)
-        .await?;
+    let rows = grouped_month(tx, columns, "COUNT(*)", from, to).await?;
     let n = columns.len();
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
@@ -147,26 +156,7 @@ pub async fn count_and_median_month(
     } else {
         "string_agg(CAST(r.first_contact_at - r.created_at AS TEXT), ',')"
     };
-    let sql = if columns.is_empty() {
-        format!(
-            "SELECT COUNT(*), {delays} FROM {} WHERE r.created_at >= $1 AND r.created_at < $2",
-            source(columns)
-        )
-    } else {
-        format!(
-            "SELECT {}, COUNT(*), {delays} FROM {} \
-             WHERE r.created_at >= $1 AND r.created_at < $2 GROUP BY {}",
-            select_list(columns),
-            source(columns),
-            aliases(columns)
-        )
-    };
-    // Only constant fragments of this module are spliced in (see module docs).
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(from)
-        .bind(to)
-        .fetch_all(&mut **tx)
-        .await?;
+    let rows = grouped_month(tx, columns, &format!("COUNT(*), {delays}"), from, to).await?;
     let n = columns.len();
     let mut counts = Vec::with_capacity(rows.len());
     let mut medians = Vec::with_capacity(rows.len());
