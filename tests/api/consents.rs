@@ -21,7 +21,7 @@ backend_tests!(
 const EVIDENCE: &str = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
 /// A consent body naming `on` (`{"referral": id}` or `{"case": id}`).
-fn consent_body(on: Value, recipients: &[&str], classes: &[&str]) -> Value {
+pub fn consent_body(on: Value, recipients: &[&str], classes: &[&str]) -> Value {
     let mut body = json!({
         "recipients": recipients,
         "purposes": ["CAREMGT"],
@@ -39,7 +39,7 @@ fn consent_body(on: Value, recipients: &[&str], classes: &[&str]) -> Value {
     body
 }
 
-async fn post_as(app: &TestApp, partner: &str, path: &str, body: &Value) -> reqwest::Response {
+pub async fn post_as(app: &TestApp, partner: &str, path: &str, body: &Value) -> reqwest::Response {
     app.client
         .post(app.url(path))
         .bearer_auth(token(partner))
@@ -49,13 +49,13 @@ async fn post_as(app: &TestApp, partner: &str, path: &str, body: &Value) -> reqw
         .expect("request")
 }
 
-async fn record_consent(app: &TestApp, partner: &str, body: &Value) -> Value {
+pub async fn record_consent(app: &TestApp, partner: &str, body: &Value) -> Value {
     let response = post_as(app, partner, "/v1/consents", body).await;
     assert_eq!(response.status(), 201, "{:?}", response.text().await);
     response.json().await.expect("JSON")
 }
 
-async fn report_outcome(app: &TestApp, referral: &str) {
+pub async fn report_outcome(app: &TestApp, referral: &str) {
     let response = post_as(
         app,
         "cbo-north",

@@ -12,6 +12,7 @@ mod demo;
 mod endpoint_matrix;
 mod exchange;
 mod exports;
+mod inference;
 mod linkage;
 mod policy;
 mod reads;
