@@ -216,6 +216,7 @@ fn question(
         relationship,
         record: RecordFacts {
             part2: consent_for.is_some(),
+            holder: Some("holder-1".to_owned()),
         },
         consent: consent_for.map(|kind| ConsentScope {
             id: "c-1".into(),
@@ -223,6 +224,7 @@ fn question(
             purposes: vec![purpose.parse().expect("purpose")],
             classes: crosswalk::policy::FieldClass::ALL.to_vec(),
             part2_recipients: vec![format!("{kind}-1")],
+            discloser: "holder-1".to_owned(),
         }),
     }
 }

@@ -54,13 +54,12 @@ test_admin_referral_view if {
 	d.fields.status == "release"
 }
 
-test_admin_part2_record_withholds_substance_use if {
+# The operational view is not a Part 2 disclosure route: a Part 2 record is
+# absent from it, not shown with its program and status blank.
+test_admin_part2_record_absent if {
 	d := t_decide(t_with(t_req("admin", "read", "case_status", "none"), t_part2))
-	d.effect == "allow"
-	d.fields.program == "withhold"
-	d.fields.status == "withhold"
-	d.fields.id == "release"
-	d.notices == []
+	t_deny_shape(d)
+	d.reason == part2_absent_reason
 }
 
 test_admin_export_denied if {

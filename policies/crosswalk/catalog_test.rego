@@ -76,7 +76,7 @@ test_contract_fields_present if {
 	object.keys(catalog.case_status) == {"id", "submitted_by", "case_ref", "program", "status", "effective_at"}
 	object.keys(catalog.consent) == {
 		"id", "referral_id", "case_id", "recipients", "purposes", "classes", "method", "recorded_by",
-		"period_start", "period_end", "evidence_hash", "revoked_at", "part2",
+		"discloser", "period_start", "period_end", "evidence_hash", "revoked_at", "part2",
 	}
 	object.keys(catalog.audit_entry) == {
 		"seq", "at", "actor", "action", "purpose", "resource", "record_id", "subject_ref",

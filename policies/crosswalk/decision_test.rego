@@ -26,14 +26,18 @@ t_req(kind, action, resource, rel) := {
 	"action": action,
 	"resource": resource,
 	"relationship": rel,
-	"record": {"part2": false},
+	"record": {"part2": false, "holder": t_holder},
 	"consent": null,
 }
+
+# The partner that holds the record in the tests; t_consent's consents are its
+# own (their discloser), so they can open it.
+t_holder := "t-holder"
 
 # Merge a patch into a request, e.g. t_with(r, {"consent": c}).
 t_with(request, patch) := object.union(request, patch)
 
-t_part2 := {"record": {"part2": true}}
+t_part2 := {"record": {"part2": true, "holder": t_holder}}
 
 t_consent(recipients, purposes, classes, part2_recipients) := {
 	"id": "c-1",
@@ -41,6 +45,7 @@ t_consent(recipients, purposes, classes, part2_recipients) := {
 	"purposes": purposes,
 	"classes": classes,
 	"part2_recipients": part2_recipients,
+	"discloser": t_holder,
 }
 
 t_decide(request) := d if {

@@ -75,16 +75,12 @@ test_evaluator_export_case_status if {
 	}
 }
 
-# Substance-use fields never go into an export, even under a Part 2 consent
-# naming the evaluator.
-test_evaluator_export_withholds_substance_use if {
+# A Part 2 record never goes into an export through this rule, not even hollow
+# under a Part 2 consent naming the evaluator: its row is left out whole.
+test_evaluator_export_leaves_part2_records_out if {
 	c := t_consent(["evaluator"], ["HRESCH"], vocabulary.classes, ["evaluator"])
 	d := t_decide(t_with(t_req("evaluator", "export", "case_status", "none"), object.union(t_part2, {"consent": c})))
-	d.effect == "allow"
-	d.fields.program == "withhold"
-	d.fields.status == "withhold"
-	d.notices == []
-	d.consent_used == false
+	t_deny_shape(d)
 }
 
 test_evaluator_export_of_consents_and_audit_denied if {

@@ -63,13 +63,14 @@ by_class(table) := {name: table[class] | some name, class in classes} if {
 
 # route_actions: {"<field>": action} for the fields the route opens. Every
 # catalog field starts withheld; the route's actions replace that (only for
-# catalog fields and known actions); then substance-use fields go back to
-# withheld unless the basis permits them. So a field newly added to the catalog
-# stays withheld until a rule opens it.
+# catalog fields and known actions). So a field newly added to the catalog
+# stays withheld until a rule opens it. A Part 2 record the basis does not
+# permit is denied as a whole (part2_hidden), never released with its
+# substance-use fields withheld.
 #
 # basis: why the route exists, which decides how 42 CFR Part 2 applies:
 #   "route"   - the requester's own route (its referral, its assignment, its role):
-#               substance-use fields need a Part 2 consent naming it;
+#               a Part 2 record needs a Part 2 consent naming it;
 #   "consent" - the route exists only because of the person's consent: the same,
 #               and the consent is recorded as used whenever it opens a field;
 #   "program" - a Part 2 program's own records returned to it: 42 CFR Part 2
@@ -77,7 +78,14 @@ by_class(table) := {name: table[class] | some name, class in classes} if {
 #               discloses nothing to anyone new, so no consent is needed; they
 #               still carry the redisclosure statement, so that whoever handles
 #               them there knows they are Part 2 records.
-allow_decision(route_actions, reason, basis) := {
+allow_decision(route_actions, reason, basis) := deny(part2_absent_reason) if {
+	# A record whose substance-use fields this requester may not have is
+	# absent, not released with them withheld: a row with its program and
+	# status blank says "substance use" as plainly as the fields would (42 CFR
+	# §2.13 protects the fact that someone is a patient). The gateway leaves
+	# a denied record out of lists and answers a read of it like an unknown id.
+	part2_hidden(basis, route_actions)
+} else := {
 	"effect": "allow",
 	"fields": fields,
 	"reason": reason,
@@ -91,18 +99,51 @@ allow_decision(route_actions, reason, basis) := {
 		catalog_fields[name]
 		action in known_actions
 	}
-	fields := object.union_n([withhold_all, opened, part2_withheld(basis)])
+	fields := object.union(withhold_all, opened)
 }
 
 # 42 CFR Part 2: substance-use information leaves only under a Part 2 consent
-# that names this recipient (and never to police: see part2_consent_permits),
-# or to the program whose records they are.
-part2_withheld(basis) := {} if {
-	basis == "program"
-} else := {name: "withhold" | some name in substance_use_fields} if {
-	part2_record
+# of the program that holds it naming this recipient (and never to police: see
+# part2_consent_permits), or to the program whose records they are. Any other
+# requester does not get the record at all (allow_decision).
+# A Part 2 record is released whole or not at all: hidden without a Part 2
+# consent permitting this requester, and hidden when the route itself would
+# withhold one of its substance-use fields (an export's class table does), so
+# that no requester ever gets a Part 2 record with blanks where a non-Part 2
+# record has values.
+part2_hidden(basis, _) if {
+	carries_substance_use
+	basis != "program"
 	not part2_consent_permits
-} else := {}
+}
+
+part2_hidden(_, route_actions) if {
+	carries_substance_use
+	withholds_substance_use(route_actions)
+}
+
+# A Part 2 record of a resource with health fields (a consent or an audit entry
+# holds no substance-use information, whatever its flag).
+carries_substance_use if {
+	part2_record
+	count(substance_use_fields) > 0
+}
+
+# Some substance-use field of this record the route leaves withheld (a helper,
+# so that the iteration is not in an `else` branch: see the file's header).
+withholds_substance_use(route_actions) if {
+	known_actions := vocabulary.field_actions
+	some name in substance_use_fields
+	not opens_field(route_actions, name, known_actions)
+}
+
+opens_field(route_actions, name, known_actions) if {
+	action := route_actions[name]
+	action != "withhold"
+	action in known_actions
+}
+
+part2_absent_reason := "a 42 CFR Part 2 record this requester may not receive is absent, not withheld field by field"
 
 # True when at least one substance-use field is disclosed in any form.
 discloses_substance_use(fields) if {
@@ -145,10 +186,20 @@ consent_used(_, "program") := false
 # Consent
 # ---------------------------------------------------------------------------
 
-# The consent on file for the person. The gateway passes only active consents
-# (in their period, not revoked); null or absent means none. A list that is not
-# an array counts as empty.
-consent := input.consent if is_object(input.consent)
+# The consent on file for the person, if it opens THIS record. The gateway
+# passes only active consents (in their period, not revoked) recorded by the
+# record's holder; null or absent means none. A consent opens only the records
+# of the partner that recorded it, its discloser (42 CFR §2.31 names the
+# program that discloses; issue 15): a CBO's consent never opens county
+# health's cases, whatever recipients and classes it lists. So the policy
+# checks it too, and a consent whose discloser is not the record's holder (or
+# a record with no holder, or an input missing either) counts as none. A list
+# that is not an array counts as empty.
+consent := input.consent if {
+	is_object(input.consent)
+	is_string(input.record.holder)
+	input.consent.discloser == input.record.holder
+}
 
 consent_recipients := consent_list("recipients")
 
@@ -191,7 +242,7 @@ part2_consent_permits if {
 # it covers, except direct identifiers, which never cross between partners
 # (records are linked by pseudonym, so neither side learns the other's
 # identifiers). Substance-use fields are opened here and then decided by the
-# Part 2 check alone (part2_withheld).
+# Part 2 check alone (part2_hidden: without a Part 2 consent the record is absent).
 consent_class_actions := object.union_n([
 	{class: "release" | some class in consent_classes},
 	{"substance_use": "release"},

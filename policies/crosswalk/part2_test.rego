@@ -1,7 +1,10 @@
-# Substance-use information (42 CFR Part 2): withheld unless a Part 2 consent
-# names the recipient and covers the purpose; never to police; every release
-# carries the §2.32 notices and names the consent. Helpers (t_*) are in
-# decision_test.rego.
+# Substance-use information (42 CFR Part 2): a Part 2 record reaches a
+# requester only under a Part 2 consent of the program that holds it, naming
+# the recipient and covering the purpose; never police. Without one the record
+# is absent (denied as a whole, the kind's fallback answering), never released
+# with its substance-use fields withheld — those blanks would mark the person
+# as a patient (§2.13). Every release carries the §2.32 notices and names the
+# consent. Helpers (t_*) are in decision_test.rego.
 package crosswalk
 
 import data.crosswalk.vocabulary
@@ -11,14 +14,10 @@ t_part2_consent(part2_recipients, purposes) := t_consent(["cbo", "health"], purp
 
 t_cbo_part2_referral(c) := t_with(t_req("cbo", "read", "referral", "assigned_cbo"), object.union(t_part2, {"consent": c}))
 
-test_part2_without_consent_withheld if {
+test_part2_without_consent_absent if {
 	d := t_decide(t_with(t_req("cbo", "read", "referral", "assigned_cbo"), t_part2))
-	d.effect == "allow"
-	d.fields.status == "withhold"
-	d.fields.resources == "withhold"
-	d.fields["subject.phone"] == "release"
-	d.notices == []
-	d.consent_used == false
+	t_deny_shape(d)
+	d.reason == part2_absent_reason
 }
 
 test_part2_with_consent_naming_recipient_released_with_notices if {
@@ -34,32 +33,32 @@ test_part2_with_consent_naming_recipient_released_with_notices if {
 }
 
 # §2.31: a Part 2 consent names the recipient; a partner kind is not enough.
-test_part2_consent_naming_only_the_kind_withheld if {
-	d := t_decide(t_cbo_part2_referral(t_part2_consent(["cbo"], ["CAREMGT"])))
-	d.fields.status == "withhold"
-	d.notices == []
-	d.consent_used == false
+test_part2_consent_naming_only_the_kind_absent if {
+	t_deny_shape(t_decide(t_cbo_part2_referral(t_part2_consent(["cbo"], ["CAREMGT"]))))
 }
 
-test_part2_consent_naming_another_recipient_withheld if {
-	d := t_decide(t_cbo_part2_referral(t_part2_consent(["cbo-south", "county-health"], ["CAREMGT"])))
-	d.fields.resources == "withhold"
-	d.notices == []
-	d.consent_used == false
+test_part2_consent_naming_another_recipient_absent if {
+	t_deny_shape(t_decide(t_cbo_part2_referral(t_part2_consent(["cbo-south", "county-health"], ["CAREMGT"]))))
 }
 
-test_part2_consent_not_covering_purpose_withheld if {
-	d := t_decide(t_cbo_part2_referral(t_part2_consent(["cbo-north"], ["TREAT"])))
-	d.fields.resources == "withhold"
-	d.notices == []
+test_part2_consent_not_covering_purpose_absent if {
+	t_deny_shape(t_decide(t_cbo_part2_referral(t_part2_consent(["cbo-north"], ["TREAT"]))))
 }
 
-# The Part 2 flag protects every resource's health fields, not only case status.
+# §2.31: the consent names the program that discloses. A Part 2 consent
+# recorded by anyone but the record's holder opens nothing of it, however it
+# names the recipient (issue 15: a CBO granted itself county health's
+# substance-use cases this way).
+test_part2_consent_of_another_discloser_absent if {
+	c := object.union(t_part2_consent(["cbo-north"], ["CAREMGT"]), {"discloser": "cbo-north"})
+	t_deny_shape(t_decide(t_cbo_part2_referral(c)))
+	d := t_decide(t_with(t_req("cbo", "read", "case_status", "none"), object.union(t_part2, {"consent": c})))
+	t_deny_shape(d)
+}
+
+# The Part 2 flag protects every resource, not only case status.
 test_part2_outcome_of_assigned_referral if {
-	without := t_decide(t_with(t_req("cbo", "read", "outcome", "assigned_cbo"), t_part2))
-	without.fields.kind == "withhold"
-	without.fields.resource == "withhold"
-	without.fields.notes == "release"
+	t_deny_shape(t_decide(t_with(t_req("cbo", "read", "outcome", "assigned_cbo"), t_part2)))
 	with_consent := t_decide(t_with(t_req("cbo", "read", "outcome", "assigned_cbo"), object.union(t_part2, {"consent": t_part2_consent(["cbo-north"], ["CAREMGT"])})))
 	with_consent.fields.kind == "release"
 	count(with_consent.notices) == 2
@@ -84,11 +83,7 @@ test_part2_health_submitter_sees_its_own_case_status if {
 # Only its own: the same partner linked to the person, but not the submitter of
 # this case status, still needs a Part 2 consent naming it.
 test_part2_health_linked_case_status_needs_part2_consent if {
-	without := t_decide(t_with(t_req("health", "read", "case_status", "linked_health"), t_part2))
-	without.effect == "allow"
-	without.fields.program == "withhold"
-	without.fields.case_ref == "release"
-	without.notices == []
+	t_deny_shape(t_decide(t_with(t_req("health", "read", "case_status", "linked_health"), t_part2)))
 	c := t_part2_consent(["county-health"], ["CAREMGT"])
 	with_consent := t_decide(t_with(t_req("health", "read", "case_status", "linked_health"), object.union(t_part2, {"consent": c})))
 	with_consent.fields.program == "release"
@@ -111,14 +106,10 @@ test_part2_cbo_case_status_under_consent if {
 	d.consent_used == true
 }
 
-test_part2_cbo_case_status_without_part2_naming_withheld if {
+test_part2_cbo_case_status_without_part2_naming_absent if {
 	c := t_consent(["cbo"], ["CAREMGT"], ["operational", "health"], [])
 	d := t_decide(t_with(t_req("cbo", "read", "case_status", "none"), object.union(t_part2, {"consent": c})))
-	d.effect == "allow"
-	d.fields.program == "withhold"
-	d.fields.id == "release"
-	d.notices == []
-	d.consent_used == true
+	t_deny_shape(d)
 }
 
 test_part2_never_to_police if {
@@ -126,17 +117,11 @@ test_part2_never_to_police if {
 	every resource in {"referral", "outcome", "case_status"} {
 		every rel in vocabulary.relationships {
 			d := t_decide(t_with(t_req("police", "read", resource, rel), object.union(t_part2, {"consent": c})))
-			every name, action in d.fields {
-				t_not_substance_use_or_withheld(resource, name, action)
-			}
-			d.notices == []
+			d.effect in {"deny", "aggregate_only"}
+			d.fields == {}
 		}
 	}
 }
-
-t_not_substance_use_or_withheld(resource, name, _) if data.crosswalk.catalog[resource][name].class != "health"
-
-t_not_substance_use_or_withheld(_, _, action) if action == "withhold"
 
 # A record that is not flagged Part 2 carries no notice, consent or not.
 test_part2_no_notice_without_the_flag if {

@@ -121,11 +121,8 @@ test_police_case_status_under_consent_without_case_ref if {
 test_police_never_get_substance_use_even_with_part2_consent if {
 	c := t_consent(["police", "pd"], ["CAREMGT"], vocabulary.classes, ["pd", "police"])
 	d := t_decide(t_with(t_req("police", "read", "case_status", "none"), object.union(t_part2, {"consent": c})))
-	d.effect == "allow"
-	d.fields.program == "withhold"
-	d.fields.status == "withhold"
-	d.fields.id == "release"
-	d.notices == []
+	d.effect == "aggregate_only"
+	d.fields == {}
 }
 
 test_police_part2_record_under_health_only_consent_aggregate_only if {
@@ -134,22 +131,35 @@ test_police_part2_record_under_health_only_consent_aggregate_only if {
 	d.effect == "aggregate_only"
 }
 
-test_police_part2_outcome_withholds_health_fields if {
+test_police_part2_outcome_absent if {
 	c := t_consent(["police"], ["CAREMGT"], ["operational", "health"], ["pd"])
 	d := t_decide(t_with(t_req("police", "read", "outcome", "submitter"), object.union(t_part2, {"consent": c})))
-	d.fields.kind == "withhold"
-	d.fields.resource == "withhold"
-	d.fields.id == "release"
-	d.notices == []
+	d.effect == "aggregate_only"
+	d.fields == {}
 }
 
-test_police_own_part2_referral_withholds_health_fields if {
+test_police_own_part2_referral_absent if {
 	d := t_decide(t_with(t_req("police", "read", "referral", "submitter"), t_part2))
-	d.effect == "allow"
-	d.fields.resources == "withhold"
-	d.fields.status == "withhold"
-	d.fields.cad_number == "release"
-	d.notices == []
+	t_deny_shape(d)
+}
+
+# A consent opens only the records of the partner that recorded it (issue 15):
+# the same consent recorded by a CBO does not open a case status county health
+# holds, and a record with no holder (or an input without one) is opened by no
+# consent.
+test_police_consent_of_another_discloser_opens_nothing if {
+	c := t_consent(["police"], ["CAREMGT"], vocabulary.classes, [])
+	own := t_decide(t_with(t_req("police", "read", "case_status", "none"), {"consent": c}))
+	own.effect == "allow"
+	elsewhere := object.union(c, {"discloser": "cbo-north"})
+	d := t_decide(t_with(t_req("police", "read", "case_status", "none"), {"consent": elsewhere}))
+	d.effect == "aggregate_only"
+	no_holder := t_with(t_req("police", "read", "case_status", "none"), {"consent": c, "record": {"part2": false, "holder": null}})
+	t_decide(no_holder).effect == "aggregate_only"
+	missing := json.remove(t_with(t_req("police", "read", "outcome", "none"), {"consent": c}), ["record/holder"])
+	t_decide(missing).effect == "aggregate_only"
+	no_discloser := t_with(t_req("police", "read", "outcome", "none"), {"consent": json.remove(c, ["discloser"])})
+	t_decide(no_discloser).effect == "aggregate_only"
 }
 
 # A field an operator adds to the catalog stays withheld from police until a

@@ -1,9 +1,10 @@
 //! Consents over the real binary (issue 7 items 1, 2 and 5): police see
 //! nothing record-level before a consent, the covered fields under one, and
 //! nothing again after it is revoked; a consent recorded on a health case
-//! follows the person to the linked referral; bad consents are refused naming
-//! the field with nothing written; every change and release is audited with
-//! the consent's id.
+//! follows the person to the linked referral and opens that partner's case
+//! there (and nothing of anyone else's: issue 15); bad consents are refused
+//! naming the field with nothing written; every change and release is audited
+//! with the consent's id.
 
 use serde_json::{Value, json};
 use sqlx::Row as _;
@@ -14,7 +15,7 @@ use crate::reads::{ok_json, read_as, refer, referral_body, token};
 
 backend_tests!(
     police_see_outcomes_only_while_a_consent_covers_them,
-    a_consent_on_a_health_case_follows_the_person_to_the_referral,
+    a_consent_on_a_health_case_opens_that_case_to_the_referrals_police,
     bad_consents_are_refused_naming_the_field_and_nothing_is_written,
 );
 
@@ -121,15 +122,16 @@ async fn police_see_outcomes_only_while_a_consent_covers_them(backend: Backend) 
     );
 
     // The release is accounted for with the consent that allowed it, to the
-    // admin and to the CBO that recorded the consent; not to another CBO.
+    // admin (naming pd) and to the CBO that recorded the consent (naming the
+    // recipient's kind); not to another CBO.
     let path = format!("/v1/audit/disclosures?referral={referral}");
-    for reader in ["admin", "cbo-north"] {
+    for (reader, recipient) in [("admin", "pd"), ("cbo-north", "police")] {
         let page = ok_json(read_as(&app, reader, &path, None).await).await;
         let police_release = page["disclosures"]
             .as_array()
             .expect("disclosures")
             .iter()
-            .find(|d| d["actor"] == "pd" && d["resource"] == "outcome")
+            .find(|d| d["actor"] == recipient && d["resource"] == "outcome")
             .unwrap_or_else(|| panic!("{reader} sees pd's release: {page}"))
             .clone();
         assert_eq!(police_release["consent_id"], consent_id.as_str());
@@ -161,30 +163,20 @@ async fn police_see_outcomes_only_while_a_consent_covers_them(backend: Backend) 
     assert_eq!(actions, ["consent.create", "consent.revoke"]);
 }
 
-async fn a_consent_on_a_health_case_follows_the_person_to_the_referral(backend: Backend) {
+async fn a_consent_on_a_health_case_opens_that_case_to_the_referrals_police(backend: Backend) {
     let app = spawn_app(backend).await;
     let referral = refer(&app, &referral_body("Linden", "Marsh", "cbo-north")).await;
     report_outcome(&app, &referral).await;
-    let case = post_as(
-        &app,
-        "county-health",
-        "/v1/cases",
-        &json!({
-            "subject": {"given_name": "Linden", "surname": "Marsh", "dob": "1981-02-03",
-                        "phone": "(916) 555-0144"},
-            "case_ref": "MRN-77120",
-            "program": "mental_health",
-            "status": "enrolled",
-            "effective_at": rfc3339_from_now(-600),
-        }),
-    )
-    .await;
-    assert_eq!(case.status(), 201, "{:?}", case.text().await);
-    let case_id = case.json::<Value>().await.expect("JSON")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    assert!(police_outcomes(&app, None).await.is_empty());
+    let case_id = post_case(&app, "mental_health").await;
+    let case_statuses = |reader: &'static str| {
+        let app = &app;
+        let path = format!("/v1/referrals/{referral}/case-status");
+        async move {
+            let page = ok_json(read_as(app, reader, &path, None).await).await;
+            page["case_statuses"].as_array().expect("statuses").clone()
+        }
+    };
+    assert!(case_statuses("pd").await.is_empty());
 
     // The health partner names its own case; it is told nothing about police.
     let consent = record_consent(
@@ -195,13 +187,17 @@ async fn a_consent_on_a_health_case_follows_the_person_to_the_referral(backend: 
     .await;
     assert_eq!(consent["case_id"], case_id.as_str());
     assert_eq!(consent["referral_id"], Value::Null);
+    assert_eq!(consent["discloser"], "county-health");
     let consent_id = consent["id"].as_str().expect("id").to_owned();
 
-    // It follows the person to the referral police made: the covered class only.
-    let outcomes = police_outcomes(&app, None).await;
-    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
-    assert_eq!(keys(&outcomes[0]), ["kind", "resource"], "{}", outcomes[0]);
-    assert_eq!(outcomes[0]["kind"], "engaged");
+    // It follows the person to the referral police made, and opens county
+    // health's own record there, the covered class only ...
+    let statuses = case_statuses("pd").await;
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    assert_eq!(keys(&statuses[0]), ["program", "status"], "{}", statuses[0]);
+    assert_eq!(statuses[0]["program"], "mental_health");
+    // ... never cbo-north's outcome: that is cbo-north's to open.
+    assert!(police_outcomes(&app, None).await.is_empty());
 
     // The recorder reads it back as FHIR, and accounts for the person by case.
     let fhir = app
@@ -220,10 +216,14 @@ async fn a_consent_on_a_health_case_follows_the_person_to_the_referral(backend: 
     assert_eq!(fhir["resourceType"], "Consent");
     assert_eq!(fhir["status"], "active");
     assert_eq!(fhir["provision"]["purpose"][0]["code"], "CAREMGT");
+    let actors = &fhir["provision"]["actor"];
+    assert_eq!(actors[0]["role"]["coding"][0]["code"], "CST", "{fhir}");
     assert_eq!(
-        fhir["provision"]["actor"][0]["reference"]["identifier"]["value"],
-        "pd"
+        actors[0]["reference"]["identifier"]["value"],
+        "county-health"
     );
+    assert_eq!(actors[1]["role"]["coding"][0]["code"], "IRCP", "{fhir}");
+    assert_eq!(actors[1]["reference"]["identifier"]["value"], "pd");
     assert!(
         fhir["patient"]["identifier"]["value"]
             .as_str()
@@ -249,7 +249,7 @@ async fn a_consent_on_a_health_case_follows_the_person_to_the_referral(backend: 
     assert!(
         entries
             .iter()
-            .any(|d| d["actor"] == "pd" && d["consent_id"] == consent_id.as_str()),
+            .any(|d| d["actor"] == "police" && d["consent_id"] == consent_id.as_str()),
         "{page}"
     );
     assert!(
@@ -258,6 +258,30 @@ async fn a_consent_on_a_health_case_follows_the_person_to_the_referral(backend: 
             .all(|d| d["consent_id"] == consent_id.as_str()),
         "only what its consent allowed: {page}"
     );
+}
+
+/// A case status by county health about the person `referral_body("Linden",
+/// "Marsh", ..)` describes; its id.
+async fn post_case(app: &TestApp, program: &str) -> String {
+    let case = post_as(
+        app,
+        "county-health",
+        "/v1/cases",
+        &json!({
+            "subject": {"given_name": "Linden", "surname": "Marsh", "dob": "1981-02-03",
+                        "phone": "(916) 555-0144"},
+            "case_ref": "MRN-77120",
+            "program": program,
+            "status": "enrolled",
+            "effective_at": rfc3339_from_now(-600),
+        }),
+    )
+    .await;
+    assert_eq!(case.status(), 201, "{:?}", case.text().await);
+    case.json::<Value>().await.expect("JSON")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
 }
 
 async fn bad_consents_are_refused_naming_the_field_and_nothing_is_written(backend: Backend) {
@@ -270,26 +294,33 @@ async fn bad_consents_are_refused_naming_the_field_and_nothing_is_written(backen
     end_first["period"] = json!({"start": rfc3339_from_now(3600), "end": rfc3339_from_now(60)});
     let mut unknown = consent_body(on.clone(), &["sheriff"], &["health", "gossip"]);
     unknown["purposes"] = json!(["CAREMGT", "SNOOP"]);
-    let no_part2 = consent_body(on.clone(), &["cbo"], &["substance_use"]);
+    let part2_case = json!({"case": post_case(&app, "substance_use").await});
+    let no_part2 = consent_body(part2_case.clone(), &["cbo"], &["substance_use"]);
     let mut part2_to_police = no_part2.clone();
     part2_to_police["part2"] = json!({"recipients": ["pd"], "right_to_revoke": false});
+    let mut part2_from_cbo = consent_body(on.clone(), &["cbo"], &["health", "substance_use"]);
+    part2_from_cbo["part2"] = json!({"recipients": ["cbo-north"], "right_to_revoke": true});
+    let mut other_discloser = valid.clone();
+    other_discloser["discloser"] = json!("county-health");
     let mut bad_hash = valid.clone();
     bad_hash["evidence_hash"] = json!("md5:abc");
     let mut identifiers = valid.clone();
     identifiers["classes"] = json!(["direct_identifier"]);
-    let cases: [(&str, &Value, &[&str]); 7] = [
+    let cases: [(&str, &Value, &[&str]); 9] = [
         ("cbo-north", &end_first, &["period.end"]),
         (
             "cbo-north",
             &unknown,
             &["recipients[0]", "purposes[1]", "classes[1]"],
         ),
-        ("cbo-north", &no_part2, &["part2"]),
+        ("county-health", &no_part2, &["part2"]),
         (
-            "cbo-north",
+            "county-health",
             &part2_to_police,
             &["part2.right_to_revoke", "part2.recipients[0]"],
         ),
+        ("cbo-north", &part2_from_cbo, &["classes[1]"]),
+        ("cbo-north", &other_discloser, &["discloser"]),
         ("cbo-north", &bad_hash, &["evidence_hash"]),
         ("cbo-north", &identifiers, &["classes[0]"]),
         ("cbo-south", &valid, &["referral"]),

@@ -486,7 +486,7 @@ impl Aggregates<'_> {
                 action: Action::Aggregate,
                 resource,
                 relationship: Relationship::None,
-                record: RecordFacts { part2: false },
+                record: RecordFacts::default(),
                 consent: None,
             });
             if decision.effect == Effect::Deny {

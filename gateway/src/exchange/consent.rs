@@ -10,8 +10,22 @@
 //!
 //! Either way the consent is stored on the record's *subject* (the gateway's
 //! internal reference for the person), so it follows the person to every
-//! record linked to them: a consent recorded on a health case covers the
-//! referral about the same person, and reads follow subject merges.
+//! record linked to them (reads follow subject merges) — but it opens only
+//! the records its recorder holds (issue 15).
+//!
+//! # The discloser
+//! A consent authorizes its *discloser* — the partner whose records it opens —
+//! to disclose to its recipients; 42 CFR §2.31 has a consent name the program
+//! that discloses, and HIPAA's authorizations (§164.508(c)(1)(ii)) name who
+//! may disclose. The discloser is always the recorder: a CBO's consent opens
+//! the CBO's outcomes to police, never county health's cases, and a health
+//! partner's opens its cases, never a CBO's outcomes. A holder that wants to
+//! honour a consent the person gave elsewhere records its own. The body may
+//! state `discloser`, and then it must be the recorder (anything else is a
+//! 400 naming `discloser`), so a client that thinks otherwise learns so.
+//! Only a holder of Part 2 records ([`holds_part2_records`]) records a
+//! consent covering `substance_use`; from anyone else it is a 400 naming the
+//! class.
 //!
 //! A referral (or case) that does not exist and one the recorder may not use
 //! get the same 400 naming the field, so the answer reveals nothing.
@@ -83,6 +97,10 @@ pub struct ConsentRequest {
     /// The 42 CFR Part 2 elements; required when `classes` has `substance_use`.
     #[serde(default)]
     pub part2: Option<Part2Request>,
+    /// The partner whose records the consent opens. Optional: it is always
+    /// the recorder, and any other value is refused.
+    #[serde(default)]
+    pub discloser: Option<String>,
 }
 
 /// When the consent is in force.
@@ -127,15 +145,31 @@ enum Target {
     Case(String),
 }
 
+/// Whether partners of `kind` can hold 42 CFR Part 2 records, and so record a
+/// consent covering `substance_use`: health partners, whose `substance_use`
+/// program cases are Part 2 records. CBOs and police hold none (their records
+/// are referrals and follow-up outcomes), so a Part 2 consent from them could
+/// only be meant to open someone else's records.
+pub fn holds_part2_records(kind: PartnerKind) -> bool {
+    kind == PartnerKind::Health
+}
+
 fn check(
     body: &[u8],
     shared: &Shared,
-    recorder: PartnerKind,
+    (recorder, recorder_kind): (&str, PartnerKind),
     now: DateTime<Utc>,
 ) -> Result<CheckedConsent, Invalid> {
     let request: ConsentRequest = input::parse_json(body)?;
     let mut invalid = Invalid::default();
-    let on = target(&mut invalid, recorder, request.referral, request.case);
+    if request.discloser.as_deref().is_some_and(|d| d != recorder) {
+        invalid.push(
+            "discloser",
+            "must be the recorder: a consent opens only the records of the partner that \
+             records it; the holder of other records records its own",
+        );
+    }
+    let on = target(&mut invalid, recorder_kind, request.referral, request.case);
     let recipients = check_list(&mut invalid, "recipients", &request.recipients, |r| {
         recipient(shared, r)
     });
@@ -154,6 +188,13 @@ fn check(
             return Err(
                 "a consent cannot cover direct identifiers: they never cross \
                         between partners"
+                    .to_owned(),
+            );
+        }
+        if c == ConsentClass::SubstanceUse.as_str() && !holds_part2_records(recorder_kind) {
+            return Err(
+                "only the program that holds 42 CFR Part 2 records records a consent to \
+                 disclose them (§2.31); this partner holds none"
                     .to_owned(),
             );
         }
@@ -180,7 +221,12 @@ fn check(
     }
     let method = input::code::<ConsentMethod>(&mut invalid, "method", &request.method);
     let evidence_hash = evidence_hash(&mut invalid, &request.evidence_hash);
-    let part2 = classes.contains(&ConsentClass::SubstanceUse.as_str().to_owned());
+    // From the classes as asked, so that a refused substance_use class is not
+    // also reported as a `part2` given without one.
+    let part2 = request
+        .classes
+        .iter()
+        .any(|c| c == ConsentClass::SubstanceUse.as_str());
     let part2_recipients = part2_elements(&mut invalid, shared, request.part2.as_ref(), part2);
     match (on, start, end, method, evidence_hash) {
         (Some(on), Some(start), Some(end), Some(method), Some(evidence_hash))
@@ -374,6 +420,7 @@ pub fn consent_record(row: &ConsentRow) -> Value {
         "classes": row.classes,
         "method": row.method,
         "recorded_by": row.recorded_by,
+        "discloser": row.discloser,
         "period_start": rfc3339(row.period_start),
         "period_end": rfc3339(row.period_end),
         "evidence_hash": row.evidence_hash,
@@ -394,7 +441,7 @@ pub(super) async fn record(
 ) -> Result<ConsentRow, ExchangeError> {
     let clock = &*shared.clock;
     let now = clock.now();
-    let checked = check(body, shared, kind, now)?;
+    let checked = check(body, shared, (partner, kind), now)?;
     let mut tx = shared.store.begin().await?;
     // A record that does not exist and one the recorder may not use are the
     // same answer.
@@ -432,6 +479,7 @@ pub(super) async fn record(
         referral_id,
         case_id,
         recorded_by: partner.to_owned(),
+        discloser: partner.to_owned(),
         method: checked.method.as_str().to_owned(),
         recipients: checked.recipients,
         purposes: checked.purposes,

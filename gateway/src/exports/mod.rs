@@ -266,7 +266,7 @@ impl Exports {
             action: Action::Export,
             resource: table.resource(),
             relationship: Relationship::None,
-            record: RecordFacts { part2 },
+            record: RecordFacts { part2, holder: None },
             consent: None,
         })
     }

@@ -47,6 +47,7 @@ pub(super) fn reads(state: &AppState) -> Reads<'_> {
         policy: &state.policy,
         pseudonyms: &state.pseudonyms,
         clock: state.audit.clock.as_ref(),
+        partners: &state.config.partners,
     }
 }
 

@@ -243,10 +243,11 @@ impl VmDecision {
 /// What the VM must decide exactly as the interpreter does before it is used:
 /// every partner kind in every relationship to every resource, for a
 /// record-level read, an aggregate and an export; with nothing on file, with a
-/// consent naming it for every class (under Part 2 too), and with one naming it
-/// that opens nothing (direct identifiers only: the fallback line of a consent
-/// route); on a Part 2 record and not — 1,800 questions, about a quarter of a
-/// second on one core in a release build. `PERFMSR` is a purpose every kind may
+/// consent of the record's holder naming it for every class (under Part 2
+/// too), the same recorded by another partner (which opens nothing of this
+/// record), and with one naming it that opens nothing (direct identifiers
+/// only: the fallback line of a consent route); on a Part 2 record and not —
+/// 2,400 questions, about a third of a second on one core in a release build. `PERFMSR` is a purpose every kind may
 /// declare in the baseline, so the questions reach the per-kind rules; a bundle
 /// that refuses it is still checked on its gates.
 pub(super) fn agreement_inputs() -> impl Iterator<Item = DecisionInput> {
@@ -261,12 +262,14 @@ pub(super) fn agreement_inputs() -> impl Iterator<Item = DecisionInput> {
         // Invariant: a constant, valid purpose code.
         "PERFMSR".parse().expect("a valid purpose")
     };
-    let consent = move |kind: PartnerKind, classes: &[FieldClass]| ConsentScope {
+    const HOLDER: &str = "crosswalk-check-holder";
+    let consent = move |kind: PartnerKind, classes: &[FieldClass], discloser: &str| ConsentScope {
         id: String::new(),
         recipients: vec![kind.as_str().to_owned()],
         purposes: vec![purpose()],
         classes: classes.to_vec(),
         part2_recipients: vec![format!("crosswalk-check-{kind}")],
+        discloser: discloser.to_owned(),
     };
     let mut inputs = Vec::new();
     for resource in Resource::ALL {
@@ -275,8 +278,9 @@ pub(super) fn agreement_inputs() -> impl Iterator<Item = DecisionInput> {
                 for action in [Action::Read, Action::Aggregate, Action::Export] {
                     for on_file in [
                         None,
-                        Some(consent(kind, &FieldClass::ALL)),
-                        Some(consent(kind, &[FieldClass::DirectIdentifier])),
+                        Some(consent(kind, &FieldClass::ALL, HOLDER)),
+                        Some(consent(kind, &FieldClass::ALL, "crosswalk-check-elsewhere")),
+                        Some(consent(kind, &[FieldClass::DirectIdentifier], HOLDER)),
                     ] {
                         for part2 in [false, true] {
                             inputs.push(DecisionInput {
@@ -288,7 +292,7 @@ pub(super) fn agreement_inputs() -> impl Iterator<Item = DecisionInput> {
                                 action,
                                 resource,
                                 relationship,
-                                record: RecordFacts { part2 },
+                                record: RecordFacts::held_by(HOLDER, part2),
                                 consent: on_file.clone(),
                             });
                         }

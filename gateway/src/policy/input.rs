@@ -4,7 +4,8 @@
 //! describes, and is the decision cache's key: two requests with equal inputs get
 //! the same decision, which is what lets a list of a thousand records of one shape
 //! cost one evaluation. So it holds only what the policy may look at — never a
-//! record's identifiers, only facts about the record (`record.part2`), and of the
+//! record's identifiers, only facts about the record (`record.part2`, the partner
+//! that holds it), and of the
 //! consent on file only its scope (the consent's id rides along for the caller's
 //! audit entry but is neither shown to the policy nor part of the key).
 
@@ -101,11 +102,29 @@ impl Relationship {
 }
 
 /// Facts about the record that change the decision, and nothing else.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordFacts {
     /// The record carries 42 CFR Part 2 (substance-use program) information.
     pub part2: bool,
+    /// The partner that holds the record: the police partner that submitted a
+    /// referral, the CBO that recorded an outcome, the health partner that
+    /// submitted a case status, the recorder of a consent. A consent opens only
+    /// records whose holder is its discloser (issue 15); `None` (an audit
+    /// entry, a question about a whole table) is held by no partner, so no
+    /// consent opens it.
+    #[serde(default)]
+    pub holder: Option<String>,
+}
+
+impl RecordFacts {
+    /// A record held by `holder`.
+    pub fn held_by(holder: &str, part2: bool) -> Self {
+        Self {
+            part2,
+            holder: Some(holder.to_owned()),
+        }
+    }
 }
 
 /// An active consent on file: its id, for the caller's audit entry, and what it
@@ -133,6 +152,9 @@ pub struct ConsentScope {
     /// Partner ids named under 42 CFR Part 2 (empty if none).
     #[serde(default)]
     pub part2_recipients: Vec<String>,
+    /// The partner whose records the consent opens (its recorder). The
+    /// policy uses the consent only on a record whose `holder` this is.
+    pub discloser: String,
 }
 
 impl ConsentScope {
@@ -140,15 +162,16 @@ impl ConsentScope {
     /// field by field, so that a field added to the struct is a compile error
     /// here until someone decides whether the policy sees it (and so whether
     /// the cache key must include it).
-    fn scope(&self) -> (&[String], &[Purpose], &[FieldClass], &[String]) {
+    fn scope(&self) -> (&[String], &[Purpose], &[FieldClass], &[String], &str) {
         let Self {
             id: _,
             recipients,
             purposes,
             classes,
             part2_recipients,
+            discloser,
         } = self;
-        (recipients, purposes, classes, part2_recipients)
+        (recipients, purposes, classes, part2_recipients, discloser)
     }
 }
 
@@ -240,13 +263,14 @@ mod tests {
             action: Action::Read,
             resource: Resource::CaseStatus,
             relationship: Relationship::AssignedCbo,
-            record: RecordFacts { part2: true },
+            record: RecordFacts::held_by("county-health", true),
             consent: Some(ConsentScope {
                 id: "c-1".into(),
                 recipients: vec!["cbo".into()],
                 purposes: vec!["CAREMGT".parse().expect("purpose")],
                 classes: vec![FieldClass::SubstanceUse],
                 part2_recipients: vec!["cbo-north".into()],
+                discloser: "county-health".into(),
             }),
         };
         let expected = json!({
@@ -255,9 +279,10 @@ mod tests {
             "action": "read",
             "resource": "case_status",
             "relationship": "assigned_cbo",
-            "record": {"part2": true},
+            "record": {"part2": true, "holder": "county-health"},
             "consent": {"recipients": ["cbo"], "purposes": ["CAREMGT"],
-                        "classes": ["substance_use"], "part2_recipients": ["cbo-north"]},
+                        "classes": ["substance_use"], "part2_recipients": ["cbo-north"],
+                        "discloser": "county-health"},
         });
 
         assert_eq!(
@@ -283,15 +308,21 @@ mod tests {
             purposes: vec!["CAREMGT".parse().expect("purpose")],
             classes,
             part2_recipients: Vec::new(),
+            discloser: "cbo-north".into(),
         };
         let a = scope("c-1", vec![FieldClass::Health]);
         let b = scope("c-2", vec![FieldClass::Health]);
         let wider = scope("c-1", vec![FieldClass::Health, FieldClass::Operational]);
+        let elsewhere = ConsentScope {
+            discloser: "county-health".into(),
+            ..a.clone()
+        };
 
         assert_eq!(a, b);
         let state = std::hash::RandomState::new();
         assert_eq!(state.hash_one(&a), state.hash_one(&b));
         assert_ne!(a, wider);
+        assert_ne!(a, elsewhere, "whose records it opens is part of the scope");
     }
 
     #[test]
@@ -299,7 +330,7 @@ mod tests {
         let base = json!({
             "requester": {"id": "pd", "kind": "police"}, "purpose": "CAREMGT",
             "action": "read", "resource": "referral", "relationship": "submitter",
-            "record": {"part2": false}, "consent": null,
+            "record": {"part2": false, "holder": "pd"}, "consent": null,
         });
         assert!(serde_json::from_value::<DecisionInput>(base.clone()).is_ok());
         let mut no_relationship = base.clone();

@@ -221,6 +221,7 @@ const CONSENT: &[FieldSpec] = &[
     field("classes"),
     field("method"),
     partner("recorded_by"),
+    partner("discloser"),
     generalized("period_start", YearMonth),
     generalized("period_end", YearMonth),
     field("evidence_hash"),

@@ -6,15 +6,19 @@
 //! referral, by a health partner on a case, renewed, narrowed ...). The
 //! policy's input holds one ([`crate::policy::ConsentScope`]), so that a
 //! decision can be cached by scope and the disclosure names the one consent
-//! that allowed it. [`ConsentFinder::for_subject`] picks, among the person's
+//! that allowed it. [`ConsentFinder::for_record`] picks, among the person's
 //! consents (every subject of theirs, merges followed) that are **active at the
 //! reader's clock** (in their period, not revoked):
-//! 1. only those that name the asker — by partner id or by kind in
+//! 1. only those whose discloser holds the record being decided: a consent
+//!    opens only the records of the partner that recorded it (issue 15; 42
+//!    CFR §2.31 names the program that discloses) — a CBO's consent never
+//!    opens county health's case, and the policy checks the same;
+//! 2. only those that name the asker — by partner id or by kind in
 //!    `recipients`, or by id in the Part 2 recipients — and cover the declared
 //!    purpose: any other consent cannot open anything for this asker;
-//! 2. of those, one naming the asker by id before one naming only its kind
+//! 3. of those, one naming the asker by id before one naming only its kind
 //!    (the more specific authorization);
-//! 3. then the most recently recorded.
+//! 4. then the most recently recorded.
 //!
 //! No consent is merged with another: each disclosure is accounted to exactly
 //! one consent the person gave. A deliberate simplification: a person with one
@@ -27,16 +31,22 @@ use serde_json::Value;
 
 use super::{Asker, ReadError, Reads};
 use crate::exchange::consent::consent_record;
-use crate::policy::{Action, ConsentScope, FieldClass, Purpose, Relationship, Resource};
+use crate::policy::{
+    Action, ConsentScope, FieldClass, Purpose, RecordFacts, Relationship, Resource,
+};
 use crate::store::Tx;
 use crate::store::consents::{ConsentRow, get_consent, unrevoked_of_subjects};
 use crate::store::referrals::same_person_subjects;
 
-/// Finds the consent a decision is made under, once per subject per request.
+/// Finds the consent a decision is made under, once per person and record
+/// holder per request.
 pub(crate) struct ConsentFinder<'a> {
     asker: &'a Asker<'a>,
     now: i64,
-    seen: HashMap<String, Option<ConsentScope>>,
+    /// The person's consents not yet revoked, by each of their subjects.
+    consents: HashMap<String, std::sync::Arc<[ConsentRow]>>,
+    /// The choice made for a (subject, holder).
+    chosen: HashMap<(String, String), Option<ConsentScope>>,
 }
 
 impl<'a> ConsentFinder<'a> {
@@ -44,29 +54,42 @@ impl<'a> ConsentFinder<'a> {
         Self {
             asker,
             now,
-            seen: HashMap::new(),
+            consents: HashMap::new(),
+            chosen: HashMap::new(),
         }
     }
 
     /// The consent on file for `subject_id`'s person that the policy should
-    /// see for this asker, if any (see the module docs).
-    pub(crate) async fn for_subject(
+    /// see for this asker on a record `holder` holds, if any (see the module
+    /// docs).
+    pub(crate) async fn for_record(
         &mut self,
         tx: &mut Tx<'_>,
         subject_id: &str,
+        holder: &str,
     ) -> Result<Option<ConsentScope>, ReadError> {
-        if let Some(found) = self.seen.get(subject_id) {
+        let key = (subject_id.to_owned(), holder.to_owned());
+        if let Some(found) = self.chosen.get(&key) {
             return Ok(found.clone());
         }
-        let family = same_person_subjects(tx, subject_id).await?;
-        let consents = unrevoked_of_subjects(tx, &family).await?;
-        let chosen = choose(self.asker, self.now, &consents)
+        let consents = match self.consents.get(subject_id) {
+            Some(consents) => consents.clone(),
+            None => {
+                let family = same_person_subjects(tx, subject_id).await?;
+                let consents: std::sync::Arc<[ConsentRow]> =
+                    unrevoked_of_subjects(tx, &family).await?.into();
+                for subject in family {
+                    self.consents.insert(subject, consents.clone());
+                }
+                self.consents
+                    .insert(subject_id.to_owned(), consents.clone());
+                consents
+            }
+        };
+        let chosen = choose(self.asker, self.now, holder, &consents)
             .map(scope)
             .transpose()?;
-        for subject in family {
-            self.seen.insert(subject, chosen.clone());
-        }
-        self.seen.insert(subject_id.to_owned(), chosen.clone());
+        self.chosen.insert(key, chosen.clone());
         Ok(chosen)
     }
 }
@@ -91,10 +114,15 @@ fn names_asker(asker: &Asker<'_>, consent: &ConsentRow) -> Option<u8> {
     }
 }
 
-fn choose<'c>(asker: &Asker<'_>, now: i64, consents: &'c [ConsentRow]) -> Option<&'c ConsentRow> {
+fn choose<'c>(
+    asker: &Asker<'_>,
+    now: i64,
+    holder: &str,
+    consents: &'c [ConsentRow],
+) -> Option<&'c ConsentRow> {
     consents
         .iter()
-        .filter(|c| c.is_active(now))
+        .filter(|c| c.is_active(now) && c.discloser == holder)
         .filter_map(|c| names_asker(asker, c).map(|rank| (rank, c.created_at, &c.id, c)))
         .max_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)))
         .map(|(_, _, _, c)| c)
@@ -126,6 +154,7 @@ fn scope(row: &ConsentRow) -> Result<ConsentScope, ReadError> {
         purposes,
         classes,
         part2_recipients: row.part2_recipients.clone(),
+        discloser: row.discloser.clone(),
     })
 }
 
@@ -166,7 +195,7 @@ impl Reads<'_> {
             Action::Read,
             Resource::Consent,
             relationship,
-            false,
+            RecordFacts::held_by(&row.recorded_by, false),
             None,
         );
         if !decided.1.allows_records() {
@@ -202,6 +231,7 @@ mod tests {
             referral_id: Some("r".to_owned()),
             case_id: None,
             recorded_by: "cbo-north".to_owned(),
+            discloser: "cbo-north".to_owned(),
             method: "written".to_owned(),
             recipients: recipients.iter().map(|r| (*r).to_owned()).collect(),
             purposes: vec!["CAREMGT".to_owned()],
@@ -232,24 +262,30 @@ mod tests {
         expired.period_end = 50;
         let mut revoked = consent("e", &["pd"], 45);
         revoked.revoked_at = Some(1);
-        let all = [by_kind_newer.clone(), by_id, other, expired, revoked];
+        let mut elsewhere = consent("g", &["pd"], 50);
+        elsewhere.discloser = "county-health".to_owned();
+        let all = [by_kind_newer.clone(), by_id, other, expired, revoked, elsewhere];
+        let choose = |asker: &Asker<'_>, now: i64, consents: &[ConsentRow]| {
+            choose(asker, now, "cbo-north", consents).map(|c| c.id.clone())
+        };
 
-        assert_eq!(choose(&asker, 60, &all).map(|c| c.id.as_str()), Some("a"));
+        assert_eq!(choose(&asker, 60, &all).as_deref(), Some("a"));
+        assert_eq!(
+            super::choose(&asker, 60, "county-health", &all).map(|c| c.id.as_str()),
+            Some("g"),
+            "on county health's records, only county health's consent"
+        );
         assert_eq!(
             choose(
                 &asker,
                 60,
                 &[by_kind_newer.clone(), consent("f", &["police"], 25)]
             )
-            .map(|c| c.id.as_str()),
+            .as_deref(),
             Some("f"),
             "newest among equals"
         );
-        assert_eq!(
-            choose(&asker, 100, &all).map(|c| c.id.as_str()),
-            None,
-            "period over"
-        );
+        assert_eq!(choose(&asker, 100, &all), None, "period over");
         let perfmsr: Purpose = "PERFMSR".parse().expect("purpose");
         let other_purpose = Asker {
             purpose: &perfmsr,

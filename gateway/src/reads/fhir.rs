@@ -15,6 +15,7 @@
 //! | `part2` | `policyRule` v3-ActCode `42CFRPart2` (else `OPTIN`) |
 //! | `period_start`/`period_end` | `provision.period`; `dateTime` is `period_start` (when it was given) |
 //! | `recipients` | `provision.actor[]`, role v3-ParticipationType `IRCP` (information recipient), a partner id (`urn:crosswalk:partner`) or kind (`urn:crosswalk:partner-kind`) |
+//! | `discloser` | `provision.actor[]` first, role v3-ParticipationType `CST` (custodian: the partner whose records the consent opens — for a Part 2 consent, the Part 2 program; `organization` stays the recorder, which is the same partner) |
 //! | `purposes` | `provision.purpose[]`, system v3-ActReason (HL7 PurposeOfUse) |
 //! | `classes` | `provision.code[]`, system `https://crosswalk.invalid/fhir/CodeSystem/field-class`; `substance_use` also `provision.securityLabel` v3-ActCode `ETH` |
 //! | Part 2 recipients | a nested `provision` (permit, `ETH`) whose actors are the named recipients |
@@ -47,13 +48,22 @@ fn recipient_actor(recipient: &str) -> Value {
     } else {
         PARTNER
     };
+    actor("IRCP", "information recipient", system, recipient)
+}
+
+/// The partner whose records the consent opens: the custodian that discloses.
+fn discloser_actor(discloser: &str) -> Value {
+    actor("CST", "custodian", PARTNER, discloser)
+}
+
+fn actor(code: &str, display: &str, system: &str, value: &str) -> Value {
     json!({
         "role": {"coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
-            "code": "IRCP",
-            "display": "information recipient",
+            "code": code,
+            "display": display,
         }]},
-        "reference": {"identifier": {"system": system, "value": recipient}},
+        "reference": {"identifier": {"system": system, "value": value}},
     })
 }
 
@@ -85,10 +95,16 @@ pub fn consent_resource(view: &Value, active: bool, pseudonym: &str) -> Value {
         .collect();
     let eth = json!({"system": ACT_CODE, "code": "ETH", "display": "substance abuse information sensitivity"});
     let part2 = view["part2"].is_object();
+    let actors: Vec<Value> = view["discloser"]
+        .as_str()
+        .map(discloser_actor)
+        .into_iter()
+        .chain(strings(view, "recipients").iter().map(|r| recipient_actor(r)))
+        .collect();
     let mut provision = json!({
         "type": "permit",
         "period": {"start": view["period_start"], "end": view["period_end"]},
-        "actor": strings(view, "recipients").iter().map(|r| recipient_actor(r)).collect::<Vec<_>>(),
+        "actor": actors,
         "action": [{"coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/consentaction",
             "code": "disclose",

@@ -57,6 +57,7 @@ mod records;
 pub use self::consents::ReadableConsent;
 pub use self::outcomes::OutcomePage;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -66,7 +67,7 @@ use self::records::{case_record, referral_record};
 use crate::audit::read::{READ_ACTION, disclosures_under};
 use crate::audit::{self, Event, released_fields};
 use crate::clock::Clock;
-use crate::config::PartnerKind;
+use crate::config::{PartnerConfig, PartnerKind};
 use crate::exchange::vocabulary::{Code as _, ReferralStatus};
 use crate::policy::{
     Action, ConsentScope, Decision, DecisionInput, FieldShaper, Policy, Purpose, RecordFacts,
@@ -78,6 +79,7 @@ use crate::store::referrals::{
     ReferralListQuery, ReferralOwner, ReferralRow, get_referral, list_referrals,
     same_person_subjects,
 };
+use crate::store::holders::held_by;
 use crate::store::{Store, StoreError, cases};
 use crate::subjects::RegistryError;
 use crate::vault::{Vault, VaultError};
@@ -193,6 +195,9 @@ pub struct Reads<'a> {
     pub policy: &'a Policy,
     pub pseudonyms: &'a Pseudonymizer,
     pub clock: &'a dyn Clock,
+    /// The registry, for the kind of a partner named in an audit entry (a
+    /// recorder's accounting names recipients by kind only).
+    pub partners: &'a BTreeMap<String, PartnerConfig>,
 }
 
 /// The partner kinds that may read the accounting of disclosures as the
@@ -234,7 +239,7 @@ impl Reads<'_> {
         action: Action,
         resource: Resource,
         relationship: Relationship,
-        part2: bool,
+        record: RecordFacts,
         consent: Option<ConsentScope>,
     ) -> (DecisionInput, Arc<Decision>) {
         let input = DecisionInput {
@@ -243,7 +248,7 @@ impl Reads<'_> {
             action,
             resource,
             relationship,
-            record: RecordFacts { part2 },
+            record,
             consent,
         };
         let decision = self.policy.decide(&input);
@@ -323,7 +328,7 @@ impl Reads<'_> {
             Action::List,
             Resource::Referral,
             relationship,
-            false,
+            RecordFacts::default(),
             None,
         );
         if !list_decision.allows_records() {
@@ -377,7 +382,11 @@ impl Reads<'_> {
         let mut finder = ConsentFinder::new(asker, self.clock.now().timestamp_micros());
         let mut consents = Vec::with_capacity(rows.len());
         for row in &rows {
-            consents.push(finder.for_subject(&mut snapshot, &row.subject_id).await?);
+            consents.push(
+                finder
+                    .for_record(&mut snapshot, &row.subject_id, &row.submitted_by)
+                    .await?,
+            );
         }
         snapshot.commit().await?;
 
@@ -404,7 +413,7 @@ impl Reads<'_> {
                 Action::List,
                 Resource::Referral,
                 Self::relationship(asker, &row),
-                false,
+                RecordFacts::held_by(&row.submitted_by, false),
                 consent,
             );
             if !decided.1.allows_records() {
@@ -437,7 +446,7 @@ impl Reads<'_> {
             return Err(ReadError::NotFound { refused: None });
         };
         let consent = ConsentFinder::new(asker, self.clock.now().timestamp_micros())
-            .for_subject(&mut snapshot, &row.subject_id)
+            .for_record(&mut snapshot, &row.subject_id, &row.submitted_by)
             .await?;
         snapshot.commit().await?;
         let decided = self.decide(
@@ -445,7 +454,7 @@ impl Reads<'_> {
             Action::Read,
             Resource::Referral,
             Self::relationship(asker, &row),
-            false,
+            RecordFacts::held_by(&row.submitted_by, false),
             consent,
         );
         if !decided.1.allows_records() {
@@ -501,7 +510,11 @@ impl Reads<'_> {
         let mut finder = ConsentFinder::new(asker, self.clock.now().timestamp_micros());
         let mut consents = Vec::with_capacity(latest.len());
         for case in &latest {
-            consents.push(finder.for_subject(&mut snapshot, &case.subject_id).await?);
+            consents.push(
+                finder
+                    .for_record(&mut snapshot, &case.subject_id, &case.submitted_by)
+                    .await?,
+            );
         }
         snapshot.commit().await?;
 
@@ -514,7 +527,7 @@ impl Reads<'_> {
                 Action::Read,
                 Resource::CaseStatus,
                 relationship,
-                case.part2,
+                RecordFacts::held_by(&case.submitted_by, case.part2),
                 consent,
             );
             if !decided.1.allows_records() {
@@ -576,7 +589,7 @@ impl Reads<'_> {
             Action::List,
             Resource::AuditEntry,
             relationship,
-            false,
+            RecordFacts::default(),
             None,
         );
         if !decision.allows_records() {
@@ -616,7 +629,7 @@ impl Reads<'_> {
 
         // The page is read in the transaction that records reading it.
         let mut tx = self.store.begin().await?;
-        let page = disclosures_under(
+        let mut page = disclosures_under(
             &mut tx,
             &family,
             only_consents.as_deref(),
@@ -625,10 +638,25 @@ impl Reads<'_> {
         )
         .await?;
         let shaper = FieldShaper::for_partner(self.pseudonyms, asker.partner);
-        let views: Vec<ReleasedView> = page
-            .disclosures
+        let records: Vec<serde_json::Value> = if admin {
+            page.disclosures
+                .iter()
+                .map(records::disclosure_record)
+                .collect()
+        } else {
+            self.keep_held(&mut tx, asker, &mut page.disclosures)
+                .await?;
+            page.disclosures
+                .iter()
+                .map(|d| {
+                    let kind = self.partners.get(&d.recipient).map(|p| p.kind);
+                    records::recorder_disclosure_record(d, kind)
+                })
+                .collect()
+        };
+        let views: Vec<ReleasedView> = records
             .iter()
-            .filter_map(|d| release_view(&decision, &records::disclosure_record(d), &shaper).ok())
+            .filter_map(|record| release_view(&decision, record, &shaper).ok())
             .collect();
         let accounting = match about {
             AccountFor::Referral(_) => "referral",
@@ -646,6 +674,36 @@ impl Reads<'_> {
             disclosures: views,
             next_cursor: page.next_cursor,
         })
+    }
+
+    /// Keeps only disclosures of records `asker` holds. Disclosures under its
+    /// consents are of its own records anyway (a consent opens only its
+    /// recorder's records); this also drops any made before that rule
+    /// (issue 15), under a consent that then opened another partner's
+    /// record, which would tell the recorder that the other partner holds one.
+    async fn keep_held(
+        &self,
+        tx: &mut crate::store::Tx<'_>,
+        asker: &Asker<'_>,
+        disclosures: &mut Vec<crate::audit::read::Disclosure>,
+    ) -> Result<(), ReadError> {
+        let mut by_resource: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for d in disclosures.iter() {
+            if let (Some(resource), Some(id)) = (&d.resource, &d.record_id) {
+                by_resource.entry(resource).or_default().push(id);
+            }
+        }
+        let mut held = std::collections::HashSet::new();
+        for (resource, ids) in by_resource {
+            for id in held_by(tx, resource, &ids, asker.partner).await? {
+                held.insert((resource.to_owned(), id));
+            }
+        }
+        disclosures.retain(|d| match (&d.resource, &d.record_id) {
+            (Some(resource), Some(id)) => held.contains(&(resource.clone(), id.clone())),
+            _ => false,
+        });
+        Ok(())
     }
 }
 

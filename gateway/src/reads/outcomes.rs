@@ -3,8 +3,9 @@
 //!
 //! Each outcome of a referral the police partner submitted is decided as
 //! `outcome` (action `list`, relationship `none`: police did not record it)
-//! with the consent found for the referral's person
-//! ([`super::consents::ConsentFinder`]). The baseline policy gives police
+//! with the consent found for the referral's person among those the outcome's
+//! CBO recorded ([`super::consents::ConsentFinder`]: a consent opens only its
+//! recorder's records). The baseline policy gives police
 //! `aggregate_only` without a consent naming them and covering the purpose,
 //! and under one releases only the fields of the classes it covers (never
 //! identifiers, never substance-use information). An outcome the decision does
@@ -28,7 +29,9 @@ use super::records::time;
 use super::{Asker, Cursor, MAX_LIMIT, ReadError, Reads, Released};
 use crate::config::PartnerKind;
 use crate::exchange::outcome::{OutcomeSealed, sealed_context};
-use crate::policy::{Action, Decision, Effect, FieldShaper, Relationship, ReleasedView, Resource};
+use crate::policy::{
+    Action, Decision, Effect, FieldShaper, RecordFacts, Relationship, ReleasedView, Resource,
+};
 use crate::store::outcomes::{OutcomeRow, outcomes_of_submitter};
 use crate::vault::Sealed;
 
@@ -64,7 +67,7 @@ impl Reads<'_> {
             Action::List,
             Resource::Outcome,
             Relationship::None,
-            false,
+            RecordFacts::default(),
             None,
         );
         if baseline.effect == Effect::Deny {
@@ -91,7 +94,11 @@ impl Reads<'_> {
             .await?;
             let mut consents = Vec::with_capacity(rows.len());
             for row in &rows {
-                consents.push(finder.for_subject(&mut snapshot, &row.subject_id).await?);
+                consents.push(
+                    finder
+                        .for_record(&mut snapshot, &row.subject_id, &row.recorded_by)
+                        .await?,
+                );
             }
             snapshot.commit().await?;
             let exhausted = rows.len() < batch;
@@ -107,7 +114,7 @@ impl Reads<'_> {
                     Action::List,
                     Resource::Outcome,
                     Relationship::None,
-                    false,
+                    RecordFacts::held_by(&row.recorded_by, false),
                     consent,
                 );
                 if decided.1.allows_records() {

@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 
 use super::{Asker, ReadError, Reads};
 use crate::audit::read::Disclosure;
+use crate::config::PartnerKind;
 use crate::exchange::case::{CaseSealed, sealed_context as case_context};
 use crate::exchange::referral::{ReferralSealed, sealed_context as referral_context};
 use crate::policy::Decision;
@@ -147,6 +148,32 @@ pub(super) async fn case_record(
 
 /// A disclosure as the `audit_entry` resource. The person's internal
 /// references are not part of it: the caller asked about one person.
+/// A disclosure as the partner that recorded the consent it was made under
+/// reads it: the recipient as its partner kind (`cbo`, `police`, `health`),
+/// never its id, and the day, not the instant. Everything else as
+/// [`disclosure_record`].
+///
+/// Why (README, "Consents", accounting): the recorder owes the person an
+/// accounting (§164.528(b)(2): date, recipient, what, why), but a partner id
+/// — or the minute of a read — would tell the recorder which other partner
+/// holds a record about the person: only a CBO assigned a police referral can
+/// read county health's case through it. The kind and the day say "a
+/// community-based organization received these fields on that day for care
+/// coordination"; the administrator's accounting names the partner, for the
+/// recorder to pass on when the person asks for the full accounting (the
+/// gateway's operator answers for it as the partners' business associate,
+/// §164.504(e)(2)(ii)(G)). A recipient no longer in the registry is
+/// `unknown`.
+pub(super) fn recorder_disclosure_record(
+    disclosure: &Disclosure,
+    recipient_kind: Option<PartnerKind>,
+) -> Value {
+    let mut record = disclosure_record(disclosure);
+    record["actor"] = json!(recipient_kind.map_or("unknown", PartnerKind::as_str));
+    record["at"] = json!(disclosure.at.format("%Y-%m-%d").to_string());
+    record
+}
+
 pub(super) fn disclosure_record(disclosure: &Disclosure) -> Value {
     let fields: Vec<Value> = disclosure
         .fields

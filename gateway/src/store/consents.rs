@@ -17,6 +17,10 @@ pub struct ConsentRow {
     pub referral_id: Option<String>,
     pub case_id: Option<String>,
     pub recorded_by: String,
+    /// The partner whose records the consent opens: always its recorder
+    /// (migration 0016; issue 15). Reads use a consent only on records this
+    /// partner holds.
+    pub discloser: String,
     pub method: String,
     pub recipients: Vec<String>,
     pub purposes: Vec<String>,
@@ -37,6 +41,7 @@ impl std::fmt::Debug for ConsentRow {
         f.debug_struct("ConsentRow")
             .field("id", &self.id)
             .field("recorded_by", &self.recorded_by)
+            .field("discloser", &self.discloser)
             .field("part2", &self.part2)
             .field("revoked", &self.revoked_at.is_some())
             .finish_non_exhaustive()
@@ -52,7 +57,7 @@ impl ConsentRow {
 
 const COLUMNS: &str = "id, subject_id, referral_id, case_id, recorded_by, method, recipients, \
     purposes, classes, part2_recipients, part2, period_start, period_end, evidence_hash, \
-    created_at, revoked_at, revoked_by";
+    created_at, revoked_at, revoked_by, discloser";
 
 fn list(text: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(text).map_err(|_| StoreError::Corrupt {
@@ -84,6 +89,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<ConsentRow, StoreError> {
         created_at: r.try_get(14)?,
         revoked_at: r.try_get(15)?,
         revoked_by: r.try_get(16)?,
+        discloser: r.try_get(17)?,
     })
 }
 
@@ -92,8 +98,8 @@ pub async fn insert_consent(tx: &mut Tx<'_>, row: &ConsentRow) -> Result<(), Sto
     sqlx::query(
         "INSERT INTO consents (id, subject_id, referral_id, case_id, recorded_by, method, \
          recipients, purposes, classes, part2_recipients, part2, period_start, period_end, \
-         evidence_hash, created_at, revoked_at, revoked_by) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, NULL, NULL)",
+         evidence_hash, created_at, revoked_at, revoked_by, discloser) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, NULL, NULL, $16)",
     )
     .bind(row.id.clone())
     .bind(row.subject_id.clone())
@@ -110,6 +116,7 @@ pub async fn insert_consent(tx: &mut Tx<'_>, row: &ConsentRow) -> Result<(), Sto
     .bind(row.period_end)
     .bind(row.evidence_hash.clone())
     .bind(row.created_at)
+    .bind(row.discloser.clone())
     .execute(&mut **tx)
     .await?;
     Ok(())

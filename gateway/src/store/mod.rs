@@ -40,6 +40,7 @@ pub(crate) mod chain;
 pub mod consents;
 pub(crate) mod export_rows;
 pub mod exports;
+pub mod holders;
 pub mod idempotency;
 pub mod outcomes;
 pub mod referrals;

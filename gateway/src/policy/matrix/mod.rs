@@ -83,15 +83,24 @@ enum OnFile {
     Covering,
     /// The same, also naming the requester under 42 CFR Part 2.
     CoveringPart2,
+    /// Covering and naming the requester under Part 2 too, but recorded by a
+    /// partner other than the record's holder: it opens nothing of this
+    /// record (a consent opens only its discloser's records).
+    CoveringElsewhere,
 }
 
+/// The partner that holds every record of the matrix; its consents are the
+/// ones that can open them.
+const HOLDER: &str = "holder";
+
 impl OnFile {
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 6] = [
         Self::Nothing,
         Self::AnotherKinds,
         Self::IdentifiersOnly,
         Self::Covering,
         Self::CoveringPart2,
+        Self::CoveringElsewhere,
     ];
 
     fn scope(self, kind: PartnerKind) -> Option<ConsentScope> {
@@ -99,7 +108,10 @@ impl OnFile {
             Self::Nothing => return None,
             Self::AnotherKinds if kind == PartnerKind::Police => "cbo",
             Self::AnotherKinds => "police",
-            Self::IdentifiersOnly | Self::Covering | Self::CoveringPart2 => kind.as_str(),
+            Self::IdentifiersOnly
+            | Self::Covering
+            | Self::CoveringPart2
+            | Self::CoveringElsewhere => kind.as_str(),
         };
         Some(ConsentScope {
             id: "c-1".to_owned(),
@@ -110,10 +122,15 @@ impl OnFile {
             } else {
                 FieldClass::ALL.to_vec()
             },
-            part2_recipients: if self == Self::CoveringPart2 {
+            part2_recipients: if matches!(self, Self::CoveringPart2 | Self::CoveringElsewhere) {
                 vec![partner_id(kind).to_owned()]
             } else {
                 Vec::new()
+            },
+            discloser: if self == Self::CoveringElsewhere {
+                "elsewhere".to_owned()
+            } else {
+                HOLDER.to_owned()
             },
         })
     }
@@ -178,7 +195,7 @@ impl Case {
             action: self.action,
             resource: self.resource,
             relationship: self.relationship,
-            record: RecordFacts { part2: self.part2 },
+            record: RecordFacts::held_by(HOLDER, self.part2),
             consent: self.on_file.scope(self.kind),
         }
     }
@@ -235,7 +252,7 @@ fn expected_effect(case: &Case) -> Effect {
     // Every consent here covers every purpose and class, so one that names the
     // requester always opens some field.
     let consent = case.on_file.applies();
-    match (case.kind, case.resource, case.relationship) {
+    let effect = match (case.kind, case.resource, case.relationship) {
         (Police, Referral, Submitter)
         | (Cbo, Referral, AssignedCbo)
         | (Cbo, Outcome, AssignedCbo | Submitter)
@@ -252,6 +269,23 @@ fn expected_effect(case: &Case) -> Effect {
         (Cbo, CaseStatus, _) | (Health, Referral | Outcome | CaseStatus, _) if consent => Allow,
         (Evaluator, _, _) if case.action == Action::Export && record_resource => Allow,
         (_, AuditEntry | Consent | Referral | Outcome | CaseStatus, _) => Deny,
+    };
+    // A Part 2 record is released whole or is absent: the kind's fallback
+    // answers unless a Part 2 consent names the (non-police) requester and the
+    // route releases every substance-use field (an export withholds them), or
+    // it is the program's own record.
+    let whole_part2 = own_program_record(case)
+        || (case.on_file == OnFile::CoveringPart2
+            && case.kind != Police
+            && !(case.kind == Evaluator && case.action == Action::Export));
+    if effect == Allow && case.part2 && record_resource && !whole_part2 {
+        if case.kind == Police && matches!(case.resource, Outcome | CaseStatus) {
+            AggregateOnly
+        } else {
+            Deny
+        }
+    } else {
+        effect
     }
 }
 

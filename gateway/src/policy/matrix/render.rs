@@ -27,9 +27,12 @@ pub(super) fn render(decided: &BTreeMap<Case, Decision>, snapshot: &Snapshot) ->
     out.push_str(
         "\nAny other purpose: **deny**, for every resource, action and relationship.\n\n\
          ## Effects\n\n\
-         With a permitted purpose. \"With consent\" means an active consent naming the\n\
-         requester (by id or kind) and covering the purpose and the fields' classes; a\n\
-         consent naming only other partners changes nothing.\n",
+         With a permitted purpose. \"With consent\" means an active consent recorded by\n\
+         the record's holder (its discloser), naming the requester (by id or kind) and\n\
+         covering the purpose and the fields' classes; a consent naming only other\n\
+         partners, or recorded by a partner that does not hold the record, changes\n\
+         nothing. On a record without Part 2 information; a Part 2 record is released\n\
+         whole or not at all (see the last two sections).\n",
     );
     for resource in Resource::ALL {
         render_effects(&mut out, decided, resource);
@@ -40,11 +43,13 @@ pub(super) fn render(decided: &BTreeMap<Case, Decision>, snapshot: &Snapshot) ->
          record without Part 2 information: **R** release, **P** pseudonymize,\n\
          **G** generalize, **W** withhold. A column lists the relationships and actions\n\
          that share it.\n\n\
-         On a Part 2 record every `health` field counts as substance use: it is\n\
-         withheld on every route unless the consent names the requester under 42 CFR\n\
-         Part 2 (never police), and then it travels with the two §2.32 notices; the\n\
-         health partner that submitted a case status gets its own record back\n\
-         whole (see the last section).\n",
+         On a Part 2 record every `health` field counts as substance use, and the\n\
+         record is released whole or not at all: it is absent (the kind's fallback\n\
+         answers: deny, or aggregate_only for police) unless the holder's consent\n\
+         names the requester under 42 CFR Part 2 (never police) and the route\n\
+         releases every substance-use field (an export never does), and then it\n\
+         travels with the two §2.32 notices; the health partner that submitted a\n\
+         case status gets its own record back whole (see the last section).\n",
     );
     for resource in Resource::ALL {
         render_fields(&mut out, decided, snapshot.catalog_plan(resource));
@@ -68,6 +73,7 @@ fn render_effects(out: &mut String, decided: &BTreeMap<Case, Decision>, resource
                             && case.kind == kind
                             && case.relationship == relationship
                             && case.action == *action
+                            && !case.part2
                             && permitted_purposes(kind).contains(&case.purpose)
                     }))
                 })
@@ -101,7 +107,7 @@ fn effect_cell<'a>(decisions: impl Iterator<Item = (&'a Case, &'a Decision)>) ->
     let without = by_consent.get(&false).cloned().unwrap_or_default();
     let with = by_consent.get(&true).cloned().unwrap_or_default();
     let varies = if without.len() > 1 || with.len() > 1 {
-        " (varies by purpose or Part 2)"
+        " (varies by purpose)"
     } else {
         ""
     };

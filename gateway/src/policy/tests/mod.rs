@@ -259,6 +259,7 @@ fn consents_with_the_same_scope_share_one_cached_decision() {
             purposes: vec!["CAREMGT".parse().expect("purpose")],
             classes,
             part2_recipients: Vec::new(),
+            discloser: "cbo-north".into(),
         }),
         ..input(PartnerKind::Admin, Action::List, Resource::Outcome)
     };
@@ -433,6 +434,7 @@ fn parsing_is_strict() {
         purposes: vec![],
         classes: vec![],
         part2_recipients: vec![],
+        discloser: String::new(),
     });
     let mut part2 = question.clone();
     part2.record.part2 = true;
