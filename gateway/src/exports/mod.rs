@@ -931,6 +931,11 @@ impl Exports {
                 let Some((first, _)) = first_contact.get(&subject_key(&row.subject_id)) else {
                     continue;
                 };
+                // A Part 2 row the policy does not release whole is left out,
+                // never written with its program and status blank (issue 15).
+                if row.part2 && !part2_decision.allows_records() {
+                    continue;
+                }
                 let withheld = |field: &str| row.part2 && !tables::admits(part2_decision, field);
                 let cells: Vec<Cell<'_>> = columns
                     .iter()
