@@ -43,7 +43,7 @@ pub(crate) fn router() -> Router<AppState> {
     ),
     request_body(content = crate::exchange::consent::ConsentRequest, content_type = "application/json"),
     responses(
-        (status = 201, description = "Recorded: the consent's fields (id, referral_id or case_id, recipients, purposes, classes, method, recorded_by, period_start, period_end, evidence_hash, revoked_at, part2)", body = Object),
+        (status = 201, description = "Recorded: the consent's fields (id, referral_id or case_id, recipients, purposes, classes, method, recorded_by, discloser, period_start, period_end, evidence_hash, revoked_at, part2)", body = Object),
         (status = 400, description = "Invalid fields (including a referral or case this partner may not use); nothing stored", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a CBO or health partner", body = Problem, content_type = "application/problem+json"),
