@@ -102,7 +102,8 @@ async fn a_cbo_cannot_open_health_records_with_a_consent_it_records(backend: Bac
         &["health", "substance_use", "operational", "quasi_identifier"],
     );
     grab["part2"] = json!({"recipients": ["cbo-north"], "right_to_revoke": true});
-    let problem = assert_problem(post_as(&app, "cbo-north", "/v1/consents", &grab).await, 400).await;
+    let problem =
+        assert_problem(post_as(&app, "cbo-north", "/v1/consents", &grab).await, 400).await;
     assert_eq!(problem["errors"][0]["field"], "classes[1]", "{problem}");
     // Naming another partner as the one that discloses: refused too.
     let mut other_discloser = consent_body(
@@ -156,11 +157,7 @@ async fn a_cbo_cannot_open_health_records_with_a_consent_it_records(backend: Bac
     record_consent(
         &app,
         "county-health",
-        &consent_body(
-            cases_of(&mental_case),
-            &["pd"],
-            &["health", "operational"],
-        ),
+        &consent_body(cases_of(&mental_case), &["pd"], &["health", "operational"]),
     )
     .await;
     let mut part2 = consent_body(

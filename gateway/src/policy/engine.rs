@@ -258,11 +258,11 @@ pub(super) fn agreement_inputs() -> impl Iterator<Item = DecisionInput> {
         PartnerKind::Evaluator,
         PartnerKind::Admin,
     ];
+    const HOLDER: &str = "crosswalk-check-holder";
     let purpose = || -> Purpose {
         // Invariant: a constant, valid purpose code.
         "PERFMSR".parse().expect("a valid purpose")
     };
-    const HOLDER: &str = "crosswalk-check-holder";
     let consent = move |kind: PartnerKind, classes: &[FieldClass], discloser: &str| ConsentScope {
         id: String::new(),
         recipients: vec![kind.as_str().to_owned()],

@@ -26,6 +26,7 @@
 //! opens one of the two per record, not both.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -44,7 +45,7 @@ pub(crate) struct ConsentFinder<'a> {
     asker: &'a Asker<'a>,
     now: i64,
     /// The person's consents not yet revoked, by each of their subjects.
-    consents: HashMap<String, std::sync::Arc<[ConsentRow]>>,
+    consents: HashMap<String, Arc<[ConsentRow]>>,
     /// The choice made for a (subject, holder).
     chosen: HashMap<(String, String), Option<ConsentScope>>,
 }
@@ -72,19 +73,17 @@ impl<'a> ConsentFinder<'a> {
         if let Some(found) = self.chosen.get(&key) {
             return Ok(found.clone());
         }
-        let consents = match self.consents.get(subject_id) {
-            Some(consents) => consents.clone(),
-            None => {
-                let family = same_person_subjects(tx, subject_id).await?;
-                let consents: std::sync::Arc<[ConsentRow]> =
-                    unrevoked_of_subjects(tx, &family).await?.into();
-                for subject in family {
-                    self.consents.insert(subject, consents.clone());
-                }
-                self.consents
-                    .insert(subject_id.to_owned(), consents.clone());
-                consents
+        let consents = if let Some(consents) = self.consents.get(subject_id) {
+            consents.clone()
+        } else {
+            let family = same_person_subjects(tx, subject_id).await?;
+            let consents: Arc<[ConsentRow]> = unrevoked_of_subjects(tx, &family).await?.into();
+            for subject in family {
+                self.consents.insert(subject, consents.clone());
             }
+            self.consents
+                .insert(subject_id.to_owned(), consents.clone());
+            consents
         };
         let chosen = choose(self.asker, self.now, holder, &consents)
             .map(scope)
@@ -264,7 +263,14 @@ mod tests {
         revoked.revoked_at = Some(1);
         let mut elsewhere = consent("g", &["pd"], 50);
         elsewhere.discloser = "county-health".to_owned();
-        let all = [by_kind_newer.clone(), by_id, other, expired, revoked, elsewhere];
+        let all = [
+            by_kind_newer.clone(),
+            by_id,
+            other,
+            expired,
+            revoked,
+            elsewhere,
+        ];
         let choose = |asker: &Asker<'_>, now: i64, consents: &[ConsentRow]| {
             choose(asker, now, "cbo-north", consents).map(|c| c.id.clone())
         };

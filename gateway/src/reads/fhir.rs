@@ -99,7 +99,11 @@ pub fn consent_resource(view: &Value, active: bool, pseudonym: &str) -> Value {
         .as_str()
         .map(discloser_actor)
         .into_iter()
-        .chain(strings(view, "recipients").iter().map(|r| recipient_actor(r)))
+        .chain(
+            strings(view, "recipients")
+                .iter()
+                .map(|r| recipient_actor(r)),
+        )
         .collect();
     let mut provision = json!({
         "type": "permit",

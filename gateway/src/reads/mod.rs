@@ -75,11 +75,11 @@ use crate::policy::{
 };
 use crate::pseudonym::Pseudonymizer;
 use crate::store::consents::recorded_on_subjects;
+use crate::store::holders::held_by;
 use crate::store::referrals::{
     ReferralListQuery, ReferralOwner, ReferralRow, get_referral, list_referrals,
     same_person_subjects,
 };
-use crate::store::holders::held_by;
 use crate::store::{Store, StoreError, cases};
 use crate::subjects::RegistryError;
 use crate::vault::{Vault, VaultError};
@@ -637,27 +637,9 @@ impl Reads<'_> {
             limit.clamp(1, MAX_LIMIT),
         )
         .await?;
-        let shaper = FieldShaper::for_partner(self.pseudonyms, asker.partner);
-        let records: Vec<serde_json::Value> = if admin {
-            page.disclosures
-                .iter()
-                .map(records::disclosure_record)
-                .collect()
-        } else {
-            self.keep_held(&mut tx, asker, &mut page.disclosures)
-                .await?;
-            page.disclosures
-                .iter()
-                .map(|d| {
-                    let kind = self.partners.get(&d.recipient).map(|p| p.kind);
-                    records::recorder_disclosure_record(d, kind)
-                })
-                .collect()
-        };
-        let views: Vec<ReleasedView> = records
-            .iter()
-            .filter_map(|record| release_view(&decision, record, &shaper).ok())
-            .collect();
+        let views = self
+            .shape_disclosures(&mut tx, asker, &decision, &mut page.disclosures)
+            .await?;
         let accounting = match about {
             AccountFor::Referral(_) => "referral",
             AccountFor::Case(_) => "case",
@@ -674,6 +656,36 @@ impl Reads<'_> {
             disclosures: views,
             next_cursor: page.next_cursor,
         })
+    }
+
+    /// The accounting's entries as `asker` reads them: all of them for an
+    /// administrator; for the recorder of a consent, only those of records it
+    /// holds, with the recipient as its kind and the day
+    /// ([`records::recorder_disclosure_record`]).
+    async fn shape_disclosures(
+        &self,
+        tx: &mut crate::store::Tx<'_>,
+        asker: &Asker<'_>,
+        decision: &Decision,
+        disclosures: &mut Vec<crate::audit::read::Disclosure>,
+    ) -> Result<Vec<ReleasedView>, ReadError> {
+        let records: Vec<serde_json::Value> = if asker.kind == PartnerKind::Admin {
+            disclosures.iter().map(records::disclosure_record).collect()
+        } else {
+            self.keep_held(tx, asker, disclosures).await?;
+            disclosures
+                .iter()
+                .map(|d| {
+                    let kind = self.partners.get(&d.recipient).map(|p| p.kind);
+                    records::recorder_disclosure_record(d, kind)
+                })
+                .collect()
+        };
+        let shaper = FieldShaper::for_partner(self.pseudonyms, asker.partner);
+        Ok(records
+            .iter()
+            .filter_map(|record| release_view(decision, record, &shaper).ok())
+            .collect())
     }
 
     /// Keeps only disclosures of records `asker` holds. Disclosures under its
