@@ -170,7 +170,7 @@ impl SubjectRegistry {
     ) -> Result<(), RegistryError> {
         let table = &resolution.subjects;
         let id = |slot: usize| table.slots[slot].id.as_str();
-        let new_subjects: Vec<NewSubject<'_>> = table
+        let mut new_subjects: Vec<NewSubject<'_>> = table
             .slots
             .iter()
             .enumerate()
@@ -181,6 +181,11 @@ impl SubjectRegistry {
                 merged_into: s.merged_into.map(|_| id(table.root(slot))),
             })
             .collect();
+        // The subjects others were merged into first: a long chunk is inserted
+        // in several statements, and `merged_into` must name a row that is
+        // already there when its statement ends (PostgreSQL checks the key
+        // then). Every `merged_into` names a root, which has none itself.
+        new_subjects.sort_by_key(|s| s.merged_into.is_some());
         bulk::insert_subjects(tx, &new_subjects).await?;
 
         let moves: Vec<bulk::SubjectMove<'_>> = table
