@@ -29,23 +29,45 @@
 //!
 //! Two replicas resolving the same new person at the same instant may each create
 //! a subject; the next identity that matches both merges them. That is the price
-//! of not serializing every write on one lock, and it heals itself.
+//! of not serializing every write on one lock, and it heals itself. The same
+//! holds for partner clusters.
+//!
+//! # Partner clusters
+//! Subjects link everything, whoever submitted it; what a partner sees is not
+//! the subject but its pseudonym of its **own cluster** of the identity: the
+//! identities it holds, linked among themselves (`subjects/clusters.rs`
+//! explains the rule and who holds what). Registration settles the
+//! submitter's cluster, and the assigned CBO's, from the same matched
+//! candidates as the subject ([`Linked::cluster_id`]);
+//! [`SubjectRegistry::hand_to_cbo`] settles a CBO's cluster when a referral
+//! moves to it; [`backfill_clusters`] computes them for rows from before they
+//! existed; [`partner_pseudonym`] is what a partner is shown.
 
 use std::collections::BTreeSet;
 
 use crate::clock::Clock;
 use crate::linkage::{self, Fingerprint, LinkageKeys};
 use crate::normalize::{Identity, IdentityInput, NormalizeOptions};
+use crate::pseudonym::{Pseudonym, Pseudonymizer};
 use crate::secrets::MasterSecret;
-use crate::store::subjects::{self as repo, NewIdentity};
+use crate::store::subjects::bulk::{self as bulk_repo, ClusterMove};
+use crate::store::subjects::clusters as cluster_repo;
+use crate::store::subjects::{self as repo, Candidate, Holding, NewIdentity};
 use crate::store::{Store, StoreError, Tx};
 use crate::vault::{Sealed, Vault, VaultError};
 
+mod backfill;
+#[cfg(test)]
+mod cluster_tests;
+mod clusters;
 mod register_many;
 #[cfg(test)]
 mod tests;
 
+pub use backfill::{BackfillReport, backfill_clusters};
 pub use register_many::NewSubjectIdentity;
+
+use clusters::ClusterTable;
 
 /// The `gateway_meta` entries that track key versions.
 const META_KEY_VERSION: &str = "key_version";
@@ -81,6 +103,26 @@ pub struct Linked {
     /// Subjects merged into `subject_id` because this identity bridged them.
     pub merged: Vec<String>,
     pub linkable: bool,
+    /// The submitter's own cluster of the identity at the moment it was
+    /// resolved: what its pseudonym of the person is computed from.
+    pub cluster_id: String,
+    /// The assigned CBO's cluster of it, when a CBO holds it too.
+    pub cbo_cluster_id: Option<String>,
+}
+
+/// The pseudonym `partner` is shown for the person of a record whose identity
+/// is held as `holding`: the keyed hash of `partner`'s own cluster of it if it
+/// holds it, else of the record's identity alone (which groups nothing). See
+/// `subjects/clusters.rs`.
+pub fn partner_pseudonym(
+    pseudonyms: &Pseudonymizer,
+    partner: &str,
+    holding: &Holding,
+) -> Pseudonym {
+    match holding.cluster_of(partner) {
+        Some(cluster) => pseudonyms.for_partner_cluster(partner, cluster),
+        None => pseudonyms.for_partner_record(partner, &holding.identity_id),
+    }
 }
 
 /// Resolves identities to subjects. One per gateway process.
@@ -142,7 +184,8 @@ impl SubjectRegistry {
         self.key_version
     }
 
-    /// Seals, fingerprints and links one identity inside the caller's transaction.
+    /// Seals, fingerprints and links one identity inside the caller's
+    /// transaction, held by its submitter only.
     pub async fn register(
         &self,
         tx: &mut Tx<'_>,
@@ -151,22 +194,42 @@ impl SubjectRegistry {
         identity: &Identity,
         clock: &dyn Clock,
     ) -> Result<Linked, RegistryError> {
+        let item = NewSubjectIdentity {
+            source_partner,
+            assigned_cbo: None,
+            input,
+            identity,
+        };
+        self.register_identity(tx, &item, clock).await
+    }
+
+    /// Seals, fingerprints and links one identity inside the caller's
+    /// transaction, and settles its holders' clusters.
+    pub async fn register_identity(
+        &self,
+        tx: &mut Tx<'_>,
+        item: &NewSubjectIdentity<'_>,
+        clock: &dyn Clock,
+    ) -> Result<Linked, RegistryError> {
         let now = clock.now().timestamp();
         let identity_id = internal_id(now);
-        let fingerprint = linkage::fingerprint(identity, &self.keys);
+        let fingerprint = linkage::fingerprint(item.identity, &self.keys);
         let linkable = fingerprint.is_linkable();
         let matched = if linkable {
-            self.matching_subjects(tx, &fingerprint).await?
+            self.matching_candidates(tx, &fingerprint).await?
         } else {
-            BTreeSet::new()
+            Vec::new()
         };
-        let (subject_id, merged) = self.settle_subject(tx, matched, &identity_id, now).await?;
+        let subjects = matched.iter().map(|c| c.subject_id.clone()).collect();
+        let (subject_id, merged) = self.settle_subject(tx, subjects, &identity_id, now).await?;
+        let (cluster_id, cbo_cluster_id) =
+            settle_clusters(tx, &matched, &subject_id, item, now).await?;
         let sealed = self
             .vault
             .seal(
                 tx,
                 &identity_context(&identity_id),
-                &seal_input(input),
+                &seal_input(item.input),
                 clock,
             )
             .await?;
@@ -175,12 +238,15 @@ impl SubjectRegistry {
             &NewIdentity {
                 id: &identity_id,
                 subject_id: &subject_id,
-                source_partner,
+                source_partner: item.source_partner,
                 sealed: sealed.as_bytes(),
                 fingerprint: &fingerprint.to_bytes(),
                 key_version: self.key_version,
                 linkable,
                 created_at: now,
+                cluster_id: &cluster_id,
+                assigned_cbo: item.cbo(),
+                cbo_cluster_id: cbo_cluster_id.as_deref(),
             },
         )
         .await?;
@@ -198,27 +264,71 @@ impl SubjectRegistry {
             subject_id,
             merged,
             linkable,
+            cluster_id,
+            cbo_cluster_id,
         })
     }
 
-    async fn matching_subjects(
+    /// The stored identities `fingerprint` matches.
+    async fn matching_candidates(
         &self,
         tx: &mut Tx<'_>,
         fingerprint: &Fingerprint,
-    ) -> Result<BTreeSet<String>, RegistryError> {
+    ) -> Result<Vec<Candidate>, RegistryError> {
         let candidates = repo::candidates(tx, self.key_version, &fingerprint.index_keys()).await?;
-        let mut subjects = BTreeSet::new();
+        let mut matched = Vec::new();
         for candidate in candidates {
             let stored = Fingerprint::from_bytes(&candidate.fingerprint).map_err(|_| {
                 RegistryError::CorruptFingerprint {
-                    identity_id: candidate.identity_id.clone(),
+                    identity_id: candidate.holding.identity_id.clone(),
                 }
             })?;
             if linkage::compare(fingerprint, &stored).is_match() {
-                subjects.insert(candidate.subject_id);
+                matched.push(candidate);
             }
         }
-        Ok(subjects)
+        Ok(matched)
+    }
+
+    /// A referral's identity moves to the CBO `cbo` (a reassignment): the CBO
+    /// it leaves no longer holds it, and `cbo` holds it in its own cluster,
+    /// settled against the identities `cbo` holds as registration would have.
+    /// Returns that cluster. Never commits `tx`.
+    pub async fn hand_to_cbo(
+        &self,
+        tx: &mut Tx<'_>,
+        identity_id: &str,
+        cbo: &str,
+        clock: &dyn Clock,
+    ) -> Result<String, RegistryError> {
+        let now = clock.now().timestamp();
+        let corrupt = || RegistryError::CorruptIdentity {
+            identity_id: identity_id.to_owned(),
+        };
+        let held = cluster_repo::held_identity(tx, identity_id)
+            .await?
+            .ok_or_else(corrupt)?;
+        let fingerprint = Fingerprint::from_bytes(&held.fingerprint).map_err(|_| {
+            RegistryError::CorruptFingerprint {
+                identity_id: identity_id.to_owned(),
+            }
+        })?;
+        let mut matched = if fingerprint.is_linkable() && held.key_version == self.key_version {
+            self.matching_candidates(tx, &fingerprint).await?
+        } else {
+            Vec::new()
+        };
+        matched.retain(|c| c.holding.identity_id != identity_id);
+        let mut table = ClusterTable::default();
+        let known: Vec<_> = matched
+            .iter()
+            .map(|c| table.held(&c.holding, &c.subject_id))
+            .collect();
+        let slot = table.settle(cbo, &known, || internal_id(now));
+        move_stored_clusters(tx, &table, |_| held.subject_id.as_str()).await?;
+        let cluster = table.id(slot).to_owned();
+        cluster_repo::set_cbo(tx, identity_id, cbo, &cluster).await?;
+        Ok(cluster)
     }
 
     /// Picks the subject for a new identity, creating or merging as the rule says.
@@ -252,6 +362,54 @@ impl SubjectRegistry {
         }
         Ok((survivor, merged))
     }
+}
+
+/// Settles the clusters of a new identity (`item`'s submitter's, and its CBO's)
+/// among the stored identities it matched, and moves the stored clusters it
+/// bridged. Every matched identity is on `subject_id` by now (the subject
+/// merges ran first).
+async fn settle_clusters(
+    tx: &mut Tx<'_>,
+    matched: &[Candidate],
+    subject_id: &str,
+    item: &NewSubjectIdentity<'_>,
+    now: i64,
+) -> Result<(String, Option<String>), RegistryError> {
+    let mut table = ClusterTable::default();
+    let known: Vec<_> = matched
+        .iter()
+        .map(|c| table.held(&c.holding, &c.subject_id))
+        .collect();
+    let source = table.settle(item.source_partner, &known, || internal_id(now));
+    let cbo = item
+        .cbo()
+        .map(|cbo| table.settle(cbo, &known, || internal_id(now)));
+    move_stored_clusters(tx, &table, |_| subject_id).await?;
+    let cluster_id = table.id(source).to_owned();
+    Ok((cluster_id, cbo.map(|slot| table.id(slot).to_owned())))
+}
+
+/// Writes the moves of the stored clusters `table` merged away; `subject_of`
+/// names the subject their identities are on now, given the one they were
+/// read on.
+async fn move_stored_clusters<'t>(
+    tx: &mut Tx<'_>,
+    table: &'t ClusterTable,
+    subject_of: impl Fn(&'t str) -> &'t str,
+) -> Result<(), RegistryError> {
+    let moves: Vec<ClusterMove<'_>> = table
+        .stored_moves()
+        .into_iter()
+        .map(|(from, into, subject)| ClusterMove {
+            from,
+            into,
+            subject: subject_of(subject),
+        })
+        .collect();
+    if !moves.is_empty() {
+        bulk_repo::move_clusters(tx, &moves).await?;
+    }
+    Ok(())
 }
 
 /// Opens a stored identity (`identities.sealed` of `identity_id`): the

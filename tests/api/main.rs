@@ -14,6 +14,7 @@ mod exchange;
 mod exports;
 mod linkage;
 mod policy;
+mod pseudonyms;
 mod reads;
 mod startup;
 mod system;

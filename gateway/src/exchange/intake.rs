@@ -285,6 +285,8 @@ async fn write_group(
         .iter()
         .map(|&i| LinkItem {
             source_partner: &items[i].submitter,
+            // The CBO it is routed to holds the person's identity too.
+            assigned_cbo: Some(items[i].draft.assignment.cbo.as_str()),
             input: &items[i].draft.subject.input,
             identity: &items[i].draft.subject.identity,
         })
@@ -390,9 +392,11 @@ async fn build_rows(
             id: id.clone(),
             status,
             assigned_cbo: draft.assignment.cbo.clone(),
+            // The submitter's own cluster of the person: only its own
+            // submissions group it (issue 15), never another partner's.
             subject_pseudonym: shared
                 .pseudonyms
-                .for_partner(&item.submitter, &link.subject_id)
+                .for_partner_cluster(&item.submitter, &link.cluster_id)
                 .to_string(),
         };
         if let Some(claim) = item.claim {
