@@ -100,7 +100,8 @@ pub struct ReferralReceipt {
     pub status: ReferralStatus,
     /// The CBO the referral was routed to.
     pub assigned_cbo: String,
-    /// The submitting partner's own pseudonym for the person.
+    /// The submitting partner's own pseudonym for the person: two of its
+    /// referrals share it only when its own submissions link them.
     pub subject_pseudonym: String,
 }
 
