@@ -243,21 +243,46 @@ async fn hand(f: &Fixture, identity_id: &str, cbo: &str, minutes: usize) {
     tx.commit().await.expect("commit");
 }
 
-/// A database whose identities were stored before migration 0017 — clusters
-/// wiped, as the migration leaves them — gets from the backfill, in several
-/// batches, the very grouping registration gave every holder, records it in
-/// the audit log once, and a second run has nothing to do.
+/// A database from before migration 0017 — the same rows, registered here
+/// and then stripped of what 0017 adds — is migrated (which finds each
+/// referral's CBO) and backfilled, in several batches: every holder gets the
+/// very grouping registration gave it. The backfill is recorded in the audit
+/// log once, and a second run has nothing to do.
 async fn the_backfill_gives_old_rows_the_clusters_registration_would_have(backend: Backend) {
     let items = stream(6, 120);
     let chunks: Vec<&[Item]> = items.chunks(50).collect();
     let f = Fixture::new(backend).await;
     let linked = f.register_chunks(&chunks).await;
     let registered = holdings_by_identity(&f.store).await;
+    // Police records are referrals, each with its CBO.
+    for (n, (item, link)) in items.iter().zip(&linked).enumerate() {
+        if item.partner == "pd" {
+            insert_referral(&f.store, n, link, item.cbo.as_deref().expect("assigned")).await;
+        }
+    }
 
-    sqlx::query("UPDATE identities SET cluster_id = NULL, cbo_cluster_id = NULL")
-        .execute(f.store.pool())
-        .await
-        .expect("wipe clusters");
+    for statement in [
+        "DROP INDEX identities_unclustered",
+        "ALTER TABLE identities DROP COLUMN cluster_id",
+        "ALTER TABLE identities DROP COLUMN assigned_cbo",
+        "ALTER TABLE identities DROP COLUMN cbo_cluster_id",
+        "DELETE FROM _sqlx_migrations WHERE version = 17",
+    ] {
+        sqlx::query(statement)
+            .execute(f.store.pool())
+            .await
+            .expect("back to before 0017");
+    }
+    f.store.migrate().await.expect("migration 0017");
+    let migrated = holdings_by_identity_unchecked(&f.store).await;
+    for (item, link) in items.iter().zip(&linked) {
+        let holding = &migrated[&link.identity_id];
+        assert_eq!(holding.cluster_id, None, "not computed by the migration");
+        if item.partner == "pd" {
+            assert_eq!(holding.assigned_cbo, item.cbo, "the referral's CBO");
+        }
+    }
+
     let report = backfill::backfill_in_batches(&f.store, &f.registry, &clock_at(9), 37)
         .await
         .expect("backfill");
@@ -265,7 +290,7 @@ async fn the_backfill_gives_old_rows_the_clusters_registration_would_have(backen
     let backfilled = holdings_by_identity(&f.store).await;
     for partner in HOLDERS {
         let expected = partition(&registered, &linked, partner);
-        assert!(!expected.is_empty());
+        assert!(expected.iter().any(|class| class.len() > 1), "{partner}");
         assert_eq!(
             partition(&backfilled, &linked, partner),
             expected,
@@ -283,4 +308,33 @@ async fn the_backfill_gives_old_rows_the_clusters_registration_would_have(backen
         .await
         .expect("audit");
     assert_eq!(recorded, 1);
+}
+
+/// Every identity's holding, clusters computed or not.
+async fn holdings_by_identity_unchecked(store: &Store) -> HashMap<String, repo::Holding> {
+    let mut tx = store.begin_read().await.expect("begin");
+    let holdings = repo::clusters::holdings(&mut tx).await.expect("holdings");
+    tx.commit().await.expect("end read");
+    holdings
+        .into_iter()
+        .map(|h| (h.identity_id.clone(), h))
+        .collect()
+}
+
+/// A referral (the `n`-th of a test) written with `link`'s identity, assigned
+/// to `cbo`, as the intake would have written it.
+async fn insert_referral(store: &Store, n: usize, link: &Linked, cbo: &str) {
+    let id = format!("00000000-0000-7000-8000-{n:012}");
+    sqlx::query(
+        "INSERT INTO referrals (id, submitted_by, subject_id, identity_id, assigned_cbo, \
+         status, workflow_state, contact_at, district, resources, created_at, updated_at) \
+         VALUES ($1, 'pd', $2, $3, $4, 'new', 'open', 0, 'd1', '[\"other\"]', 0, 0)",
+    )
+    .bind(id)
+    .bind(&link.subject_id)
+    .bind(&link.identity_id)
+    .bind(cbo)
+    .execute(store.pool())
+    .await
+    .expect("referral");
 }
