@@ -48,11 +48,8 @@ use std::collections::BTreeSet;
 use crate::clock::Clock;
 use crate::linkage::{self, Fingerprint, LinkageKeys};
 use crate::normalize::{Identity, IdentityInput, NormalizeOptions};
-use crate::pseudonym::{Pseudonym, Pseudonymizer};
 use crate::secrets::MasterSecret;
-use crate::store::subjects::bulk::{self as bulk_repo, ClusterMove};
-use crate::store::subjects::clusters as cluster_repo;
-use crate::store::subjects::{self as repo, Candidate, Holding, NewIdentity};
+use crate::store::subjects::{self as repo, Candidate, NewIdentity};
 use crate::store::{Store, StoreError, Tx};
 use crate::vault::{Sealed, Vault, VaultError};
 
@@ -65,9 +62,10 @@ mod register_many;
 mod tests;
 
 pub use backfill::{BackfillReport, backfill_clusters};
+pub use clusters::partner_pseudonym;
 pub use register_many::NewSubjectIdentity;
 
-use clusters::ClusterTable;
+use clusters::{move_stored_clusters, settle_clusters};
 
 /// The `gateway_meta` entries that track key versions.
 const META_KEY_VERSION: &str = "key_version";
@@ -108,21 +106,6 @@ pub struct Linked {
     pub cluster_id: String,
     /// The assigned CBO's cluster of it, when a CBO holds it too.
     pub cbo_cluster_id: Option<String>,
-}
-
-/// The pseudonym `partner` is shown for the person of a record whose identity
-/// is held as `holding`: the keyed hash of `partner`'s own cluster of it if it
-/// holds it, else of the record's identity alone (which groups nothing). See
-/// `subjects/clusters.rs`.
-pub fn partner_pseudonym(
-    pseudonyms: &Pseudonymizer,
-    partner: &str,
-    holding: &Holding,
-) -> Pseudonym {
-    match holding.cluster_of(partner) {
-        Some(cluster) => pseudonyms.for_partner_cluster(partner, cluster),
-        None => pseudonyms.for_partner_record(partner, &holding.identity_id),
-    }
 }
 
 /// Resolves identities to subjects. One per gateway process.
@@ -290,47 +273,6 @@ impl SubjectRegistry {
         Ok(matched)
     }
 
-    /// A referral's identity moves to the CBO `cbo` (a reassignment): the CBO
-    /// it leaves no longer holds it, and `cbo` holds it in its own cluster,
-    /// settled against the identities `cbo` holds as registration would have.
-    /// Returns that cluster. Never commits `tx`.
-    pub async fn hand_to_cbo(
-        &self,
-        tx: &mut Tx<'_>,
-        identity_id: &str,
-        cbo: &str,
-        clock: &dyn Clock,
-    ) -> Result<String, RegistryError> {
-        let now = clock.now().timestamp();
-        let corrupt = || RegistryError::CorruptIdentity {
-            identity_id: identity_id.to_owned(),
-        };
-        let held = cluster_repo::held_identity(tx, identity_id)
-            .await?
-            .ok_or_else(corrupt)?;
-        let fingerprint = Fingerprint::from_bytes(&held.fingerprint).map_err(|_| {
-            RegistryError::CorruptFingerprint {
-                identity_id: identity_id.to_owned(),
-            }
-        })?;
-        let mut matched = if fingerprint.is_linkable() && held.key_version == self.key_version {
-            self.matching_candidates(tx, &fingerprint).await?
-        } else {
-            Vec::new()
-        };
-        matched.retain(|c| c.holding.identity_id != identity_id);
-        let mut table = ClusterTable::default();
-        let known: Vec<_> = matched
-            .iter()
-            .map(|c| table.held(&c.holding, &c.subject_id))
-            .collect();
-        let slot = table.settle(cbo, &known, || internal_id(now));
-        move_stored_clusters(tx, &table, |_| held.subject_id.as_str()).await?;
-        let cluster = table.id(slot).to_owned();
-        cluster_repo::set_cbo(tx, identity_id, cbo, &cluster).await?;
-        Ok(cluster)
-    }
-
     /// Picks the subject for a new identity, creating or merging as the rule says.
     async fn settle_subject(
         &self,
@@ -362,54 +304,6 @@ impl SubjectRegistry {
         }
         Ok((survivor, merged))
     }
-}
-
-/// Settles the clusters of a new identity (`item`'s submitter's, and its CBO's)
-/// among the stored identities it matched, and moves the stored clusters it
-/// bridged. Every matched identity is on `subject_id` by now (the subject
-/// merges ran first).
-async fn settle_clusters(
-    tx: &mut Tx<'_>,
-    matched: &[Candidate],
-    subject_id: &str,
-    item: &NewSubjectIdentity<'_>,
-    now: i64,
-) -> Result<(String, Option<String>), RegistryError> {
-    let mut table = ClusterTable::default();
-    let known: Vec<_> = matched
-        .iter()
-        .map(|c| table.held(&c.holding, &c.subject_id))
-        .collect();
-    let source = table.settle(item.source_partner, &known, || internal_id(now));
-    let cbo = item
-        .cbo()
-        .map(|cbo| table.settle(cbo, &known, || internal_id(now)));
-    move_stored_clusters(tx, &table, |_| subject_id).await?;
-    let cluster_id = table.id(source).to_owned();
-    Ok((cluster_id, cbo.map(|slot| table.id(slot).to_owned())))
-}
-
-/// Writes the moves of the stored clusters `table` merged away; `subject_of`
-/// names the subject their identities are on now, given the one they were
-/// read on.
-async fn move_stored_clusters<'t>(
-    tx: &mut Tx<'_>,
-    table: &'t ClusterTable,
-    subject_of: impl Fn(&'t str) -> &'t str,
-) -> Result<(), RegistryError> {
-    let moves: Vec<ClusterMove<'_>> = table
-        .stored_moves()
-        .into_iter()
-        .map(|(from, into, subject)| ClusterMove {
-            from,
-            into,
-            subject: subject_of(subject),
-        })
-        .collect();
-    if !moves.is_empty() {
-        bulk_repo::move_clusters(tx, &moves).await?;
-    }
-    Ok(())
 }
 
 /// Opens a stored identity (`identities.sealed` of `identity_id`): the
