@@ -166,6 +166,8 @@ async fn bench_backend(name: &str, url: &str, prepopulate: usize, n: usize, phas
 /// One identity to register, normalized beforehand.
 struct Item {
     partner: &'static str,
+    /// The CBO holding it too, as the intake gives a police referral's.
+    cbo: Option<&'static str>,
     input: IdentityInput,
     identity: Identity,
 }
@@ -196,6 +198,7 @@ async fn register_chunks(
             .iter()
             .map(|item| NewSubjectIdentity {
                 source_partner: item.partner,
+                assigned_cbo: item.cbo,
                 input: &item.input,
                 identity: &item.identity,
             })
@@ -225,11 +228,14 @@ async fn register_one_by_one(store: &Store, registry: &SubjectRegistry, items: &
         for item in chunk {
             linked.push(
                 registry
-                    .register(
+                    .register_identity(
                         &mut tx,
-                        item.partner,
-                        &item.input,
-                        &item.identity,
+                        &NewSubjectIdentity {
+                            source_partner: item.partner,
+                            assigned_cbo: item.cbo,
+                            input: &item.input,
+                            identity: &item.identity,
+                        },
                         &SystemClock,
                     )
                     .await
@@ -389,15 +395,23 @@ impl Stream {
         synth::corrupt(&mut self.rng, person, &synth::CorruptionConfig::default())
     }
 
+    /// Police and health submit; each police record is held by a CBO too.
     fn items(&self, inputs: Vec<IdentityInput>) -> Vec<Item> {
-        let partners = ["pd", "county-health", "cbo-north", "cbo-south"];
+        let sources = [
+            ("pd", Some("cbo-north")),
+            ("county-health", None),
+            ("pd", Some("cbo-south")),
+            ("county-health", None),
+        ];
         inputs
             .into_iter()
             .enumerate()
             .filter_map(|(n, input)| {
                 let identity = normalize(&input, &self.options).ok()?;
+                let (partner, cbo) = sources[n % sources.len()];
                 Some(Item {
-                    partner: partners[n % partners.len()],
+                    partner,
+                    cbo,
                     input,
                     identity,
                 })

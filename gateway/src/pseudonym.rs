@@ -1,7 +1,19 @@
 //! Partner-facing and study pseudonyms for subjects.
 //!
-//! A pseudonym is computed from the gateway's random internal subject id — never
-//! from identifiers — under a key of its own for each partner and each study, so:
+//! A pseudonym is computed from a random internal id — never from identifiers —
+//! under a key of its own for each partner and each study. Which id depends on
+//! the audience (issue 15):
+//! - a **study** pseudonym ([`Pseudonymizer::for_study`]) from the subject: the
+//!   gateway's global grouping, which evaluators need;
+//! - a **partner** pseudonym from the partner's own cluster of the record's
+//!   identity ([`Pseudonymizer::for_partner_cluster`]), or, for a partner that
+//!   does not hold the record, from its identity alone
+//!   ([`Pseudonymizer::for_partner_record`]): another partner's records never
+//!   group a partner's (see `subjects/clusters.rs`);
+//! - [`Pseudonymizer::for_partner`] from the subject remains for the audit
+//!   log's subject reference as administrators read it.
+//!
+//! Either way:
 //! - one partner always sees the same pseudonym for one person;
 //! - two partners (two CBOs, police and health) see unrelated values and cannot
 //!   join their data; likewise two studies;
@@ -75,6 +87,21 @@ impl Pseudonymizer {
     /// The pseudonym `partner_id` sees for the subject `subject_id`.
     pub fn for_partner(&self, partner_id: &str, subject_id: &str) -> Pseudonym {
         Self::derive(&self.partner_root, "cwp-", partner_id, subject_id)
+    }
+
+    /// The pseudonym `partner_id` sees for the person of its own cluster
+    /// `cluster_id`. Domain-separated (ids never hold control characters) from
+    /// subject pseudonyms and from [`crate::policy::FieldShaper`]'s values.
+    pub fn for_partner_cluster(&self, partner_id: &str, cluster_id: &str) -> Pseudonym {
+        let value = format!("\u{1f}cluster\u{1f}{cluster_id}");
+        Self::derive(&self.partner_root, "cwp-", partner_id, &value)
+    }
+
+    /// The pseudonym `partner_id` sees for the person of a record it does not
+    /// hold, computed from the record's identity `identity_id` alone.
+    pub fn for_partner_record(&self, partner_id: &str, identity_id: &str) -> Pseudonym {
+        let value = format!("\u{1f}identity\u{1f}{identity_id}");
+        Self::derive(&self.partner_root, "cwp-", partner_id, &value)
     }
 
     /// The pseudonym the study `study_id` uses for the subject `subject_id`.
@@ -206,6 +233,16 @@ mod tests {
                 prop_assert_ne!(p.for_partner("pd", &s1), p.for_partner("pd", &s2));
             }
             prop_assert_ne!(p.for_partner("pd", &s1), pseudonymizer(4).for_partner("pd", &s1));
+            // A cluster, an identity and a subject with the same id are kept apart.
+            let forms = [
+                p.for_partner("pd", &s1),
+                p.for_partner_cluster("pd", &s1),
+                p.for_partner_record("pd", &s1),
+            ];
+            prop_assert_ne!(&forms[0], &forms[1]);
+            prop_assert_ne!(&forms[1], &forms[2]);
+            prop_assert_ne!(&forms[0], &forms[2]);
+            prop_assert_ne!(p.for_partner_cluster("pd", &s1), p.for_partner_cluster("cbo-north", &s1));
         }
     }
 }

@@ -77,6 +77,10 @@ impl Gateway {
         store.check_master_key(&keys.master.key_check()).await?;
         let vault = Vault::new(keys.vault.clone(), store.clone(), RotationPolicy::default());
         let subjects = SubjectRegistry::open(&store, &keys.master, vault.clone()).await?;
+        // Partner clusters for rows from before migration 0017, before serving.
+        crate::subjects::backfill_clusters(&store, &subjects, clock.as_ref())
+            .await
+            .context("computing partner clusters for identities stored before them")?;
         audit::partners::record_registry_changes(&store, &config, clock.as_ref())
             .await
             .context("recording partner registry changes in the audit log")?;

@@ -29,7 +29,19 @@
 //!
 //! Two replicas resolving the same new person at the same instant may each create
 //! a subject; the next identity that matches both merges them. That is the price
-//! of not serializing every write on one lock, and it heals itself.
+//! of not serializing every write on one lock, and it heals itself. The same
+//! holds for partner clusters.
+//!
+//! # Partner clusters
+//! Subjects link everything, whoever submitted it; what a partner sees is not
+//! the subject but its pseudonym of its **own cluster** of the identity: the
+//! identities it holds, linked among themselves (`subjects/clusters.rs`
+//! explains the rule and who holds what). Registration settles the
+//! submitter's cluster, and the assigned CBO's, from the same matched
+//! candidates as the subject ([`Linked::cluster_id`]);
+//! [`SubjectRegistry::hand_to_cbo`] settles a CBO's cluster when a referral
+//! moves to it; [`backfill_clusters`] computes them for rows from before they
+//! existed; [`partner_pseudonym`] is what a partner is shown.
 
 use std::collections::BTreeSet;
 
@@ -37,15 +49,23 @@ use crate::clock::Clock;
 use crate::linkage::{self, Fingerprint, LinkageKeys};
 use crate::normalize::{Identity, IdentityInput, NormalizeOptions};
 use crate::secrets::MasterSecret;
-use crate::store::subjects::{self as repo, NewIdentity};
+use crate::store::subjects::{self as repo, Candidate, NewIdentity};
 use crate::store::{Store, StoreError, Tx};
 use crate::vault::{Sealed, Vault, VaultError};
 
+mod backfill;
+#[cfg(test)]
+mod cluster_tests;
+mod clusters;
 mod register_many;
 #[cfg(test)]
 mod tests;
 
+pub use backfill::{BackfillReport, backfill_clusters};
+pub use clusters::partner_pseudonym;
 pub use register_many::NewSubjectIdentity;
+
+use clusters::{move_stored_clusters, settle_clusters};
 
 /// The `gateway_meta` entries that track key versions.
 const META_KEY_VERSION: &str = "key_version";
@@ -81,6 +101,11 @@ pub struct Linked {
     /// Subjects merged into `subject_id` because this identity bridged them.
     pub merged: Vec<String>,
     pub linkable: bool,
+    /// The submitter's own cluster of the identity at the moment it was
+    /// resolved: what its pseudonym of the person is computed from.
+    pub cluster_id: String,
+    /// The assigned CBO's cluster of it, when a CBO holds it too.
+    pub cbo_cluster_id: Option<String>,
 }
 
 /// Resolves identities to subjects. One per gateway process.
@@ -142,7 +167,8 @@ impl SubjectRegistry {
         self.key_version
     }
 
-    /// Seals, fingerprints and links one identity inside the caller's transaction.
+    /// Seals, fingerprints and links one identity inside the caller's
+    /// transaction, held by its submitter only.
     pub async fn register(
         &self,
         tx: &mut Tx<'_>,
@@ -151,22 +177,42 @@ impl SubjectRegistry {
         identity: &Identity,
         clock: &dyn Clock,
     ) -> Result<Linked, RegistryError> {
+        let item = NewSubjectIdentity {
+            source_partner,
+            assigned_cbo: None,
+            input,
+            identity,
+        };
+        self.register_identity(tx, &item, clock).await
+    }
+
+    /// Seals, fingerprints and links one identity inside the caller's
+    /// transaction, and settles its holders' clusters.
+    pub async fn register_identity(
+        &self,
+        tx: &mut Tx<'_>,
+        item: &NewSubjectIdentity<'_>,
+        clock: &dyn Clock,
+    ) -> Result<Linked, RegistryError> {
         let now = clock.now().timestamp();
         let identity_id = internal_id(now);
-        let fingerprint = linkage::fingerprint(identity, &self.keys);
+        let fingerprint = linkage::fingerprint(item.identity, &self.keys);
         let linkable = fingerprint.is_linkable();
         let matched = if linkable {
-            self.matching_subjects(tx, &fingerprint).await?
+            self.matching_candidates(tx, &fingerprint).await?
         } else {
-            BTreeSet::new()
+            Vec::new()
         };
-        let (subject_id, merged) = self.settle_subject(tx, matched, &identity_id, now).await?;
+        let subjects = matched.iter().map(|c| c.subject_id.clone()).collect();
+        let (subject_id, merged) = self.settle_subject(tx, subjects, &identity_id, now).await?;
+        let (cluster_id, cbo_cluster_id) =
+            settle_clusters(tx, &matched, &subject_id, item, now).await?;
         let sealed = self
             .vault
             .seal(
                 tx,
                 &identity_context(&identity_id),
-                &seal_input(input),
+                &seal_input(item.input),
                 clock,
             )
             .await?;
@@ -175,12 +221,15 @@ impl SubjectRegistry {
             &NewIdentity {
                 id: &identity_id,
                 subject_id: &subject_id,
-                source_partner,
+                source_partner: item.source_partner,
                 sealed: sealed.as_bytes(),
                 fingerprint: &fingerprint.to_bytes(),
                 key_version: self.key_version,
                 linkable,
                 created_at: now,
+                cluster_id: &cluster_id,
+                assigned_cbo: item.cbo(),
+                cbo_cluster_id: cbo_cluster_id.as_deref(),
             },
         )
         .await?;
@@ -198,27 +247,30 @@ impl SubjectRegistry {
             subject_id,
             merged,
             linkable,
+            cluster_id,
+            cbo_cluster_id,
         })
     }
 
-    async fn matching_subjects(
+    /// The stored identities `fingerprint` matches.
+    async fn matching_candidates(
         &self,
         tx: &mut Tx<'_>,
         fingerprint: &Fingerprint,
-    ) -> Result<BTreeSet<String>, RegistryError> {
+    ) -> Result<Vec<Candidate>, RegistryError> {
         let candidates = repo::candidates(tx, self.key_version, &fingerprint.index_keys()).await?;
-        let mut subjects = BTreeSet::new();
+        let mut matched = Vec::new();
         for candidate in candidates {
             let stored = Fingerprint::from_bytes(&candidate.fingerprint).map_err(|_| {
                 RegistryError::CorruptFingerprint {
-                    identity_id: candidate.identity_id.clone(),
+                    identity_id: candidate.holding.identity_id.clone(),
                 }
             })?;
             if linkage::compare(fingerprint, &stored).is_match() {
-                subjects.insert(candidate.subject_id);
+                matched.push(candidate);
             }
         }
-        Ok(subjects)
+        Ok(matched)
     }
 
     /// Picks the subject for a new identity, creating or merging as the rule says.

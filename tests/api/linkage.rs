@@ -423,6 +423,7 @@ async fn rotation_keeps_every_link_for(backend: Backend, seed: u64) {
         }
     }
     let links_before = subject_map(&f).await;
+    let clusters_before = cluster_map(&f).await;
     let subjects: std::collections::BTreeSet<&String> =
         links_before.iter().map(|(_, s)| s).collect();
     let variants = links_before.len() - people.len();
@@ -462,6 +463,11 @@ async fn rotation_keeps_every_link_for(backend: Backend, seed: u64) {
         "every identity kept its subject"
     );
     assert_eq!(
+        cluster_map(&f).await,
+        clusters_before,
+        "every identity kept its partner clusters"
+    );
+    assert_eq!(
         token_versions(&f).await,
         vec![2],
         "only tokens under the new key remain"
@@ -488,6 +494,10 @@ async fn rotation_keeps_every_link_for(backend: Backend, seed: u64) {
     let again = f.register(&rotated, "cbo-north", &retyped).await;
     let person_four = &before[subject_index(4)];
     assert_eq!(again.subject_id, person_four.subject_id);
+    // And police sending them again joins police's own cluster of them.
+    let again_by_police = f.register(&rotated, "pd", &retyped).await;
+    let (_, pd_cluster, _) = &cluster_map(&f).await[&person_four.identity_id];
+    assert_eq!(Some(&again_by_police.cluster_id), pd_cluster.as_ref());
 
     // Re-running is harmless.
     let rerun = f
@@ -514,6 +524,23 @@ async fn token_versions(f: &Fixture) -> Vec<i64> {
         .expect("versions")
         .iter()
         .map(|r| r.get::<i64, _>(0))
+        .collect()
+}
+
+/// Each identity's holding: (its submitter, the submitter's cluster of it, the
+/// holding CBO's cluster of it).
+async fn cluster_map(
+    f: &Fixture,
+) -> std::collections::BTreeMap<String, (String, Option<String>, Option<String>)> {
+    let mut tx = f.store.begin().await.expect("begin");
+    crosswalk::store::subjects::clusters::holdings(&mut tx)
+        .await
+        .expect("holdings")
+        .into_iter()
+        .map(|h| {
+            let clusters = (h.source_partner, h.cluster_id, h.cbo_cluster_id);
+            (h.identity_id, clusters)
+        })
         .collect()
 }
 

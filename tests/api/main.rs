@@ -15,6 +15,7 @@ mod exports;
 mod inference;
 mod linkage;
 mod policy;
+mod pseudonyms;
 mod reads;
 mod startup;
 mod system;

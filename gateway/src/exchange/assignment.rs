@@ -11,6 +11,9 @@
 //! picking the CBO the referral is leaving. A closed referral is not moved (409).
 //! The move is recorded in `referral_assignments` (from, to, cause, route,
 //! reason, who, when) and audited as `referral.reassign`, in one transaction.
+//! With it the person's identity moves to the new CBO, in that CBO's own
+//! cluster ([`crate::subjects::SubjectRegistry::hand_to_cbo`]): its pseudonym
+//! of the person groups only the referrals assigned to it.
 
 use serde::{Deserialize, Serialize};
 
@@ -106,6 +109,10 @@ pub(super) async fn reassign(
 
     let at = now.timestamp_micros();
     set_assigned_cbo(&mut tx, &referral.id, &assignment.cbo, at).await?;
+    shared
+        .registry
+        .hand_to_cbo(&mut tx, &referral.identity_id, &assignment.cbo, clock)
+        .await?;
     insert_assignments(
         &mut tx,
         &[NewAssignment {

@@ -135,6 +135,7 @@ pub(super) async fn record(
         &mut tx,
         &[LinkItem {
             source_partner: partner,
+            assigned_cbo: None,
             input: &checked.subject.input,
             identity: &checked.subject.identity,
         }],

@@ -100,7 +100,8 @@ pub struct ReferralReceipt {
     pub status: ReferralStatus,
     /// The CBO the referral was routed to.
     pub assigned_cbo: String,
-    /// The submitting partner's own pseudonym for the person.
+    /// The submitting partner's own pseudonym for the person: two of its
+    /// referrals share it only when its own submissions link them.
     pub subject_pseudonym: String,
 }
 
@@ -285,6 +286,8 @@ async fn write_group(
         .iter()
         .map(|&i| LinkItem {
             source_partner: &items[i].submitter,
+            // The CBO it is routed to holds the person's identity too.
+            assigned_cbo: Some(items[i].draft.assignment.cbo.as_str()),
             input: &items[i].draft.subject.input,
             identity: &items[i].draft.subject.identity,
         })
@@ -390,9 +393,11 @@ async fn build_rows(
             id: id.clone(),
             status,
             assigned_cbo: draft.assignment.cbo.clone(),
+            // The submitter's own cluster of the person: only its own
+            // submissions group it (issue 15), never another partner's.
             subject_pseudonym: shared
                 .pseudonyms
-                .for_partner(&item.submitter, &link.subject_id)
+                .for_partner_cluster(&item.submitter, &link.cluster_id)
                 .to_string(),
         };
         if let Some(claim) = item.claim {

@@ -12,9 +12,11 @@ use crate::normalize::{Identity, IdentityInput};
 use crate::store::Tx;
 use crate::subjects::{Linked, NewSubjectIdentity, RegistryError, SubjectRegistry};
 
-/// One identity to link, as submitted by `source_partner`.
+/// One identity to link, as submitted by `source_partner` (and, for a
+/// referral, held by the CBO it is assigned to as well).
 pub struct LinkItem<'a> {
     pub source_partner: &'a str,
+    pub assigned_cbo: Option<&'a str>,
     pub input: &'a IdentityInput,
     pub identity: &'a Identity,
 }
@@ -32,6 +34,7 @@ pub async fn link_identities(
         .iter()
         .map(|item| NewSubjectIdentity {
             source_partner: item.source_partner,
+            assigned_cbo: item.assigned_cbo,
             input: item.input,
             identity: item.identity,
         })

@@ -38,6 +38,17 @@ use crate::policy::{
 use crate::store::Tx;
 use crate::store::consents::{ConsentRow, get_consent, unrevoked_of_subjects};
 use crate::store::referrals::same_person_subjects;
+use crate::store::subjects::clusters::{RecordOf, holding_of};
+use crate::subjects::partner_pseudonym;
+
+/// The record `consent` was recorded on.
+fn consented_record(consent: &ConsentRow) -> Option<RecordOf<'_>> {
+    match (&consent.referral_id, &consent.case_id) {
+        (Some(referral), _) => Some(RecordOf::Referral(referral)),
+        (None, Some(case)) => Some(RecordOf::Case(case)),
+        (None, None) => None,
+    }
+}
 
 /// Finds the consent a decision is made under, once per person and record
 /// holder per request.
@@ -180,6 +191,12 @@ impl Reads<'_> {
         }
         let mut snapshot = self.store.begin_read().await?;
         let row = get_consent(&mut snapshot, id).await?;
+        // The identity of the record it was recorded on: the FHIR `patient`
+        // is the asker's own pseudonym of that person.
+        let holding = match row.as_ref().map(consented_record) {
+            Some(Some(of)) => holding_of(&mut snapshot, of).await?,
+            _ => None,
+        };
         snapshot.commit().await?;
         let Some(row) = row else {
             return Err(ReadError::NotFound { refused: None });
@@ -208,7 +225,10 @@ impl Reads<'_> {
             .ok_or(ReadError::NotFound { refused: None })?;
         self.audit(std::slice::from_ref(&released.entry)).await?;
         let active = row.is_active(self.clock.now().timestamp_micros());
-        let pseudonym = self.pseudonyms.for_partner(asker.partner, &row.subject_id);
+        let holding = holding.ok_or(ReadError::Corrupt {
+            what: "a consent's record has no identity",
+        })?;
+        let pseudonym = partner_pseudonym(self.pseudonyms, asker.partner, &holding);
         let fhir =
             super::fhir::consent_resource(released.view.as_json(), active, pseudonym.as_str());
         Ok(ReadableConsent {

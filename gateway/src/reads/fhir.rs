@@ -9,7 +9,7 @@
 //! |---|---|
 //! | in period and not revoked | `status` `active`; otherwise `inactive` |
 //! | — | `scope` `patient-privacy` (consentscope), `category` LOINC 59284-0 "Patient Consent" |
-//! | the person | `patient`: an identifier reference whose value is the asker's own pseudonym of the person (`cwp-...`, system `urn:crosswalk:pseudonym`), never an identifier |
+//! | the person | `patient`: an identifier reference whose value is the asker's own pseudonym of the person (`cwp-...`, system `urn:crosswalk:pseudonym`; from the asker's own cluster of the consented record's identity, see `subjects/clusters.rs`), never an identifier |
 //! | `recorded_by` | `organization` (system `urn:crosswalk:partner`) |
 //! | `method`, `evidence_hash`, `revoked_at`, `referral_id`/`case_id` | extensions under `https://crosswalk.invalid/fhir/StructureDefinition/` (FHIR's `Attachment.hash` is SHA-1 of the attachment itself, which is not stored) |
 //! | `part2` | `policyRule` v3-ActCode `42CFRPart2` (else `OPTIN`) |

@@ -20,7 +20,7 @@ use crate::exchange::referral::{ReferralSealed, sealed_context as referral_conte
 use crate::policy::Decision;
 use crate::store::cases::CaseRow;
 use crate::store::referrals::ReferralRow;
-use crate::subjects::unseal_identity;
+use crate::subjects::{partner_pseudonym, unseal_identity};
 use crate::vault::Sealed;
 
 /// The referral fields kept sealed in `referrals.sealed`.
@@ -39,10 +39,11 @@ pub(super) fn time(micros: i64) -> Value {
 }
 
 /// The referral as the `referral` resource: every catalog field, sealed ones
-/// only when disclosed. `subject_pseudonym` is the asker's own pseudonym for the
-/// subject the referral was written with — the value police got in the
-/// receipt, which does not change if a later record links the person to
-/// someone else's (that would reveal the linkage).
+/// only when disclosed. `subject_pseudonym` is the asker's own pseudonym of the
+/// person ([`partner_pseudonym`]): computed from the asker's own cluster of the
+/// referral's identity — so it changes only when the asker's own records link
+/// the person further, never because of another partner's — or, for an asker
+/// that does not hold the referral, from the referral alone.
 pub(super) async fn referral_record(
     reads: &Reads<'_>,
     asker: &Asker<'_>,
@@ -60,7 +61,7 @@ pub(super) async fn referral_record(
         "created_at": time(row.created_at),
         "submitted_by": row.submitted_by,
         "assigned_cbo": row.assigned_cbo,
-        "subject_pseudonym": reads.pseudonyms.for_partner(asker.partner, &row.subject_id).as_str(),
+        "subject_pseudonym": partner_pseudonym(reads.pseudonyms, asker.partner, &row.holding).as_str(),
         "contact_at": time(row.contact_at),
         "district": row.district,
         "arrested": row.arrested,

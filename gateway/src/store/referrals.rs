@@ -64,6 +64,8 @@ pub struct ReferralHead {
     pub id: String,
     pub submitted_by: String,
     pub subject_id: String,
+    /// The identity the referral was written with (its person, as sent).
+    pub identity_id: String,
     pub assigned_cbo: String,
     pub status: String,
     pub created_at: i64,
@@ -199,7 +201,7 @@ pub async fn lock_referral(tx: &mut Tx<'_>, id: &str) -> Result<Option<ReferralH
     let row = sqlx::query(
         "UPDATE referrals SET updated_at = updated_at WHERE id = $1 \
          RETURNING id, submitted_by, subject_id, assigned_cbo, status, created_at, district, \
-         resources",
+         resources, identity_id",
     )
     .bind(id)
     .fetch_optional(&mut **tx)
@@ -214,6 +216,7 @@ pub async fn lock_referral(tx: &mut Tx<'_>, id: &str) -> Result<Option<ReferralH
             created_at: r.try_get(5)?,
             district: r.try_get(6)?,
             resources: r.try_get(7)?,
+            identity_id: r.try_get(8)?,
         })
     })
     .transpose()
@@ -282,6 +285,9 @@ pub struct ReferralRow {
     pub identity_id: String,
     /// `identities.sealed`: the person's identifiers as the police sent them.
     pub identity_sealed: Vec<u8>,
+    /// Who holds that identity in which cluster: what each partner's
+    /// pseudonym of the person is computed from.
+    pub holding: super::subjects::Holding,
 }
 
 impl std::fmt::Debug for ReferralRow {
@@ -317,7 +323,8 @@ pub struct ReferralListQuery<'a> {
 
 const REFERRAL_COLUMNS: &str = "r.id, r.submitted_by, r.subject_id, r.assigned_cbo, r.status, \
      r.workflow_state, r.contact_at, r.district, r.arrested, r.resources, r.follow_up_by, \
-     r.created_at, r.sealed, r.identity_id, i.sealed";
+     r.created_at, r.sealed, r.identity_id, i.sealed, \
+     i.id, i.source_partner, i.cluster_id, i.assigned_cbo, i.cbo_cluster_id";
 
 fn referral_row(r: &sqlx::any::AnyRow) -> Result<ReferralRow, StoreError> {
     let arrested: Option<i64> = r.try_get(8)?;
@@ -337,6 +344,7 @@ fn referral_row(r: &sqlx::any::AnyRow) -> Result<ReferralRow, StoreError> {
         sealed: r.try_get(12)?,
         identity_id: r.try_get(13)?,
         identity_sealed: r.try_get(14)?,
+        holding: super::subjects::holding_at(r, 15)?,
     })
 }
 

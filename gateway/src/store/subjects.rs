@@ -1,16 +1,19 @@
 //! Repository for the subject registry: `subjects`, `identities`,
-//! `linkage_tokens` and `subject_merges` (migration 0003).
+//! `linkage_tokens` and `subject_merges` (migration 0003), and the partner
+//! clusters on `identities` (migration 0017).
 //!
 //! Everything here takes the caller's transaction, so that an identity, its
 //! tokens, any merge it causes and the audit entry of the write that brought it
 //! commit together. [`bulk`] holds the multi-row forms that register a whole
-//! chunk of identities in a constant number of statements.
+//! chunk of identities in a constant number of statements; [`clusters`] the
+//! reads and writes of partner clusters outside registration.
 
 use sqlx::Row as _;
 
 use super::{StoreError, Tx};
 
 pub mod bulk;
+pub mod clusters;
 
 /// An identity row as written. `sealed` and `fingerprint` are opaque bytes made by
 /// the vault and the linkage engine.
@@ -23,12 +26,72 @@ pub struct NewIdentity<'a> {
     pub key_version: i64,
     pub linkable: bool,
     pub created_at: i64,
+    /// The source partner's cluster of it.
+    pub cluster_id: &'a str,
+    /// The CBO that holds it too (its referral's), and that CBO's cluster.
+    pub assigned_cbo: Option<&'a str>,
+    pub cbo_cluster_id: Option<&'a str>,
+}
+
+/// Who holds an identity, and in which of their own clusters (migration 0017):
+/// the partner that submitted it and the CBO its referral is assigned to. A
+/// partner's pseudonym of the person is computed from its cluster
+/// (`subjects::partner_pseudonym`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Holding {
+    pub identity_id: String,
+    pub source_partner: String,
+    /// `None` only for a row from before migration 0017 that the start-up
+    /// backfill has not reached.
+    pub cluster_id: Option<String>,
+    pub assigned_cbo: Option<String>,
+    pub cbo_cluster_id: Option<String>,
+}
+
+impl Holding {
+    /// The cluster `partner` holds this identity in, or `None` if it does not
+    /// hold it (or its cluster is not computed yet).
+    pub fn cluster_of(&self, partner: &str) -> Option<&str> {
+        if self.source_partner == partner {
+            self.cluster_id.as_deref()
+        } else if self.assigned_cbo.as_deref() == Some(partner) {
+            self.cbo_cluster_id.as_deref()
+        } else {
+            None
+        }
+    }
+}
+
+impl std::fmt::Debug for Holding {
+    // Partners only: internal references stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Holding")
+            .field("source_partner", &self.source_partner)
+            .field("assigned_cbo", &self.assigned_cbo)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The columns of a [`Holding`] on `identities i`, in [`holding_at`]'s order.
+pub(crate) const HOLDING_COLUMNS: &str =
+    "i.id, i.source_partner, i.cluster_id, i.assigned_cbo, i.cbo_cluster_id";
+
+/// The [`Holding`] in columns `first..first + 5` of `row` ([`HOLDING_COLUMNS`]).
+pub(crate) fn holding_at(row: &sqlx::any::AnyRow, first: usize) -> Result<Holding, StoreError> {
+    Ok(Holding {
+        identity_id: row.try_get(first)?,
+        source_partner: row.try_get(first + 1)?,
+        cluster_id: row.try_get(first + 2)?,
+        assigned_cbo: row.try_get(first + 3)?,
+        cbo_cluster_id: row.try_get(first + 4)?,
+    })
 }
 
 /// A stored identity that shares a lookup token with an incoming one.
 #[derive(Debug)]
 pub struct Candidate {
-    pub identity_id: String,
+    /// The identity (`holding.identity_id`), who holds it and in which clusters.
+    pub holding: Holding,
     pub subject_id: String,
     pub fingerprint: Vec<u8>,
 }
@@ -57,8 +120,9 @@ pub async fn insert_subject(tx: &mut Tx<'_>, id: &str, created_at: i64) -> Resul
 pub async fn insert_identity(tx: &mut Tx<'_>, row: &NewIdentity<'_>) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO identities \
-         (id, subject_id, source_partner, sealed, fingerprint, key_version, linkable, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         (id, subject_id, source_partner, sealed, fingerprint, key_version, linkable, created_at, \
+          cluster_id, assigned_cbo, cbo_cluster_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(row.id)
     .bind(row.subject_id)
@@ -68,6 +132,9 @@ pub async fn insert_identity(tx: &mut Tx<'_>, row: &NewIdentity<'_>) -> Result<(
     .bind(row.key_version)
     .bind(i64::from(row.linkable))
     .bind(row.created_at)
+    .bind(row.cluster_id)
+    .bind(row.assigned_cbo)
+    .bind(row.cbo_cluster_id)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -104,7 +171,7 @@ pub async fn insert_tokens(
 }
 
 /// Linkable identities under `key_version` that share at least one token with
-/// `tokens`, with their current subject.
+/// `tokens`, with their current subject and who holds them.
 #[tracing::instrument(name = "db.linkage_tokens.candidates", skip_all, fields(tokens = tokens.len()))]
 pub async fn candidates(
     tx: &mut Tx<'_>,
@@ -115,7 +182,7 @@ pub async fn candidates(
     for chunk in tokens.chunks(TOKENS_PER_STATEMENT) {
         let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
-            "SELECT DISTINCT i.id, i.subject_id, i.fingerprint \
+            "SELECT DISTINCT {HOLDING_COLUMNS}, i.subject_id, i.fingerprint \
              FROM linkage_tokens t JOIN identities i ON i.id = t.identity_id \
              WHERE t.key_version = $1 AND i.linkable = 1 AND t.token IN ({})",
             placeholders.join(", ")
@@ -125,14 +192,17 @@ pub async fn candidates(
             query = query.bind(token.clone());
         }
         for row in query.fetch_all(&mut **tx).await? {
-            let identity_id: String = row.try_get(0)?;
-            if found.iter().any(|c| c.identity_id == identity_id) {
+            let holding = holding_at(&row, 0)?;
+            if found
+                .iter()
+                .any(|c| c.holding.identity_id == holding.identity_id)
+            {
                 continue;
             }
             found.push(Candidate {
-                identity_id,
-                subject_id: row.try_get(1)?,
-                fingerprint: row.try_get(2)?,
+                holding,
+                subject_id: row.try_get(5)?,
+                fingerprint: row.try_get(6)?,
             });
         }
     }

@@ -22,9 +22,14 @@
 //!    identity links to an earlier one of the same chunk. Merges are applied to
 //!    an in-memory forwarding table (`merged_into`), so "the subject a candidate
 //!    belongs to now" is what it would be after the earlier `register` calls.
+//!    The same matches, filtered by holder, settle each identity's partner
+//!    clusters (its submitter's and its CBO's; `subjects/clusters.rs`), with
+//!    merges forwarded the same way: no second lookup.
 //! 4. **Seal** all inputs with [`Vault::seal_many`](crate::vault::Vault::seal_many).
 //! 5. **Write** with multi-row statements: subjects, moves of stored subjects
-//!    merged away (identities and `merged_into`), identities, tokens, merges.
+//!    merged away (identities and `merged_into`), moves of stored clusters
+//!    merged away (only when there are any), identities with their clusters,
+//!    tokens, merges.
 //!
 //! # Why the in-memory resolution is exact
 //! `register` compares an identity with the stored identities that share a row
@@ -56,6 +61,7 @@
 
 use std::collections::HashMap;
 
+use super::clusters::{ClusterTable, Held};
 use super::{Linked, RegistryError, SubjectRegistry, identity_context, seal_input};
 use crate::clock::Clock;
 use crate::linkage::{self, Fingerprint, Token, TokenKind};
@@ -69,30 +75,47 @@ use crate::vault::ToSeal;
 /// prints only which fields are present (the identity types redact themselves).
 #[derive(Debug, Clone, Copy)]
 pub struct NewSubjectIdentity<'a> {
-    /// The partner that submitted the identity.
+    /// The partner that submitted the identity, which holds it.
     pub source_partner: &'a str,
+    /// The CBO its record is assigned to, which holds it too (a referral's);
+    /// `None` for a record no CBO is given (a case).
+    pub assigned_cbo: Option<&'a str>,
     /// The identity as sent, which the vault seals.
     pub input: &'a IdentityInput,
     /// The identity normalized, which the linkage engine fingerprints.
     pub identity: &'a Identity,
 }
 
-/// An identity of the chunk once fingerprinted.
-struct Prepared {
-    identity_id: String,
-    fingerprint: Fingerprint,
+impl NewSubjectIdentity<'_> {
+    /// The CBO holding it besides its submitter (never the submitter itself).
+    pub(super) fn cbo(&self) -> Option<&str> {
+        self.assigned_cbo.filter(|cbo| *cbo != self.source_partner)
+    }
+}
+
+/// An identity of the chunk once fingerprinted, with who holds it.
+pub(super) struct Prepared<'a> {
+    pub(super) identity_id: String,
+    pub(super) fingerprint: Fingerprint,
     /// The keys stored for it and looked up for it (`Fingerprint::index_keys`).
-    index_keys: Vec<Vec<u8>>,
+    pub(super) index_keys: Vec<Vec<u8>>,
+    pub(super) source_partner: &'a str,
+    pub(super) cbo: Option<&'a str>,
 }
 
 /// What resolving the chunk decided, to be written.
-struct Resolution {
+pub(super) struct Resolution {
     subjects: SubjectTable,
     /// Per identity of the chunk: the subject it was given (an index into
     /// `subjects`) and the subjects it merged into that one.
     assigned: Vec<(usize, Vec<usize>)>,
     /// (merged away, survivor, index of the bridging identity), in order.
     merges: Vec<(usize, usize, usize)>,
+    /// The partner clusters the chunk touched.
+    pub(super) clusters: ClusterTable,
+    /// Per identity of the chunk: its submitter's cluster and its CBO's (slots
+    /// of `clusters`) at the moment it was resolved.
+    pub(super) clustered: Vec<(usize, Option<usize>)>,
 }
 
 impl SubjectRegistry {
@@ -121,6 +144,8 @@ impl SubjectRegistry {
                         identity_id: super::internal_id(now),
                         index_keys: fingerprint.index_keys(),
                         fingerprint,
+                        source_partner: item.source_partner,
+                        cbo: item.cbo(),
                     }
                 })
                 .collect()
@@ -152,8 +177,7 @@ impl SubjectRegistry {
             .collect();
         let sealed = self.vault.seal_many(tx, &to_seal, clock).await?;
 
-        self.write(tx, items, &prepared, &sealed, &resolution, now)
-            .await?;
+        self.write(tx, &prepared, &sealed, &resolution, now).await?;
         Ok(resolution.linked(&prepared))
     }
 
@@ -162,15 +186,14 @@ impl SubjectRegistry {
     async fn write(
         &self,
         tx: &mut Tx<'_>,
-        items: &[NewSubjectIdentity<'_>],
-        prepared: &[Prepared],
+        prepared: &[Prepared<'_>],
         sealed: &[crate::vault::Sealed],
         resolution: &Resolution,
         now: i64,
     ) -> Result<(), RegistryError> {
         let table = &resolution.subjects;
         let id = |slot: usize| table.slots[slot].id.as_str();
-        let new_subjects: Vec<NewSubject<'_>> = table
+        let mut new_subjects: Vec<NewSubject<'_>> = table
             .slots
             .iter()
             .enumerate()
@@ -181,6 +204,11 @@ impl SubjectRegistry {
                 merged_into: s.merged_into.map(|_| id(table.root(slot))),
             })
             .collect();
+        // The subjects others were merged into first: a long chunk is inserted
+        // in several statements, and `merged_into` must name a row that is
+        // already there when its statement ends (PostgreSQL checks the key
+        // then). Every `merged_into` names a root, which has none itself.
+        new_subjects.sort_by_key(|s| s.merged_into.is_some());
         bulk::insert_subjects(tx, &new_subjects).await?;
 
         let moves: Vec<bulk::SubjectMove<'_>> = table
@@ -196,24 +224,40 @@ impl SubjectRegistry {
         if !moves.is_empty() {
             bulk::move_subjects(tx, &moves).await?;
         }
+        // Stored clusters merged away: their identities were on the stored
+        // subjects read with them, which are now (moved above) on the roots.
+        super::move_stored_clusters(tx, &resolution.clusters, |subject| {
+            table
+                .stored_by_id
+                .get(subject)
+                .map_or(subject, |&slot| id(table.root(slot)))
+        })
+        .await?;
 
+        let clusters = &resolution.clusters;
+        let cluster = |slot: usize| clusters.id(clusters.root(slot));
         let fingerprints: Vec<Vec<u8>> =
             prepared.iter().map(|p| p.fingerprint.to_bytes()).collect();
-        let identities: Vec<NewIdentity<'_>> = items
+        let identities: Vec<NewIdentity<'_>> = prepared
             .iter()
-            .zip(prepared)
             .zip(&resolution.assigned)
+            .zip(&resolution.clustered)
             .zip(sealed.iter().zip(&fingerprints))
             .map(
-                |(((item, p), (slot, _)), (sealed, fingerprint))| NewIdentity {
+                |(((p, (slot, _)), (source, cbo)), (sealed, fingerprint))| NewIdentity {
                     id: &p.identity_id,
                     subject_id: id(table.root(*slot)),
-                    source_partner: item.source_partner,
+                    source_partner: p.source_partner,
                     sealed: sealed.as_bytes(),
                     fingerprint,
                     key_version: self.key_version,
                     linkable: p.fingerprint.is_linkable(),
                     created_at: now,
+                    // The final clusters: one this chunk merged away has no
+                    // identity left in it.
+                    cluster_id: cluster(*source),
+                    assigned_cbo: p.cbo,
+                    cbo_cluster_id: cbo.map(cluster),
                 },
             )
             .collect();
@@ -254,16 +298,20 @@ impl SubjectRegistry {
 }
 
 impl Resolution {
-    fn linked(&self, prepared: &[Prepared]) -> Vec<Linked> {
+    fn linked(&self, prepared: &[Prepared<'_>]) -> Vec<Linked> {
         let id = |slot: usize| self.subjects.slots[slot].id.clone();
+        let cluster = |slot: usize| self.clusters.id(slot).to_owned();
         prepared
             .iter()
             .zip(&self.assigned)
-            .map(|(p, (slot, merged))| Linked {
+            .zip(&self.clustered)
+            .map(|((p, (slot, merged)), (source, cbo))| Linked {
                 identity_id: p.identity_id.clone(),
                 subject_id: id(*slot),
                 merged: merged.iter().map(|&s| id(s)).collect(),
                 linkable: p.fingerprint.is_linkable(),
+                cluster_id: cluster(*source),
+                cbo_cluster_id: cbo.map(cluster),
             })
             .collect()
     }
@@ -323,28 +371,32 @@ impl SubjectTable {
 
 /// Resolves the chunk's identities in order against the stored candidates and
 /// the chunk's earlier identities (steps 3 and 4 of the rule in the `subjects`
-/// module docs).
-fn resolve(
+/// module docs), and settles their partner clusters from the same matches.
+pub(super) fn resolve(
     stored: &[ChunkCandidate],
-    prepared: &[Prepared],
+    prepared: &[Prepared<'_>],
     now: i64,
 ) -> Result<Resolution, RegistryError> {
     let mut subjects = SubjectTable {
         slots: Vec::with_capacity(stored.len() + prepared.len()),
         stored_by_id: HashMap::with_capacity(stored.len()),
     };
+    let mut clusters = ClusterTable::default();
     // Everything an identity may be compared with: the stored candidates, then
-    // each linkable identity of the chunk once resolved. Fingerprints are
-    // borrowed from `prepared` or owned from decoding the stored bytes.
+    // each linkable identity of the chunk once resolved, with its subject and
+    // who holds it in which cluster. Fingerprints are borrowed from `prepared`
+    // or owned from decoding the stored bytes.
     let mut decoded: Vec<(Fingerprint, usize)> = Vec::with_capacity(stored.len());
+    let mut holders: Vec<Held<'_>> = Vec::with_capacity(stored.len() + prepared.len());
     for candidate in stored {
         let fingerprint = Fingerprint::from_bytes(&candidate.fingerprint).map_err(|_| {
             RegistryError::CorruptFingerprint {
-                identity_id: candidate.identity_id.clone(),
+                identity_id: candidate.holding.identity_id.clone(),
             }
         })?;
         let slot = subjects.stored(&candidate.subject_id, candidate.subject_created_at);
         decoded.push((fingerprint, slot));
+        holders.push(clusters.held(&candidate.holding, &candidate.subject_id));
     }
     let mut known: Vec<(&Fingerprint, usize)> = decoded.iter().map(|(f, s)| (f, *s)).collect();
     let mut index = TokenIndex::new(prepared);
@@ -353,21 +405,30 @@ fn resolve(
     }
 
     let mut assigned = Vec::with_capacity(prepared.len());
+    let mut clustered = Vec::with_capacity(prepared.len());
     let mut merge_log = Vec::new();
     let mut candidates = Vec::new();
+    let mut matched_known: Vec<Held<'_>> = Vec::new();
     for (item, p) in prepared.iter().enumerate() {
         let mut matched: Vec<usize> = Vec::new();
+        matched_known.clear();
         if p.fingerprint.is_linkable() {
             index.candidates(&p.fingerprint, &mut candidates);
             for &c in &candidates {
                 let (fingerprint, slot) = known[c];
                 if linkage::compare(&p.fingerprint, fingerprint).is_match() {
                     matched.push(subjects.root(slot));
+                    matched_known.push(holders[c]);
                 }
             }
             matched.sort_unstable_by(|a, b| subjects.age_key(*a).cmp(&subjects.age_key(*b)));
             matched.dedup();
         }
+        let source = clusters.settle(p.source_partner, &matched_known, || super::internal_id(now));
+        let cbo = p
+            .cbo
+            .map(|cbo| clusters.settle(cbo, &matched_known, || super::internal_id(now)));
+        clustered.push((source, cbo));
         let subject = if let Some((&survivor, others)) = matched.split_first() {
             for &other in others {
                 subjects.slots[other].merged_into = Some(survivor);
@@ -380,6 +441,10 @@ fn resolve(
         if p.fingerprint.is_linkable() {
             index.add(&p.fingerprint, known.len());
             known.push((&p.fingerprint, subject));
+            holders.push(Held {
+                source: Some((p.source_partner, source)),
+                cbo: p.cbo.zip(cbo),
+            });
         }
         assigned.push((subject, matched.get(1..).unwrap_or_default().to_vec()));
     }
@@ -387,6 +452,8 @@ fn resolve(
         subjects,
         assigned,
         merges: merge_log,
+        clusters,
+        clustered,
     })
 }
 
@@ -398,7 +465,7 @@ struct TokenIndex {
 }
 
 impl TokenIndex {
-    fn new(prepared: &[Prepared]) -> Self {
+    fn new(prepared: &[Prepared<'_>]) -> Self {
         let mut entries = HashMap::with_capacity(prepared.len() * TokenKind::COUNT);
         for p in prepared {
             for token in p.fingerprint.tokens() {

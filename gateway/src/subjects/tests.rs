@@ -1,8 +1,13 @@
 //! [`SubjectRegistry::register_many`] against sequential [`SubjectRegistry::register`],
 //! on real SQLite files and, when `TEST_DATABASE_URL` names a server, on
-//! PostgreSQL (each test creates its own `crosswalk_test_<uuid>` database).
+//! PostgreSQL (each test creates its own `crosswalk_test_<uuid>` database):
+//! the same subjects, and the same partner clusters — which are, for each
+//! partner, the connected components of the match rule over the identities it
+//! holds (`partner_clusters_are_the_components_of_its_own_matches`). The
+//! clusters' own properties (independence from other partners, the hand-over
+//! to another CBO, the backfill) are in `cluster_tests.rs`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{TimeZone as _, Utc};
 use rand::rngs::StdRng;
@@ -41,6 +46,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     register_many_equals_sequential_register,
+    partner_clusters_are_the_components_of_its_own_matches,
     a_chunk_links_and_merges_within_itself,
     a_merge_moves_subjects_merged_earlier,
     a_rolled_back_chunk_leaves_nothing_behind,
@@ -48,12 +54,12 @@ on_both_backends!(
 );
 
 #[derive(Debug, Clone, Copy)]
-enum Backend {
+pub(super) enum Backend {
     Sqlite,
     Postgres,
 }
 
-fn postgres_available(test: &str) -> bool {
+pub(super) fn postgres_available(test: &str) -> bool {
     if std::env::var("TEST_DATABASE_URL").is_ok() {
         return true;
     }
@@ -67,14 +73,14 @@ fn postgres_available(test: &str) -> bool {
 
 /// A fresh, migrated database and a registry on it. Every registry in a test
 /// uses the same master secret, so fingerprints (and so links) are comparable.
-struct Fixture {
+pub(super) struct Fixture {
     _dir: tempfile::TempDir,
-    store: Store,
-    registry: SubjectRegistry,
+    pub(super) store: Store,
+    pub(super) registry: SubjectRegistry,
 }
 
 impl Fixture {
-    async fn new(backend: Backend) -> Self {
+    pub(super) async fn new(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = match backend {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("subjects.db").display()),
@@ -100,7 +106,7 @@ impl Fixture {
 
     /// Registers each chunk with `register_many`, one transaction per chunk, the
     /// n-th chunk n minutes after [`clock`].
-    async fn register_chunks(&self, chunks: &[&[Item]]) -> Vec<Linked> {
+    pub(super) async fn register_chunks(&self, chunks: &[&[Item]]) -> Vec<Linked> {
         let mut linked = Vec::new();
         for (n, chunk) in chunks.iter().enumerate() {
             let items: Vec<NewSubjectIdentity<'_>> = chunk.iter().map(Item::as_new).collect();
@@ -126,13 +132,7 @@ impl Fixture {
             for item in *chunk {
                 let got = self
                     .registry
-                    .register(
-                        &mut tx,
-                        &item.partner,
-                        &item.input,
-                        &item.identity,
-                        &clock_at(n),
-                    )
+                    .register_identity(&mut tx, &item.as_new(), &clock_at(n))
                     .await
                     .expect("register");
                 linked.push(got);
@@ -148,13 +148,13 @@ async fn create_postgres_database() -> String {
     crate::store::testing::create_postgres_database(&admin_url).await
 }
 
-fn clock() -> FixedClock {
+pub(super) fn clock() -> FixedClock {
     clock_at(0)
 }
 
 /// `minutes` after [`clock`]: chunks registered at different times make the
 /// oldest subject of a merge well defined across chunks.
-fn clock_at(minutes: usize) -> FixedClock {
+pub(super) fn clock_at(minutes: usize) -> FixedClock {
     let start = Utc
         .with_ymd_and_hms(2026, 11, 23, 12, 0, 0)
         .single()
@@ -163,38 +163,60 @@ fn clock_at(minutes: usize) -> FixedClock {
 }
 
 /// One identity to register, owned.
-struct Item {
-    partner: String,
-    input: IdentityInput,
+#[derive(Clone)]
+pub(super) struct Item {
+    pub(super) partner: String,
+    /// The CBO its referral is assigned to, which holds it too.
+    pub(super) cbo: Option<String>,
+    pub(super) input: IdentityInput,
     identity: Identity,
 }
 
 impl Item {
-    fn new(partner: &str, input: IdentityInput) -> Option<Self> {
+    pub(super) fn new(partner: &str, input: IdentityInput) -> Option<Self> {
         let options = NormalizeOptions::new(phonenumber::country::Id::US, clock().0.date_naive());
         let identity = normalize(&input, &options).ok()?;
         Some(Self {
             partner: partner.to_owned(),
+            cbo: None,
             input,
             identity,
         })
     }
 
-    fn as_new(&self) -> NewSubjectIdentity<'_> {
+    /// The same, assigned to `cbo`.
+    pub(super) fn assigned(mut self, cbo: &str) -> Self {
+        self.cbo = Some(cbo.to_owned());
+        self
+    }
+
+    pub(super) fn as_new(&self) -> NewSubjectIdentity<'_> {
         NewSubjectIdentity {
             source_partner: &self.partner,
+            assigned_cbo: self.cbo.as_deref(),
             input: &self.input,
             identity: &self.identity,
         }
     }
+
+    /// Whether `partner` holds it: it submitted it, or its referral is
+    /// assigned to it.
+    pub(super) fn held_by(&self, partner: &str) -> bool {
+        self.partner == partner || self.cbo.as_deref() == Some(partner)
+    }
 }
+
+/// The partners that hold identities in [`stream`]s.
+pub(super) const HOLDERS: [&str; 4] = ["pd", "county-health", "cbo-north", "cbo-south"];
 
 /// A stream of identities as partners would send them: synthetic people (with
 /// their households, twins and namesakes), corrupted duplicates of some — right
 /// after the original (so in the same chunk) or anywhere later — pairs of
 /// records of one person that do not link on their own followed by a record
-/// that bridges them, and identities too thin to link.
-fn stream(seed: u64, people: usize) -> Vec<Item> {
+/// that bridges them, and identities too thin to link. Police records are
+/// assigned to one of two CBOs; `cbo-north` submits some records itself, to
+/// hold identities both ways.
+pub(super) fn stream(seed: u64, people: usize) -> Vec<Item> {
     let mut rng = StdRng::seed_from_u64(seed);
     let population = synth::people(seed, people * 2);
     let (people_list, strangers) = population.split_at(people);
@@ -236,7 +258,15 @@ fn stream(seed: u64, people: usize) -> Vec<Item> {
     keyed
         .into_iter()
         .enumerate()
-        .filter_map(|(n, (_, input))| Item::new(partners[n % partners.len()], input))
+        .filter_map(|(n, (_, input))| {
+            let item = Item::new(partners[n % partners.len()], input)?;
+            Some(match (item.partner.as_str(), n % 7) {
+                ("pd", 0..=3) => item.assigned("cbo-south"),
+                // Also a CBO holding what it submitted itself: never twice.
+                ("pd", _) | ("cbo-north", 0) => item.assigned("cbo-north"),
+                _ => item,
+            })
+        })
         .collect()
 }
 
@@ -244,7 +274,7 @@ fn stream(seed: u64, people: usize) -> Vec<Item> {
 /// birth — one with the email and the old address, one under another surname
 /// at `elsewhere`'s address with its phone — and a record with the email and
 /// that phone, which matches both.
-fn bridging_records(
+pub(super) fn bridging_records(
     person: &IdentityInput,
     elsewhere: &IdentityInput,
 ) -> (IdentityInput, IdentityInput, IdentityInput) {
@@ -295,6 +325,8 @@ struct Outcome {
     linkable: Vec<bool>,
     /// Per identity: its class after the whole stream — the partition.
     final_class: Vec<usize>,
+    /// Per holder: the identities it holds, grouped by its cluster of them.
+    clusters: BTreeMap<&'static str, Vec<Vec<usize>>>,
 }
 
 /// Reads a run's result and its database into an [`Outcome`], asserting on the
@@ -302,11 +334,146 @@ struct Outcome {
 async fn outcome(store: &Store, linked: &[Linked]) -> Outcome {
     let classes = Classes::replay(linked);
     check_database(store, linked, &classes).await;
+    let holdings = holdings_by_identity(store).await;
     Outcome {
         final_class: (0..linked.len()).map(|n| classes.find(n)).collect(),
         joined: classes.joined,
         linkable: linked.iter().map(|l| l.linkable).collect(),
+        clusters: HOLDERS
+            .iter()
+            .map(|&partner| (partner, partition(&holdings, linked, partner)))
+            .collect(),
     }
+}
+
+/// Every identity's holding, by identity id.
+pub(super) async fn holdings_by_identity(store: &Store) -> HashMap<String, repo::Holding> {
+    let mut tx = store.begin_read().await.expect("begin");
+    let holdings = repo::clusters::holdings(&mut tx).await.expect("holdings");
+    tx.commit().await.expect("end read");
+    holdings
+        .into_iter()
+        .map(|h| (h.identity_id.clone(), h))
+        .collect()
+}
+
+/// The identities of `linked` that `partner` holds, by position, grouped by
+/// its cluster of them: classes in order of their first identity.
+pub(super) fn partition(
+    holdings: &HashMap<String, repo::Holding>,
+    linked: &[Linked],
+    partner: &str,
+) -> Vec<Vec<usize>> {
+    let mut by_cluster: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (n, l) in linked.iter().enumerate() {
+        let holding = &holdings[&l.identity_id];
+        assert!(holding.cluster_id.is_some(), "identity {n} has its cluster");
+        if let Some(cluster) = holding.cluster_of(partner) {
+            by_cluster.entry(cluster).or_default().push(n);
+        }
+    }
+    let mut classes: Vec<Vec<usize>> = by_cluster.into_values().collect();
+    classes.sort();
+    classes
+}
+
+/// What the rule says `partner`'s clusters of `items` are: the connected
+/// components of the match rule, compared pair by pair, over the linkable
+/// identities it holds (each other one alone).
+pub(super) fn components(items: &[Item], partner: &str) -> Vec<Vec<usize>> {
+    let keys = crate::linkage::LinkageKeys::derive(&MasterSecret::from_bytes([42; 32]), 1);
+    let held: Vec<(usize, crate::linkage::Fingerprint)> = items
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| item.held_by(partner))
+        .map(|(n, item)| (n, crate::linkage::fingerprint(&item.identity, &keys)))
+        .collect();
+    let mut parent: Vec<usize> = (0..held.len()).collect();
+    let find = |parent: &mut Vec<usize>, mut i: usize| {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    };
+    for i in 0..held.len() {
+        for j in 0..i {
+            let (a, b) = (&held[i].1, &held[j].1);
+            if a.is_linkable() && b.is_linkable() && crate::linkage::compare(a, b).is_match() {
+                let (ri, rj) = (find(&mut parent, i), find(&mut parent, j));
+                parent[ri] = rj;
+            }
+        }
+    }
+    let mut by_root: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, (n, _)) in held.iter().enumerate() {
+        let root = find(&mut parent, i);
+        by_root.entry(root).or_default().push(*n);
+    }
+    let mut classes: Vec<Vec<usize>> = by_root.into_values().collect();
+    classes.sort();
+    classes
+}
+
+/// Each partner's clusters, as registration left them in the database, are
+/// exactly the components of the match rule over the identities it holds —
+/// and on this stream that differs from the subjects: some of a partner's
+/// identities sit on one subject only because another partner's record
+/// linked them, and it does not see them grouped.
+async fn partner_clusters_are_the_components_of_its_own_matches(backend: Backend) {
+    let items = stream(4, 200);
+    let chunks: Vec<&[Item]> = items.chunks(64).collect();
+    let f = Fixture::new(backend).await;
+    let linked = f.register_chunks(&chunks).await;
+    let holdings = holdings_by_identity(&f.store).await;
+    let subject_of = subjects_now(&f.store, &linked).await;
+    let mut bridged_by_others = 0;
+    for partner in HOLDERS {
+        let clusters = partition(&holdings, &linked, partner);
+        assert_eq!(
+            clusters,
+            components(&items, partner),
+            "{partner}'s clusters are the components of its own matches"
+        );
+        // Two of this partner's clusters on one subject: linked only through
+        // someone else's record.
+        let mut subjects: Vec<&str> = clusters
+            .iter()
+            .map(|class| subject_of[class[0]].as_str())
+            .collect();
+        let count = subjects.len();
+        subjects.sort_unstable();
+        subjects.dedup();
+        bridged_by_others += count - subjects.len();
+    }
+    assert!(
+        bridged_by_others > 0,
+        "the stream has identities linked only through another partner's record"
+    );
+    for (n, item) in items.iter().enumerate() {
+        let holding = &holdings[&linked[n].identity_id];
+        assert_eq!(holding.source_partner, item.partner, "identity {n}");
+        assert_eq!(
+            holding.assigned_cbo.as_deref(),
+            item.as_new().cbo(),
+            "identity {n}"
+        );
+    }
+}
+
+/// Each identity's subject now, by position.
+async fn subjects_now(store: &Store, linked: &[Linked]) -> Vec<String> {
+    let mut tx = store.begin_read().await.expect("begin");
+    let stored: HashMap<String, String> = repo::identity_subjects(&mut tx)
+        .await
+        .expect("identities")
+        .into_iter()
+        .collect();
+    tx.commit().await.expect("end read");
+    linked
+        .iter()
+        .map(|l| stored[&l.identity_id].clone())
+        .collect()
 }
 
 /// The classes of subjects merged together, replayed from the `Linked` values

@@ -22,7 +22,7 @@ use std::collections::HashSet;
 
 use sqlx::Row as _;
 
-use super::NewIdentity;
+use super::{HOLDING_COLUMNS, Holding, NewIdentity, holding_at};
 use crate::store::{StoreError, Tx};
 
 /// Bound values per statement, below SQLite's limit of 32,766 (and PostgreSQL's
@@ -30,9 +30,11 @@ use crate::store::{StoreError, Tx};
 const MAX_PARAMS: usize = 32_000;
 
 /// A stored, linkable identity that shares a lookup key with some identity of a
-/// chunk, with its subject's creation time (a merge keeps the oldest subject).
+/// chunk, with its subject's creation time (a merge keeps the oldest subject)
+/// and who holds it in which cluster.
 pub struct ChunkCandidate {
-    pub identity_id: String,
+    /// The identity (`holding.identity_id`) and its partner clusters.
+    pub holding: Holding,
     pub subject_id: String,
     pub subject_created_at: i64,
     pub fingerprint: Vec<u8>,
@@ -67,6 +69,23 @@ pub struct SubjectMove<'a> {
     pub into: &'a str,
 }
 
+/// A stored partner cluster merged into another: every identity of `subject`
+/// in cluster `from` (as the source partner's or the CBO's cluster) goes to
+/// `into`. A cluster's identities all sit on one subject (its links are links
+/// of the subject), so the subject index finds them.
+pub struct ClusterMove<'a> {
+    pub from: &'a str,
+    pub into: &'a str,
+    pub subject: &'a str,
+}
+
+/// The clusters computed for an identity from before migration 0017.
+pub struct ClusterAssignment<'a> {
+    pub identity_id: &'a str,
+    pub cluster_id: &'a str,
+    pub cbo_cluster_id: Option<&'a str>,
+}
+
 /// Linkable identities under `key_version` that share at least one of `keys`,
 /// each once, with its current subject and that subject's creation time.
 ///
@@ -91,7 +110,8 @@ pub async fn candidates_for_keys(
         let key_version_param = sql.param_text();
         if sql.numbered {
             sql.push(
-                "SELECT c.id, c.subject_id, c.created_at, c.fingerprint \
+                "SELECT c.id, c.source_partner, c.cluster_id, c.assigned_cbo, c.cbo_cluster_id, \
+                 c.subject_id, c.created_at, c.fingerprint \
                  FROM (SELECT DISTINCT m.identity_id FROM (VALUES ",
             );
             for i in 0..chunk.len() {
@@ -102,13 +122,13 @@ pub async fn candidates_for_keys(
             sql.push(&format!(
                 ") AS k (token) CROSS JOIN LATERAL (SELECT t.identity_id FROM linkage_tokens t \
                  WHERE t.token = k.token AND t.key_version = {key_version_param} OFFSET 0) AS m) AS d \
-                 CROSS JOIN LATERAL (SELECT i.id, i.subject_id, s.created_at, i.fingerprint \
-                 FROM identities i JOIN subjects s ON s.id = i.subject_id \
+                 CROSS JOIN LATERAL (SELECT {HOLDING_COLUMNS}, i.subject_id, s.created_at, \
+                 i.fingerprint FROM identities i JOIN subjects s ON s.id = i.subject_id \
                  WHERE i.id = d.identity_id AND i.linkable = 1 OFFSET 0) AS c"
             ));
         } else {
             sql.push(&format!(
-                "SELECT i.id, i.subject_id, s.created_at, i.fingerprint \
+                "SELECT {HOLDING_COLUMNS}, i.subject_id, s.created_at, i.fingerprint \
                  FROM identities i JOIN subjects s ON s.id = i.subject_id \
                  WHERE i.linkable = 1 AND i.id IN (SELECT t.identity_id FROM linkage_tokens t \
                  WHERE t.key_version = {key_version_param} AND t.token IN ("
@@ -121,15 +141,15 @@ pub async fn candidates_for_keys(
             query = query.bind(*key);
         }
         for row in query.fetch_all(&mut **tx).await? {
-            let identity_id: String = row.try_get(0)?;
-            if !seen.insert(identity_id.clone()) {
+            let holding = holding_at(&row, 0)?;
+            if !seen.insert(holding.identity_id.clone()) {
                 continue;
             }
             found.push(ChunkCandidate {
-                identity_id,
-                subject_id: row.try_get(1)?,
-                subject_created_at: row.try_get(2)?,
-                fingerprint: row.try_get(3)?,
+                holding,
+                subject_id: row.try_get(5)?,
+                subject_created_at: row.try_get(6)?,
+                fingerprint: row.try_get(7)?,
             });
         }
     }
@@ -161,14 +181,15 @@ pub async fn insert_identities(
     tx: &mut Tx<'_>,
     rows: &[NewIdentity<'_>],
 ) -> Result<(), StoreError> {
-    for chunk in pieces(rows, MAX_PARAMS / 8) {
+    for chunk in pieces(rows, MAX_PARAMS / 11) {
         let mut sql = Sql::new(
             tx,
             "INSERT INTO identities \
-             (id, subject_id, source_partner, sealed, fingerprint, key_version, linkable, created_at) \
+             (id, subject_id, source_partner, sealed, fingerprint, key_version, linkable, created_at, \
+              cluster_id, assigned_cbo, cbo_cluster_id) \
              VALUES ",
         );
-        sql.rows(chunk.len(), 8);
+        sql.rows(chunk.len(), 11);
         let mut query = sqlx::query(sql.into_text());
         for row in chunk {
             query = query
@@ -179,7 +200,10 @@ pub async fn insert_identities(
                 .bind(row.fingerprint)
                 .bind(row.key_version)
                 .bind(i64::from(row.linkable))
-                .bind(row.created_at);
+                .bind(row.created_at)
+                .bind(row.cluster_id)
+                .bind(row.assigned_cbo)
+                .bind(row.cbo_cluster_id);
         }
         query.execute(&mut **tx).await?;
     }
@@ -259,6 +283,86 @@ pub async fn move_subjects(tx: &mut Tx<'_>, moves: &[SubjectMove<'_>]) -> Result
             }
             query.execute(&mut **tx).await?;
         }
+    }
+    Ok(())
+}
+
+/// Moves the identities of stored partner clusters merged into others
+/// ([`ClusterMove`]): one statement per cluster column, whatever the count.
+/// Each column separately, because one identity's source cluster and CBO
+/// cluster may both move in one chunk.
+#[tracing::instrument(name = "db.identities.move_clusters", skip_all, fields(count = moves.len()))]
+pub async fn move_clusters(tx: &mut Tx<'_>, moves: &[ClusterMove<'_>]) -> Result<(), StoreError> {
+    for chunk in pieces(moves, MAX_PARAMS / 3) {
+        for column in ["cluster_id", "cbo_cluster_id"] {
+            let mut sql = Sql::new(tx, "WITH moved (from_id, into_id, subject_id) AS (VALUES ");
+            sql.rows(chunk.len(), 3);
+            sql.push(&format!(
+                ") UPDATE identities SET {column} = moved.into_id FROM moved \
+                 WHERE identities.subject_id = moved.subject_id \
+                 AND identities.{column} = moved.from_id"
+            ));
+            let mut query = sqlx::query(sql.into_text());
+            for row in chunk {
+                query = query.bind(row.from).bind(row.into).bind(row.subject);
+            }
+            query.execute(&mut **tx).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Up to `limit` identities from before migration 0017, without clusters yet,
+/// oldest first (`identities_unclustered`), with what computing their
+/// clusters needs: who holds them, their subject and their fingerprint.
+#[tracing::instrument(name = "db.identities.unclustered", skip_all)]
+pub async fn unclustered(tx: &mut Tx<'_>, limit: i64) -> Result<Vec<ChunkCandidate>, StoreError> {
+    let sql = format!(
+        "SELECT {HOLDING_COLUMNS}, i.subject_id, i.created_at, i.fingerprint \
+         FROM identities i WHERE i.cluster_id IS NULL ORDER BY i.created_at, i.id LIMIT $1"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(limit)
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ChunkCandidate {
+                holding: holding_at(row, 0)?,
+                subject_id: row.try_get(5)?,
+                // The identity's own time here, not its subject's.
+                subject_created_at: row.try_get(6)?,
+                fingerprint: row.try_get(7)?,
+            })
+        })
+        .collect()
+}
+
+/// Writes the clusters computed for identities from before migration 0017.
+#[tracing::instrument(name = "db.identities.set_clusters", skip_all, fields(count = rows.len()))]
+pub async fn set_clusters(
+    tx: &mut Tx<'_>,
+    rows: &[ClusterAssignment<'_>],
+) -> Result<(), StoreError> {
+    for chunk in pieces(rows, MAX_PARAMS / 3) {
+        let mut sql = Sql::new(
+            tx,
+            "WITH computed (id, cluster_id, cbo_cluster_id) AS (VALUES ",
+        );
+        sql.rows(chunk.len(), 3);
+        sql.push(
+            ") UPDATE identities SET cluster_id = computed.cluster_id, \
+             cbo_cluster_id = computed.cbo_cluster_id FROM computed \
+             WHERE identities.id = computed.id",
+        );
+        let mut query = sqlx::query(sql.into_text());
+        for row in chunk {
+            query = query
+                .bind(row.identity_id)
+                .bind(row.cluster_id)
+                .bind(row.cbo_cluster_id);
+        }
+        query.execute(&mut **tx).await?;
     }
     Ok(())
 }
