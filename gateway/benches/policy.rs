@@ -224,6 +224,7 @@ fn question(
             classes: crosswalk::policy::FieldClass::ALL.to_vec(),
             part2_recipients: vec![format!("{kind}-1")],
         }),
+        study: None,
     }
 }
 

@@ -268,6 +268,7 @@ impl Exports {
             relationship: Relationship::None,
             record: RecordFacts { part2 },
             consent: None,
+            study: None,
         })
     }
 

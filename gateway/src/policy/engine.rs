@@ -290,6 +290,7 @@ pub(super) fn agreement_inputs() -> impl Iterator<Item = DecisionInput> {
                                 relationship,
                                 record: RecordFacts { part2 },
                                 consent: on_file.clone(),
+                                study: None,
                             });
                         }
                     }

@@ -245,6 +245,7 @@ impl Reads<'_> {
             relationship,
             record: RecordFacts { part2 },
             consent,
+            study: None,
         };
         let decision = self.policy.decide(&input);
         (input, decision)

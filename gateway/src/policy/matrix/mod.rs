@@ -180,6 +180,7 @@ impl Case {
             relationship: self.relationship,
             record: RecordFacts { part2: self.part2 },
             consent: self.on_file.scope(self.kind),
+            study: None,
         }
     }
 }
