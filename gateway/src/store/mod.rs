@@ -43,6 +43,7 @@ pub mod exports;
 pub mod idempotency;
 pub mod outcomes;
 pub mod referrals;
+pub mod study_plans;
 pub mod subjects;
 #[cfg(test)]
 pub(crate) mod testing;
