@@ -226,6 +226,7 @@ fn question(
             part2_recipients: vec![format!("{kind}-1")],
             discloser: "holder-1".to_owned(),
         }),
+        study: None,
     }
 }
 

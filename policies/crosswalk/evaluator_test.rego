@@ -83,6 +83,25 @@ test_evaluator_export_leaves_part2_records_out if {
 	t_deny_shape(d)
 }
 
+# A study configured for 42 CFR Part 2 research (input.study) gets a Part 2
+# record whole, with the redisclosure statement and no consent used; the flag
+# changes nothing on other records, and without it nothing changes at all.
+test_evaluator_export_part2_research_study if {
+	research := {"study": {"part2_research": true}}
+	d := t_decide(t_with(t_req("evaluator", "export", "case_status", "none"), object.union(t_part2, research)))
+	d.effect == "allow"
+	d.fields.program == "release"
+	d.fields.status == "release"
+	d.fields.case_ref == "withhold"
+	d.fields.submitted_by == "pseudonymize"
+	d.notices == [vocabulary.notices.part2_redisclosure]
+	d.consent_used == false
+	ordinary := t_decide(t_req("evaluator", "export", "case_status", "none"))
+	t_decide(t_with(t_req("evaluator", "export", "case_status", "none"), research)) == ordinary
+	not_research := t_decide(t_with(t_req("evaluator", "export", "case_status", "none"), object.union(t_part2, {"study": {"part2_research": false}})))
+	t_deny_shape(not_research)
+}
+
 test_evaluator_export_of_consents_and_audit_denied if {
 	every resource in {"consent", "audit_entry"} {
 		d := t_decide(t_req("evaluator", "export", resource, "none"))

@@ -11,6 +11,7 @@ mod cycle;
 mod demo;
 mod endpoint_matrix;
 mod exchange;
+mod export_joins;
 mod exports;
 mod inference;
 mod linkage;

@@ -488,6 +488,7 @@ impl Aggregates<'_> {
                 relationship: Relationship::None,
                 record: RecordFacts::default(),
                 consent: None,
+                study: None,
             });
             if decision.effect == Effect::Deny {
                 return Err(AggregateError::Refused {

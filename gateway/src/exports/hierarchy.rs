@@ -1,9 +1,11 @@
-//! Generalization hierarchies and the k-anonymity search.
+//! Generalization hierarchies: each quasi-identifier's levels, how a value is
+//! coarsened to a level and how it is written. Which levels a study uses is
+//! its plan's business ([`super::plan`]).
 //!
 //! # Hierarchies (level 0 is what the study's mode already requires)
 //! | quasi-identifier | `safe_harbor` | `limited_data_set` |
 //! |---|---|---|
-//! | `age` (at contact) | 0: years, over 89 as `90+` → 1: 5-year band (`35-39`) → 2: 10-year band (`30-39`) → 3: `*` | same |
+//! | `age` (on the plan's reference date) | 0: years, over 89 as `90+` → 1: 5-year band (`35-39`) → 2: 10-year band (`30-39`) → 3: `*` | same |
 //! | `sex` | 0: `F`/`M`/`X`/`U` → 1: `*` | same |
 //! | `zip` | 0: ZIP3, `000` for the 17 three-digit areas of 20,000 people or fewer → 1: `*` | 0: ZIP5 → 1: ZIP3 (same rule) → 2: `*` |
 //! | `state` | 0: state → 1: `*` | same |
@@ -12,19 +14,6 @@
 //! | `contact_date` | 0: year → 1: `*` | 0: date → 1: month (`2026-03`) → 2: year → 3: `*` |
 //!
 //! An unknown value stays unknown (empty) at every level but `*`.
-//!
-//! # The search (full-domain generalization, Samarati-style)
-//! The first pass over the export's referrals counts rows per distinct tuple of
-//! level-0 values of the declared quasi-identifiers ([`ClassCounts`]; a compact
-//! map of small integer codes, so memory grows with the number of distinct
-//! tuples, not rows). Every combination of levels ("node") is then scored from
-//! that map alone: the rows in classes smaller than k would be suppressed.
-//! Nodes are tried by total height (sum of levels), lowest first; the first
-//! height with a node that suppresses at most `max_suppression_percent` of the
-//! rows wins (fewest suppressed among them, then the first in a fixed order).
-//! If none does, the node suppressing fewest rows is taken. The second pass
-//! writes each row generalized to the chosen node's levels, and suppresses it
-//! when its class is smaller than k.
 
 use std::collections::HashMap;
 
@@ -71,7 +60,7 @@ impl Interner {
 /// out, so they stay out of logs and panics.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct QiValues {
-    /// Age in whole years at contact, plus one.
+    /// Age in whole years on the plan's reference date, plus one.
     pub age: u32,
     /// 1 F, 2 M, 3 other, 4 unknown-as-recorded.
     pub sex: u32,
@@ -246,34 +235,6 @@ impl std::fmt::Debug for QiValues {
     }
 }
 
-/// Rows per level-0 class key (first pass).
-#[derive(Default)]
-pub struct ClassCounts {
-    counts: HashMap<QiValues, u32>,
-    pub rows: u64,
-}
-
-impl ClassCounts {
-    pub fn add(&mut self, key: QiValues) {
-        *self.counts.entry(key).or_default() += 1;
-        self.rows += 1;
-    }
-
-    pub fn distinct(&self) -> usize {
-        self.counts.len()
-    }
-}
-
-/// Sizes only: the class keys are people's quasi-identifiers.
-impl std::fmt::Debug for ClassCounts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClassCounts")
-            .field("rows", &self.rows)
-            .field("classes", &self.counts.len())
-            .finish()
-    }
-}
-
 /// A class key generalized to a node.
 pub fn generalized_key(
     key: &QiValues,
@@ -287,100 +248,6 @@ pub fn generalized_key(
         out[i] = generalize(*qi, mode, key.get(*qi), node[i]);
     }
     out
-}
-
-/// The chosen generalization and the class sizes under it.
-pub struct Plan {
-    pub node: Node,
-    pub sizes: HashMap<[u32; 7], u32>,
-    pub suppressed_rows: u64,
-}
-
-/// The node and counts; not the class keys (generalized quasi-identifiers,
-/// ZIP5 among them at level 0).
-impl std::fmt::Debug for Plan {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plan")
-            .field("node", &self.node)
-            .field("classes", &self.sizes.len())
-            .field("suppressed_rows", &self.suppressed_rows)
-            .finish()
-    }
-}
-
-/// Picks the node (see the module docs).
-pub fn plan(
-    counts: &ClassCounts,
-    declared: &[QuasiIdentifier],
-    mode: StudyMode,
-    k: u32,
-    max_suppression_percent: f64,
-) -> Plan {
-    let mut nodes: Vec<Node> = vec![[0; 7]];
-    for qi in declared {
-        let i = qi.index();
-        nodes = nodes
-            .into_iter()
-            .flat_map(|node| {
-                (0..=max_level(*qi, mode)).map(move |level| {
-                    let mut n = node;
-                    n[i] = level;
-                    n
-                })
-            })
-            .collect();
-    }
-    nodes.sort_by_key(|n| (n.iter().map(|l| u32::from(*l)).sum::<u32>(), *n));
-    #[expect(
-        clippy::cast_precision_loss,
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "a row budget from a percentage; precision to the row is not needed"
-    )]
-    let budget = (counts.rows as f64 * max_suppression_percent / 100.0).floor() as u64;
-    let mut best: Option<Plan> = None;
-    let mut best_height = None;
-    for node in nodes {
-        let height: u32 = node.iter().map(|l| u32::from(*l)).sum();
-        if let (Some(h), Some(b)) = (best_height, &best)
-            && height > h
-            && b.suppressed_rows <= budget
-        {
-            break;
-        }
-        let mut sizes: HashMap<[u32; 7], u32> = HashMap::new();
-        for (key, count) in &counts.counts {
-            *sizes
-                .entry(generalized_key(key, &node, declared, mode))
-                .or_default() += count;
-        }
-        let suppressed: u64 = sizes
-            .values()
-            .filter(|s| **s < k)
-            .map(|s| u64::from(*s))
-            .sum();
-        let better = match &best {
-            None => true,
-            Some(b) => {
-                let fits = suppressed <= budget;
-                let b_fits = b.suppressed_rows <= budget;
-                (fits && !b_fits) || (fits == b_fits && suppressed < b.suppressed_rows)
-            }
-        };
-        if better {
-            best = Some(Plan {
-                node,
-                sizes,
-                suppressed_rows: suppressed,
-            });
-            best_height = Some(height);
-        }
-    }
-    best.unwrap_or(Plan {
-        node: [0; 7],
-        sizes: HashMap::new(),
-        suppressed_rows: 0,
-    })
 }
 
 #[cfg(test)]
@@ -418,24 +285,5 @@ mod tests {
         assert_eq!(r(95822, StudyMode::LimitedDataSet, 0), "95822");
         assert_eq!(r(95822, StudyMode::LimitedDataSet, 1), "958");
         assert_eq!(r(95822, SH, 1), "*");
-    }
-
-    #[test]
-    fn the_plan_generalizes_until_classes_reach_k() {
-        let declared = [QuasiIdentifier::Age];
-        let mut counts = ClassCounts::default();
-        // Ten people aged 30..39, one each: no class of 5 at years or 5-year
-        // bands with zero suppression budget... 30-34 and 35-39 have 5 each.
-        for age in 30..40 {
-            counts.add(QiValues {
-                age: age + 1,
-                ..QiValues::default()
-            });
-        }
-        let plan = plan(&counts, &declared, SH, 5, 0.0);
-        assert_eq!(plan.node[QuasiIdentifier::Age.index()], 1);
-        assert_eq!(plan.suppressed_rows, 0);
-        let plan = super::plan(&counts, &declared, SH, 6, 0.0);
-        assert_eq!(plan.node[QuasiIdentifier::Age.index()], 2);
     }
 }

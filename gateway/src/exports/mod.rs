@@ -1,76 +1,100 @@
-//! De-identified exports for evaluator studies (issue 8).
+//! De-identified exports for evaluator studies (issues 8 and 15).
 //!
 //! `POST /v1/exports` (the study's evaluator, purpose as the study says) is
-//! checked in the request — study, data-use agreement, purpose, policy,
-//! tables, format, date range with data — and recorded (`exports` row and an
-//! `export.request` audit entry, one transaction); then a job builds the file
-//! and answers `202` with its id at once. The job:
+//! checked in the request — study, data-use agreements, the study's plan,
+//! purpose, policy, tables, format, date range with data — and recorded
+//! (`exports` row and an `export.request` audit entry, one transaction); then
+//! a job builds the file and answers `202` with its id at once. The job
+//! ([`build`]):
 //!
 //! 1. reads, in one read snapshot on a connection of its own
 //!    ([`crate::store::export_rows`], which reads ahead on the other core), the
-//!    referrals whose contact falls in the range, unsealing each identity only
-//!    to compute its quasi-identifiers ([`hierarchy::QiValues`], kept as small
-//!    codes in one `Vec`);
-//! 2. picks the generalization that makes every equivalence class over the
-//!    study's quasi-identifiers at least `k` rows ([`hierarchy::plan`]);
-//! 3. streams referrals, their outcomes and the case statuses of the people
-//!    kept, row by row, through the columns the policy admits
-//!    ([`tables`]), into a ZIP stream, through age encryption to the
-//!    evaluator's recipient, into `exports.dir/ID.zip.age`
-//!    ([`container`]); memory holds the codes and class counts, never the
-//!    export;
+//!    referrals, unsealing each identity only to compute its
+//!    quasi-identifiers ([`hierarchy::QiValues`], kept as small codes in one
+//!    `Vec` with the person's number);
+//! 2. takes the study's plan — the levels every export of the study is
+//!    generalized to, fixed by its first export ([`plan`]; a study's first
+//!    export makes it from every referral recorded so far) — and counts, under
+//!    it, the distinct people of each class of the export's own referrals;
+//! 3. streams referrals in classes of at least `k` people, their outcomes and
+//!    the case statuses of the people kept, row by row, through the columns
+//!    the policy admits and the study declares ([`tables`]), into a ZIP
+//!    stream, through age encryption to the evaluator's recipient, into
+//!    `exports.dir/ID.zip.age` ([`container`]); memory holds the codes and
+//!    class sizes, never the export;
 //! 4. signs a manifest (JWS, the gateway's audit-checkpoint key) and, in one
-//!    transaction, marks the export ready, lists its subjects in
-//!    `export_subjects` and appends one `disclosure` audit entry (resource
-//!    `export`, record id the export id, the columns released and how), which
-//!    the accounting of disclosures finds for every person in it.
+//!    transaction, stores the study's plan if this export made it (with an
+//!    `export.plan` audit entry; see [`plan`] for two exports racing), marks
+//!    the export ready, lists its subjects in `export_subjects` and appends
+//!    one `disclosure` audit entry (resource `export`, record id the export
+//!    id, the columns released and how), which the accounting of disclosures
+//!    finds for every person in it.
 //!
 //! A failed job leaves no file, marks the export `failed` and records
 //! `export.failed`.
 //!
+//! # What an evaluator can rely on across exports
+//! Exports of one study share its pseudonyms (a person, a referral, an
+//! outcome, a case report has one value in every export of the study), so
+//! they can be joined — that is what longitudinal evaluation needs — and stay
+//! k-anonymous when joined: every referral shows the same generalized values
+//! in every export that holds it, so the union of any exports is no more
+//! specific than one export over the union of their windows ([`plan`]).
+//! Consequences: the levels never change for a study; a later export whose
+//! window has fewer people in a class suppresses those referrals rather than
+//! coarsening (the manifest's `rows_suppressed`); ages are on the plan's
+//! reference date; columns that would identify outside the classes are not
+//! written ([`tables`]). Two studies never share a pseudonym.
+//!
+//! 42 CFR Part 2 case statuses are exported whole in a study configured for
+//! Part 2 research, and not at all (uncounted) elsewhere ([`study`]).
+//!
 //! # Adding a column
 //! Add it to [`tables::candidate_columns`] with the catalog field whose
-//! decision admits it, and fill it in the table's writer below; the
-//! dictionary and the audit entry follow.
+//! decision admits it, and fill it in the table's writer in [`build`]; the
+//! dictionary and the audit entry follow. A column that could identify in
+//! combination must be a declared quasi-identifier with a hierarchy
+//! ([`hierarchy`]), or must not be added.
 
+mod build;
 pub mod container;
 pub mod hierarchy;
+pub(crate) mod plan;
+#[cfg(test)]
+mod race_tests;
 pub mod study;
 pub mod tables;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufWriter, Write as _};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, SecondsFormat};
+use chrono::{NaiveDate, SecondsFormat};
 use serde::{Deserialize, Serialize};
 
-use self::container::{Hashing, ZipStream};
-use self::hierarchy::{ClassCounts, Interner, QiValues};
-use self::study::{QuasiIdentifier, StudyConfig, StudyMode};
-use self::tables::{Cell, Column, Derivation, Format, Sink, Table};
+use self::build::Built;
+use self::plan::StudyPlan;
+use self::study::StudyConfig;
+use self::tables::{Format, Table};
 use crate::audit::checkpoint::CheckpointSigner;
-use crate::audit::{self, Event, Released};
+use crate::audit::{self, Event};
 use crate::clock::Clock;
 use crate::config::{Config, PartnerKind};
-use crate::normalize::{
-    Sex, normalize_city, normalize_dob, normalize_sex, normalize_state, normalize_zip,
-};
 use crate::policy::{
     Action, Decision, DecisionInput, Policy, Purpose, RecordFacts, Relationship, Requester,
+    StudyFacts,
 };
 use crate::pseudonym::Pseudonymizer;
-use crate::store::export_rows::{
-    ExportCase, ExportOutcome, ExportReader, ExportReferral, ReferralIdentity,
-};
 use crate::store::exports::{self as repo, ExportRow, Window};
+use crate::store::study_plans;
 use crate::store::{Store, StoreError};
 use crate::vault::Vault;
 
 /// Audit actions.
 pub const REQUEST_ACTION: &str = "export.request";
 pub const FAILED_ACTION: &str = "export.failed";
+/// A study's plan was fixed (once per study; see [`plan`]).
+pub const PLAN_ACTION: &str = "export.plan";
 /// The export's disclosure entry (the same action record-level reads use).
 pub const DISCLOSURE_ACTION: &str = crate::reads::DISCLOSURE_ACTION;
 /// The audit `resource` of export entries.
@@ -92,6 +116,9 @@ pub enum ExportError {
     /// The policy refuses the export.
     #[error("refused by the policy")]
     Refused { reason: String },
+    /// The study's de-identification settings changed since its plan.
+    #[error("the study's plan no longer fits it: {detail}")]
+    PlanChanged { detail: String },
     /// The date range holds no referral.
     #[error("no data in the range")]
     NoData,
@@ -184,10 +211,21 @@ pub struct Manifest {
     pub purpose: String,
     pub dua_reference: String,
     pub dua_expires: String,
+    /// Present (true) only for a study configured for 42 CFR Part 2 research,
+    /// with its Part 2 agreement.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub part2_research: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part2_dua_reference: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part2_dua_expires: Option<String>,
     pub k: u32,
     pub quasi_identifiers: Vec<String>,
-    /// The generalization level chosen per quasi-identifier.
+    /// The generalization level per quasi-identifier: the study's plan, the
+    /// same in every export of the study.
     pub generalization: BTreeMap<String, u8>,
+    /// Which export fixed the plan, when, and the day ages are computed on.
+    pub plan: PlanInfo,
     pub from: String,
     pub to: String,
     pub format: String,
@@ -197,15 +235,49 @@ pub struct Manifest {
     pub rows: BTreeMap<String, u64>,
     /// Referrals whose quasi-identifiers were coarsened beyond the mode's baseline.
     pub rows_generalized: u64,
-    /// Referrals (with their outcomes) left out to reach k.
+    /// Referrals (with their outcomes) left out because their class holds
+    /// fewer than k people in this export.
     pub rows_suppressed: u64,
     pub outcomes_suppressed: u64,
     pub subjects: u64,
+    /// Texts that must go with the data: the 42 CFR 2.32 redisclosure
+    /// statement in a Part 2 research study's exports of case statuses.
+    pub notices: Vec<String>,
     pub policy_version: String,
     /// BLAKE3 (hex) of the decrypted archive and of the `.age` file.
     pub plaintext_blake3: String,
     pub ciphertext_blake3: String,
     pub created_at: String,
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The manifest's account of the study's plan.
+#[derive(Debug, Serialize, Deserialize, Clone, utoipa::ToSchema)]
+pub struct PlanInfo {
+    /// The export that fixed the plan (the study's first to finish).
+    pub planned_by: String,
+    pub planned_at: String,
+    /// Ages are ages on this day (YYYY-MM-DD).
+    pub reference_date: String,
+}
+
+impl PlanInfo {
+    fn of(plan: &StudyPlan) -> Self {
+        Self {
+            planned_by: plan.planned_by.clone(),
+            planned_at: chrono::DateTime::from_timestamp_micros(plan.planned_at)
+                .unwrap_or_default()
+                .to_rfc3339_opts(SecondsFormat::Secs, true),
+            reference_date: plan.reference_date.to_string(),
+        }
+    }
 }
 
 /// The export service, shared by all requests.
@@ -256,7 +328,13 @@ impl Exports {
     }
 
     /// The decision for exporting `table`'s records.
-    fn decide(&self, who: &Requesting<'_>, table: Table, part2: bool) -> Arc<Decision> {
+    fn decide(
+        &self,
+        who: &Requesting<'_>,
+        table: Table,
+        part2: bool,
+        study: Option<StudyFacts>,
+    ) -> Arc<Decision> {
         self.policy.decide(&DecisionInput {
             requester: Requester {
                 id: who.partner.to_owned(),
@@ -266,12 +344,24 @@ impl Exports {
             action: Action::Export,
             resource: table.resource(),
             relationship: Relationship::None,
-            record: RecordFacts {
-                part2,
-                holder: None,
-            },
+            record: RecordFacts { part2, holder: None },
             consent: None,
+            study,
         })
+    }
+
+    /// The study's stored plan, if it has one and still fits its settings.
+    async fn stored_plan(
+        &self,
+        study_id: &str,
+        study: &StudyConfig,
+    ) -> Result<Option<StudyPlan>, ExportError> {
+        let mut tx = self.store.begin_read().await?;
+        let row = study_plans::get(&mut tx, study_id).await?;
+        tx.commit().await?;
+        row.map(|row| StudyPlan::from_row(&row, study))
+            .transpose()
+            .map_err(|detail| ExportError::PlanChanged { detail })
     }
 
     /// Checks and records the request, then starts the job.
@@ -375,14 +465,29 @@ impl Exports {
                 ),
             });
         }
+        if let (true, Some(reference), Some(expires)) = (
+            study.part2_research,
+            &study.part2_dua_reference,
+            study.part2_dua_expires,
+        ) && expires < today
+        {
+            return Err(ExportError::Forbidden {
+                field: "study",
+                detail: format!(
+                    "the study's 42 CFR Part 2 research agreement {reference} expired on {expires}"
+                ),
+            });
+        }
         if who.purpose.as_str() != study.purpose {
             return Err(ExportError::Forbidden {
                 field: "X-Purpose-Of-Use",
                 detail: format!("the study's exports are for purpose {}", study.purpose),
             });
         }
+        self.stored_plan(&request.study, study).await?;
+        let facts = build::study_facts(study, today);
         for table in &tables {
-            let decision = self.decide(&who, *table, false);
+            let decision = self.decide(&who, *table, false, Some(facts));
             if !decision.allows_records() {
                 return Err(ExportError::Refused {
                     reason: decision.reason.clone(),
@@ -454,19 +559,37 @@ impl Exports {
     async fn run(self: Arc<Self>, job: Job) {
         let dir = self.dir();
         let partial = dir.join(format!("{}.zip.age.partial", job.id));
-        let outcome = self.build(&job, &partial).await;
-        let finished = match outcome {
-            Ok(built) => self.record_ready(&job, built).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = finished {
-            tracing::error!(export = %job.id, error = %e, "export failed");
+        // Twice at most: a build that made the study's plan but lost the race
+        // to store it is built again with the plan that won.
+        let mut outcome = self.attempt(&job, &partial).await;
+        if matches!(outcome, Ok(Recorded::PlanSuperseded)) {
             let _ = std::fs::remove_file(&partial);
-            let _ = std::fs::remove_file(dir.join(format!("{}.zip.age", job.id)));
-            if let Err(e) = self.record_failed(&job).await {
-                tracing::error!(export = %job.id, error = %e, "recording the failed export failed");
-            }
+            outcome = self.attempt(&job, &partial).await;
         }
+        let failure = match outcome {
+            Ok(Recorded::Ready) => return,
+            Ok(Recorded::PlanSuperseded) => {
+                ExportError::Build("the study's plan changed twice during one export".into())
+            }
+            Err(e) => e,
+        };
+        tracing::error!(export = %job.id, error = %failure, "export failed");
+        let _ = std::fs::remove_file(&partial);
+        let _ = std::fs::remove_file(dir.join(format!("{}.zip.age", job.id)));
+        if let Err(e) = self.record_failed(&job).await {
+            tracing::error!(export = %job.id, error = %e, "recording the failed export failed");
+        }
+    }
+
+    /// One build with the study's plan as stored now (or a new one), and its
+    /// recording.
+    async fn attempt(&self, job: &Job, partial: &std::path::Path) -> Result<Recorded, ExportError> {
+        let study = self
+            .study(&job.study_id)
+            .ok_or_else(|| ExportError::Build("the study is no longer configured".into()))?;
+        let stored = self.stored_plan(&job.study_id, study).await?;
+        let built = self.build(job, partial, stored).await?;
+        self.record_ready(job, built).await
     }
 
     async fn record_failed(&self, job: &Job) -> Result<(), ExportError> {
@@ -486,17 +609,57 @@ impl Exports {
         Ok(())
     }
 
-    async fn record_ready(&self, job: &Job, built: Built) -> Result<(), ExportError> {
+    /// Publishes a built export: in one transaction, the study's plan if this
+    /// build made it (and no other export stored one first), the export's
+    /// state and signed manifest, its subjects and its audit entries.
+    async fn record_ready(&self, job: &Job, mut built: Built) -> Result<Recorded, ExportError> {
+        let study = self
+            .study(&job.study_id)
+            .ok_or_else(|| ExportError::Build("the study is no longer configured".into()))?;
+        let mut tx = self.store.begin().await?;
+        let mut events = Vec::new();
+        if built.plan.planned_by == job.id {
+            let row = built.plan.to_row(&job.study_id, study);
+            if study_plans::insert_if_absent(&mut tx, &row).await? {
+                events.push(
+                    Event::new(audit::GATEWAY_ACTOR, PLAN_ACTION)
+                        .with_purpose(&job.purpose)
+                        .with_record("study", &job.study_id)
+                        .with_detail(serde_json::json!({
+                            "export": job.id,
+                            "mode": row.mode,
+                            "quasi_identifiers": row.quasi_identifiers,
+                            "k": row.k,
+                            "levels": built.plan.levels(study),
+                            "reference_date": row.reference_date,
+                        })),
+                );
+            } else {
+                // Another export stored the study's plan first. Publishing
+                // this one with other levels would break the guarantee; with
+                // the same levels and reference date it is the same file.
+                let stored = study_plans::get(&mut tx, &job.study_id)
+                    .await?
+                    .map(|row| StudyPlan::from_row(&row, study))
+                    .transpose()
+                    .map_err(|detail| ExportError::PlanChanged { detail })?;
+                match stored {
+                    Some(stored) if stored.same_generalization(&built.plan) => {
+                        built.manifest.plan = PlanInfo::of(&stored);
+                    }
+                    _ => return Ok(Recorded::PlanSuperseded),
+                }
+            }
+        }
         let file_name = format!("{}.zip.age", job.id);
         let final_path = self.dir().join(&file_name);
-        std::fs::rename(&built.path, &final_path).map_err(|e| ExportError::Build(e.to_string()))?;
         let jws = self
             .signer
             .sign_claims(&built.manifest)
             .map_err(|e| ExportError::Build(e.to_string()))?;
+        std::fs::rename(&built.path, &final_path).map_err(|e| ExportError::Build(e.to_string()))?;
         let mut subjects = built.subjects;
         subjects.sort_unstable();
-        let mut tx = self.store.begin().await?;
         repo::finish(
             &mut tx,
             &job.id,
@@ -507,21 +670,23 @@ impl Exports {
         )
         .await?;
         repo::insert_subjects(&mut tx, &job.id, &subjects).await?;
-        let event = Event::new(&job.evaluator, DISCLOSURE_ACTION)
-            .with_purpose(&job.purpose)
-            .with_record(RESOURCE, &job.id)
-            .with_fields(built.fields)
-            .with_decision(&built.manifest.policy_version, &built.reason)
-            .with_detail(serde_json::json!({
-                "study": job.study_id,
-                "subjects": subjects.len(),
-                "rows": built.manifest.rows,
-                "ciphertext_blake3": built.manifest.ciphertext_blake3,
-            }));
-        audit::append(&mut tx, &[event], self.clock.as_ref()).await?;
+        events.push(
+            Event::new(&job.evaluator, DISCLOSURE_ACTION)
+                .with_purpose(&job.purpose)
+                .with_record(RESOURCE, &job.id)
+                .with_fields(built.fields)
+                .with_decision(&built.manifest.policy_version, &built.reason)
+                .with_detail(serde_json::json!({
+                    "study": job.study_id,
+                    "subjects": subjects.len(),
+                    "rows": built.manifest.rows,
+                    "ciphertext_blake3": built.manifest.ciphertext_blake3,
+                })),
+        );
+        audit::append(&mut tx, &events, self.clock.as_ref()).await?;
         tx.commit().await?;
         tracing::info!(export = %job.id, subjects = subjects.len(), "export ready");
-        Ok(())
+        Ok(Recorded::Ready)
     }
 
     /// The export row, if `partner` asked for it.
@@ -561,548 +726,10 @@ impl Exports {
     }
 }
 
-/// What a finished build hands to [`Exports::record_ready`].
-struct Built {
-    path: PathBuf,
-    manifest: Manifest,
-    subjects: Vec<String>,
-    fields: Vec<(String, Released)>,
-    reason: String,
-}
-
-fn io_err(e: impl std::fmt::Display) -> ExportError {
-    ExportError::Build(e.to_string())
-}
-
-/// First-pass state: the referrals' quasi-identifiers.
-struct FirstPass {
-    qis: Vec<(u64, QiValues)>,
-    counts: ClassCounts,
-    states: Interner,
-    cities: Interner,
-    districts: Interner,
-}
-
-fn id_check(id: &str) -> u64 {
-    let h = blake3::hash(id.as_bytes());
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&h.as_bytes()[..8]);
-    u64::from_le_bytes(b)
-}
-
-/// A 16-byte key for a subject id in the in-memory maps.
-fn subject_key(id: &str) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&blake3::hash(id.as_bytes()).as_bytes()[..16]);
-    out
-}
-
-type Plain = Hashing<age::stream::StreamWriter<Hashing<BufWriter<std::fs::File>>>>;
-
-impl Exports {
-    async fn first_pass(
-        &self,
-        reader: &ExportReader,
-        study: &StudyConfig,
-    ) -> Result<FirstPass, ExportError> {
-        let mut pass = FirstPass {
-            qis: Vec::new(),
-            counts: ClassCounts::default(),
-            states: Interner::default(),
-            cities: Interner::default(),
-            districts: Interner::default(),
-        };
-        let today = self.clock.now().date_naive();
-        let mut rows = reader.rows::<ReferralIdentity>();
-        while let Some(row) = rows.next().await? {
-            let identity =
-                crate::subjects::unseal_identity(&self.vault, &row.identity_id, &row.sealed)
-                    .await
-                    .map_err(io_err)?;
-            let contact = DateTime::from_timestamp_micros(row.contact_at)
-                .unwrap_or_default()
-                .date_naive();
-            let dob = identity
-                .dob
-                .as_deref()
-                .and_then(|d| normalize_dob(d, today).ok());
-            let zip = identity
-                .zip
-                .as_deref()
-                .and_then(|z| normalize_zip(z).ok())
-                .and_then(|z| z.get(..5).and_then(|z| z.parse::<u32>().ok()));
-            let state = identity
-                .state
-                .as_deref()
-                .and_then(|s| normalize_state(s).ok());
-            let city = identity
-                .city
-                .as_deref()
-                .and_then(|c| normalize_city(c).ok());
-            let values = QiValues {
-                age: dob
-                    .and_then(|d| hierarchy::age_on(d, contact))
-                    .map_or(0, |a| a.min(120) + 1),
-                sex: match identity.sex.as_deref().and_then(|s| normalize_sex(s).ok()) {
-                    Some(Sex::Female) => 1,
-                    Some(Sex::Male) => 2,
-                    Some(Sex::Other) => 3,
-                    Some(Sex::Unknown) => 4,
-                    None => 0,
-                },
-                zip: zip.map_or(0, |z| z + 1),
-                state: pass
-                    .states
-                    .code(state.as_deref().map(str::to_uppercase).as_deref()),
-                city: pass.cities.code(city.as_deref()),
-                district: pass.districts.code(Some(&row.district)),
-                contact_day: hierarchy::day_code(contact),
-            };
-            pass.counts.add(values.project(&study.quasi_identifiers));
-            pass.qis.push((id_check(&row.referral_id), values));
-        }
-        Ok(pass)
-    }
-
-    #[expect(
-        clippy::too_many_lines,
-        reason = "one streaming pipeline read top to bottom; each table's writer is a block"
-    )]
-    async fn build(&self, job: &Job, path: &std::path::Path) -> Result<Built, ExportError> {
-        let study = self
-            .study(&job.study_id)
-            .ok_or_else(|| ExportError::Build("the study is no longer configured".into()))?
-            .clone();
-        let recipient: age::x25519::Recipient = self
-            .config
-            .partners
-            .get(&study.evaluator)
-            .and_then(|p| p.age_recipient.as_deref())
-            .and_then(|r| r.parse().ok())
-            .ok_or_else(|| ExportError::Build("the evaluator has no age recipient".into()))?;
-        let who_purpose: Purpose = job.purpose.parse().map_err(|_| io_err("bad purpose"))?;
-        let who = Requesting {
-            partner: &job.evaluator,
-            kind: PartnerKind::Evaluator,
-            purpose: &who_purpose,
-        };
-        let mode = study.mode;
-        let pseudonyms = self.pseudonyms.study(&job.study_id);
-        let declared = study.quasi_identifiers.clone();
-
-        let rows_in = ExportReader::open(&self.store, job.window()).await?;
-        let pass = self.first_pass(&rows_in, &study).await?;
-        let plan = hierarchy::plan(
-            &pass.counts,
-            &declared,
-            mode,
-            study.k,
-            study.max_suppression_percent,
-        );
-        tracing::info!(
-            export = %job.id,
-            referrals = pass.counts.rows,
-            classes = pass.counts.distinct(),
-            suppressed = plan.suppressed_rows,
-            "export plan"
-        );
-        let level = |qi: QuasiIdentifier| {
-            if declared.contains(&qi) {
-                plan.node[qi.index()]
-            } else {
-                0
-            }
-        };
-
-        // The chain to disk.
-        std::fs::create_dir_all(self.dir()).map_err(io_err)?;
-        let file = std::fs::File::create(path).map_err(io_err)?;
-        let cipher = Hashing::new(BufWriter::with_capacity(256 * 1024, file));
-        let encryptor =
-            age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
-                .map_err(io_err)?;
-        let stream = encryptor.wrap_output(cipher).map_err(io_err)?;
-        let mut zip: ZipStream<Plain> = ZipStream::new(Hashing::new(stream));
-
-        let mut decisions = HashMap::new();
-        let mut dictionary = Vec::new();
-        let mut released: BTreeMap<String, Released> = BTreeMap::new();
-        let mut reason = String::new();
-        let mut policy_version = String::new();
-        for table in Table::ALL {
-            let released_view = self.decide(&who, table, false);
-            let part2 = self.decide(&who, table, true);
-            reason.clone_from(&released_view.reason);
-            policy_version = released_view.policy_version.to_string();
-            let mut columns: Vec<Column> = tables::candidate_columns(table, mode)
-                .into_iter()
-                .filter(|c| tables::admits(&released_view, c.field))
-                .collect();
-            for c in &mut columns {
-                c.generalization = describe_generalization(c, mode, &level);
-            }
-            if job.tables.contains(&table) {
-                for c in &columns {
-                    released.insert(
-                        format!("{}.{}", table.resource().as_str(), c.field),
-                        match c.derivation {
-                            Derivation::Released => Released::Released,
-                            Derivation::Pseudonymized => Released::Pseudonymized,
-                            Derivation::Generalized => Released::Generalized,
-                        },
-                    );
-                }
-            }
-            decisions.insert(table, (released_view, part2, columns));
-        }
-
-        let mut rows_written: BTreeMap<String, u64> = BTreeMap::new();
-        let mut first_contact: HashMap<[u8; 16], (i64, String)> = HashMap::new();
-        let mut suppressed_referrals: HashSet<String> = HashSet::new();
-        let mut rows_generalized = 0u64;
-        let mut files = Vec::new();
-
-        // Referrals (always read: they decide who is in the export).
-        {
-            let (_, _, columns) = &decisions[&Table::Referrals];
-            let write = job.tables.contains(&Table::Referrals);
-            let name = format!("referrals.{}", job.format.extension());
-            let mut sink = if write {
-                files.push(name.clone());
-                dictionary.push((name.clone(), columns.clone()));
-                Some(Sink::open(&mut zip, &name, job.format, columns).map_err(io_err)?)
-            } else {
-                None
-            };
-            let mut written = 0u64;
-            let mut rows = rows_in.rows::<ExportReferral>();
-            let mut index = 0usize;
-            while let Some(row) = rows.next().await? {
-                let Some((check, values)) = pass.qis.get(index) else {
-                    return Err(io_err("the referrals changed between the two passes"));
-                };
-                index += 1;
-                if *check != id_check(&row.id) {
-                    return Err(io_err("the referrals changed between the two passes"));
-                }
-                let key = hierarchy::generalized_key(
-                    &values.project(&declared),
-                    &plan.node,
-                    &declared,
-                    mode,
-                );
-                if plan.sizes.get(&key).copied().unwrap_or(0) < study.k {
-                    suppressed_referrals.insert(row.id);
-                    continue;
-                }
-                if declared.iter().any(|qi| {
-                    let v = qi_value(values, *qi);
-                    hierarchy::generalize(*qi, mode, v, level(*qi))
-                        != hierarchy::generalize(*qi, mode, v, 0)
-                }) {
-                    rows_generalized += 1;
-                }
-                let entry = first_contact
-                    .entry(subject_key(&row.subject_id))
-                    .or_insert_with(|| (row.contact_at, row.subject_id.clone()));
-                entry.0 = entry.0.min(row.contact_at);
-                let Some(sink) = sink.as_mut() else { continue };
-                let render = |qi: QuasiIdentifier| {
-                    let interner = match qi {
-                        QuasiIdentifier::City => &pass.cities,
-                        QuasiIdentifier::District => &pass.districts,
-                        _ => &pass.states,
-                    };
-                    let l = level(qi);
-                    hierarchy::render(
-                        qi,
-                        mode,
-                        hierarchy::generalize(qi, mode, qi_value(values, qi), l),
-                        l,
-                        interner,
-                    )
-                };
-                let resources: Vec<String> =
-                    serde_json::from_str(&row.resources).unwrap_or_default();
-                let cells: Vec<Cell<'_>> = columns
-                    .iter()
-                    .map(|c| match c.name {
-                        "referral" => Cell::Owned(
-                            pseudonyms.record("referral", row.id.as_bytes()).to_string(),
-                        ),
-                        "subject" => Cell::Owned(pseudonyms.subject(&row.subject_id).to_string()),
-                        "contact_year" | "contact_date" => {
-                            let text = render(QuasiIdentifier::ContactDate);
-                            match text.parse::<i64>() {
-                                Ok(n) if mode == StudyMode::SafeHarbor => Cell::Int(n),
-                                _ => Cell::Owned(text),
-                            }
-                        }
-                        "age" => Cell::Owned(render(QuasiIdentifier::Age)),
-                        "sex" => Cell::Owned(render(QuasiIdentifier::Sex)),
-                        "zip" => Cell::Owned(render(QuasiIdentifier::Zip)),
-                        "state" => Cell::Owned(render(QuasiIdentifier::State)),
-                        "city" => Cell::Owned(render(QuasiIdentifier::City)),
-                        "district" => Cell::Owned(render(QuasiIdentifier::District)),
-                        "status" => Cell::Text(&row.status),
-                        "workflow_state" => Cell::Text(&row.workflow_state),
-                        "resources" => Cell::Owned(resources.join(";")),
-                        "follow_up_by" => {
-                            row.follow_up_by.as_deref().map_or(Cell::Null, Cell::Text)
-                        }
-                        "assigned_cbo" => Cell::Text(&row.assigned_cbo),
-                        "submitted_by" => {
-                            Cell::Owned(pseudonyms.organization(&row.submitted_by).to_string())
-                        }
-                        _ => Cell::Null,
-                    })
-                    .collect();
-                sink.row(&cells).map_err(io_err)?;
-                written += 1;
-            }
-            drop(rows);
-            if index != pass.qis.len() {
-                return Err(io_err("the referrals changed between the two passes"));
-            }
-            if let Some(sink) = sink {
-                sink.finish().map_err(io_err)?;
-                rows_written.insert(Table::Referrals.as_str().to_owned(), written);
-            }
-        }
-
-        // Outcomes of the referrals kept.
-        let mut outcomes_suppressed = 0u64;
-        if job.tables.contains(&Table::Outcomes) {
-            let (_, _, columns) = &decisions[&Table::Outcomes];
-            let name = format!("outcomes.{}", job.format.extension());
-            files.push(name.clone());
-            dictionary.push((name.clone(), columns.clone()));
-            let mut sink = Sink::open(&mut zip, &name, job.format, columns).map_err(io_err)?;
-            let date_level = level(QuasiIdentifier::ContactDate);
-            let mut written = 0u64;
-            let mut rows = rows_in.rows::<ExportOutcome>();
-            while let Some(row) = rows.next().await? {
-                if suppressed_referrals.contains(&row.referral_id) {
-                    outcomes_suppressed += 1;
-                    continue;
-                }
-                let cells: Vec<Cell<'_>> = columns
-                    .iter()
-                    .map(|c| match c.name {
-                        "outcome" => {
-                            Cell::Owned(pseudonyms.record("outcome", row.id.as_bytes()).to_string())
-                        }
-                        "referral" => Cell::Owned(
-                            pseudonyms
-                                .record("referral", row.referral_id.as_bytes())
-                                .to_string(),
-                        ),
-                        "subject" => Cell::Owned(pseudonyms.subject(&row.subject_id).to_string()),
-                        "kind" => Cell::Text(&row.kind),
-                        "resource" => row.resource.as_deref().map_or(Cell::Null, Cell::Text),
-                        "occurred_year" | "occurred_date" => {
-                            date_cell(row.occurred_at, mode, date_level)
-                        }
-                        "days_from_contact" => {
-                            Cell::Int((row.occurred_at - row.contact_at).div_euclid(DAY_MICROS))
-                        }
-                        "recorded_by" => {
-                            Cell::Owned(pseudonyms.organization(&row.recorded_by).to_string())
-                        }
-                        _ => Cell::Null,
-                    })
-                    .collect();
-                sink.row(&cells).map_err(io_err)?;
-                written += 1;
-            }
-            drop(rows);
-            sink.finish().map_err(io_err)?;
-            rows_written.insert(Table::Outcomes.as_str().to_owned(), written);
-        }
-
-        // Case statuses of the people kept.
-        if job.tables.contains(&Table::CaseStatus) {
-            let (_, part2_decision, columns) = &decisions[&Table::CaseStatus];
-            let name = format!("case_status.{}", job.format.extension());
-            files.push(name.clone());
-            dictionary.push((name.clone(), columns.clone()));
-            let mut sink = Sink::open(&mut zip, &name, job.format, columns).map_err(io_err)?;
-            let date_level = level(QuasiIdentifier::ContactDate);
-            let mut written = 0u64;
-            let mut rows = rows_in.rows::<ExportCase>();
-            while let Some(row) = rows.next().await? {
-                let Some((first, _)) = first_contact.get(&subject_key(&row.subject_id)) else {
-                    continue;
-                };
-                // A Part 2 row the policy does not release whole is left out,
-                // never written with its program and status blank (issue 15).
-                if row.part2 && !part2_decision.allows_records() {
-                    continue;
-                }
-                let withheld = |field: &str| row.part2 && !tables::admits(part2_decision, field);
-                let cells: Vec<Cell<'_>> = columns
-                    .iter()
-                    .map(|c| match c.name {
-                        "case_report" => {
-                            Cell::Owned(pseudonyms.record("case", row.id.as_bytes()).to_string())
-                        }
-                        "subject" => Cell::Owned(pseudonyms.subject(&row.subject_id).to_string()),
-                        "submitted_by" => {
-                            Cell::Owned(pseudonyms.organization(&row.submitted_by).to_string())
-                        }
-                        "program" if !withheld("program") => Cell::Text(&row.program),
-                        "status" if !withheld("status") => Cell::Text(&row.status),
-                        "effective_year" | "effective_date" => {
-                            date_cell(row.effective_at, mode, date_level)
-                        }
-                        "days_from_first_referral" => {
-                            Cell::Int((row.effective_at - first).div_euclid(DAY_MICROS))
-                        }
-                        _ => Cell::Null,
-                    })
-                    .collect();
-                sink.row(&cells).map_err(io_err)?;
-                written += 1;
-            }
-            drop(rows);
-            sink.finish().map_err(io_err)?;
-            rows_written.insert(Table::CaseStatus.as_str().to_owned(), written);
-        }
-        drop(rows_in);
-
-        files.push("dictionary.csv".to_owned());
-        tables::write_dictionary(&mut zip, &dictionary).map_err(io_err)?;
-        let hashed = zip.finish().map_err(io_err)?;
-        let (stream, plaintext_hash) = hashed.into_parts();
-        let cipher = stream.finish().map_err(io_err)?;
-        let (mut file, ciphertext_hash) = cipher.into_parts();
-        file.flush().map_err(io_err)?;
-        let file = file.into_inner().map_err(|e| io_err(e.error()))?;
-        file.sync_all().map_err(io_err)?;
-
-        let subjects: Vec<String> = first_contact.into_values().map(|(_, id)| id).collect();
-        let manifest = Manifest {
-            export: job.id.clone(),
-            study: job.study_id.clone(),
-            evaluator: job.evaluator.clone(),
-            mode: mode.as_str().to_owned(),
-            purpose: job.purpose.clone(),
-            dua_reference: study.dua_reference.clone(),
-            dua_expires: study.dua_expires.to_string(),
-            k: study.k,
-            quasi_identifiers: declared.iter().map(|q| q.as_str().to_owned()).collect(),
-            generalization: declared
-                .iter()
-                .map(|q| (q.as_str().to_owned(), level(*q)))
-                .collect(),
-            from: job.from.to_string(),
-            to: job.to.to_string(),
-            format: job.format.extension().to_owned(),
-            files,
-            rows: rows_written,
-            rows_generalized,
-            rows_suppressed: plan.suppressed_rows,
-            outcomes_suppressed,
-            subjects: subjects.len() as u64,
-            policy_version,
-            plaintext_blake3: plaintext_hash.to_hex().to_string(),
-            ciphertext_blake3: ciphertext_hash.to_hex().to_string(),
-            created_at: self.clock.now().to_rfc3339_opts(SecondsFormat::Secs, true),
-        };
-        Ok(Built {
-            path: path.to_owned(),
-            manifest,
-            subjects,
-            fields: released.into_iter().collect(),
-            reason,
-        })
-    }
-}
-
-fn qi_value(values: &QiValues, qi: QuasiIdentifier) -> u32 {
-    values.get(qi)
-}
-
-/// A timestamp as the mode and the contact date's level allow.
-fn date_cell(micros: i64, mode: StudyMode, level: u8) -> Cell<'static> {
-    let date = DateTime::from_timestamp_micros(micros)
-        .unwrap_or_default()
-        .date_naive();
-    let code = hierarchy::generalize(
-        QuasiIdentifier::ContactDate,
-        mode,
-        hierarchy::day_code(date),
-        level,
-    );
-    let text = hierarchy::render(
-        QuasiIdentifier::ContactDate,
-        mode,
-        code,
-        level,
-        &Interner::default(),
-    );
-    match (mode, text.parse::<i64>()) {
-        (StudyMode::SafeHarbor, Ok(year)) => Cell::Int(year),
-        _ if text.is_empty() => Cell::Null,
-        _ => Cell::Owned(text),
-    }
-}
-
-/// The dictionary's words for what was done to a column.
-fn describe_generalization(
-    c: &Column,
-    mode: StudyMode,
-    level: &dyn Fn(QuasiIdentifier) -> u8,
-) -> String {
-    let qi = match c.name {
-        "age" => QuasiIdentifier::Age,
-        "sex" => QuasiIdentifier::Sex,
-        "zip" => QuasiIdentifier::Zip,
-        "state" => QuasiIdentifier::State,
-        "city" => QuasiIdentifier::City,
-        "district" => QuasiIdentifier::District,
-        "contact_year" | "contact_date" | "occurred_year" | "occurred_date" | "effective_year"
-        | "effective_date" => QuasiIdentifier::ContactDate,
-        _ => {
-            return match c.derivation {
-                Derivation::Pseudonymized => "study pseudonym (keyed BLAKE3 of the gateway's internal id, not of any identifier)".to_owned(),
-                Derivation::Generalized => "derived from dates; exact interval in days".to_owned(),
-                Derivation::Released => "none".to_owned(),
-            };
-        }
-    };
-    let l = level(qi);
-    let lds = mode == StudyMode::LimitedDataSet;
-    let words = match (qi, l) {
-        (_, l) if l >= hierarchy::max_level(qi, mode) => "suppressed (*) to reach k",
-        (QuasiIdentifier::Age, 0) => "whole years; over 89 as 90+",
-        (QuasiIdentifier::Age, 1) => "5-year bands; 90+",
-        (QuasiIdentifier::Age, _) => "10-year bands; 90+",
-        (QuasiIdentifier::Zip, 0) if lds => "five-digit ZIP",
-        (QuasiIdentifier::Zip, _) => "first three digits; 000 for areas of 20,000 people or fewer",
-        (QuasiIdentifier::ContactDate, 0) if lds => "date",
-        (QuasiIdentifier::ContactDate, 1) if lds => "month (YYYY-MM)",
-        (QuasiIdentifier::ContactDate, _) => "year",
-        _ => "as recorded",
-    };
-    format!("{words} (level {l})")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_safe_harbor_date_is_its_year() {
-        let micros = NaiveDate::from_ymd_opt(2026, 3, 14)
-            .map(micros_of)
-            .unwrap_or_default();
-        assert!(matches!(
-            date_cell(micros, StudyMode::SafeHarbor, 0),
-            Cell::Int(2026)
-        ));
-        assert!(
-            matches!(date_cell(micros, StudyMode::LimitedDataSet, 0), Cell::Owned(ref s) if s == "2026-03-14")
-        );
-    }
+/// How [`Exports::record_ready`] ended.
+enum Recorded {
+    Ready,
+    /// The build made a plan for the study, but another export's was stored
+    /// first, with other levels: build again with that one.
+    PlanSuperseded,
 }

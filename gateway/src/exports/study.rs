@@ -11,15 +11,31 @@
 //! purpose = "HRESCH"                   # the purpose of use the study's exports are made for
 //! dua_reference = "DUA-2026-014"       # the data-use agreement on file
 //! dua_expires = "2027-06-30"           # last day it covers; exports are refused after
-//! quasi_identifiers = ["age", "sex", "zip", "state"]
-//! k = 5                                # every equivalence class has at least k rows
-//! max_suppression_percent = 5          # optional: rows k-anonymity may suppress before generalizing further
+//! quasi_identifiers = ["age", "sex", "zip", "state", "contact_date"]
+//! k = 5                                # every equivalence class holds at least k people
+//! max_suppression_percent = 5          # optional: referrals the first plan may suppress before generalizing further
+//! # part2_research = true              # optional: 42 CFR Part 2 records are exported (42 CFR 2.52)
+//! # part2_dua_reference = "DUA-2026-014-SUD"   # required with part2_research: its own agreement
+//! # part2_dua_expires = "2027-06-30"
 //! ```
 //!
 //! Start-up fails on a study naming an unknown or non-evaluator partner, one
 //! without an age recipient, a `k` below 2, an unknown or repeated
-//! quasi-identifier, or a Safe Harbor study declaring `city` or `district`
-//! (Safe Harbor releases no geographic unit below the state but ZIP3).
+//! quasi-identifier, a Safe Harbor study declaring `city` or `district`
+//! (Safe Harbor releases no geographic unit below the state but ZIP3), or a
+//! Part 2 agreement without `part2_research` (or the flag without one).
+//!
+//! # Part 2 research
+//! Substance-use (42 CFR Part 2) case statuses reach an evaluator only in a
+//! study configured for it: `part2_research = true` with an agreement of its
+//! own (`part2_dua_reference`, `part2_dua_expires`; 42 CFR 2.52 research
+//! disclosures need the researcher's written agreement to the Part 2
+//! restrictions, apart from the HIPAA data-use agreement). The export tells
+//! the policy (`input.study.part2_research`) and the policy's `export`
+//! decision releases their fields with the 42 CFR 2.32 redisclosure statement,
+//! which goes into the manifest's `notices`. In any other study such a record
+//! is not in the export at all: a row with blank program and status would
+//! mark its person as a Part 2 patient (42 CFR 2.13).
 
 use std::fmt;
 
@@ -49,10 +65,22 @@ pub struct StudyConfig {
     /// Minimum equivalence-class size.
     #[serde(default = "default_k")]
     pub k: u32,
-    /// How many rows (percent of the export's referrals) k-anonymity may
-    /// suppress at a generalization level before it tries a coarser one.
+    /// How many referrals (percent) the study's plan may suppress at a
+    /// generalization level before it tries a coarser one; used once, when the
+    /// plan is made (see `super::plan`).
     #[serde(default = "default_max_suppression")]
     pub max_suppression_percent: f64,
+    /// Whether 42 CFR Part 2 (substance-use) records are exported; see the
+    /// module docs.
+    #[serde(default)]
+    pub part2_research: bool,
+    /// The Part 2 research agreement on file (required with `part2_research`),
+    /// recorded in every manifest of the study.
+    #[serde(default)]
+    pub part2_dua_reference: Option<String>,
+    /// Its last day: the study's exports are refused after it.
+    #[serde(default, deserialize_with = "optional_date")]
+    pub part2_dua_expires: Option<NaiveDate>,
 }
 
 /// The de-identification rule of a study.
@@ -140,6 +168,12 @@ fn default_max_suppression() -> f64 {
     5.0
 }
 
+fn optional_date<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<NaiveDate>, D::Error> {
+    date(deserializer).map(Some)
+}
+
 /// A date written as a TOML date (`2027-06-30`) or a string (`"2027-06-30"`):
 /// an environment override is read as TOML, so both forms arrive.
 fn date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NaiveDate, D::Error> {
@@ -189,6 +223,35 @@ impl StudyConfig {
         }
         if !(0.0..=100.0).contains(&self.max_suppression_percent) {
             return Err(("max_suppression_percent", "must be from 0 to 100".into()));
+        }
+        match (
+            self.part2_research,
+            &self.part2_dua_reference,
+            self.part2_dua_expires,
+        ) {
+            (true, None, _) => {
+                return Err((
+                    "part2_dua_reference",
+                    "a Part 2 research study needs its Part 2 agreement's reference".into(),
+                ));
+            }
+            (true, Some(r), _) if r.trim().is_empty() => {
+                return Err(("part2_dua_reference", "must not be empty".into()));
+            }
+            (true, _, None) => {
+                return Err((
+                    "part2_dua_expires",
+                    "a Part 2 research study needs its Part 2 agreement's last day".into(),
+                ));
+            }
+            (false, Some(_), _) | (false, _, Some(_)) => {
+                return Err((
+                    "part2_research",
+                    "a Part 2 agreement is configured: set part2_research = true, or remove it"
+                        .into(),
+                ));
+            }
+            _ => {}
         }
         if self.quasi_identifiers.is_empty() {
             return Err(("quasi_identifiers", "must name at least one".into()));

@@ -1,11 +1,41 @@
 //! The export's tables: their columns (each tied to the catalog field whose
 //! policy decision admits it), how rows are written as CSV or NDJSON, and the
 //! data dictionary.
+//!
+//! # Which columns (issue 15, finding 4)
+//! Every column that could single a person out in combination with others is
+//! either one of the study's declared quasi-identifiers, generalized by the
+//! study's plan inside the k classes, or not written at all:
+//! - `age`, `sex`, `zip`, `state`, `city`, `district` and the contact date
+//!   (`contact_year` or `contact_date`) are written only when the study
+//!   declares them; an undeclared one is left out, not written at full detail;
+//! - other dates (an outcome's `occurred_at`, a case status's `effective_at`)
+//!   are not written: they would be identifying values outside the classes,
+//!   and beside an interval they give back the exact contact date across a
+//!   year boundary. What an evaluator needs of them is an interval in whole
+//!   days from a fixed anchor: `days_from_contact` from the outcome's own
+//!   referral, `days_from_first_referral` from the person's first recorded
+//!   referral. Both anchors are the same in every export, so joining exports
+//!   yields no new differences between dates; the anchored date is released
+//!   only as the contact date's generalization releases it;
+//! - organizations are not written: which police department submitted a
+//!   referral, which CBO it is assigned to or recorded an outcome, which
+//!   health partner reported a case. The policy already says they are not
+//!   study data; a CBO stands for the districts routed to it (a geographic
+//!   unit outside the classes), the assignment changes on reassignment (a
+//!   referral would show two), and a pseudonymized `recorded_by` next to a
+//!   clear `assigned_cbo` mapped the `cwo-` pseudonyms back to CBO ids.
+//!   Per-organization measures are the aggregates' job.
+//!
+//! The rest are the study's analysis variables — what the program did, not
+//! who the person is: a referral's `status`, `workflow_state`, `resources`
+//! and `follow_up_by`, an outcome's `kind` and `resource`, a case's `program`
+//! and `status` — and the study pseudonyms that join them.
 
 use std::io::{self, BufWriter, Write};
 
 use super::container::{EntryWriter, ZipStream};
-use super::study::StudyMode;
+use super::study::{QuasiIdentifier, StudyMode};
 use crate::policy::{Decision, FieldAction};
 
 /// The tables an export can contain.
@@ -113,15 +143,19 @@ pub fn admits(decision: &Decision, field: &str) -> bool {
         .is_some_and(|action| *action != FieldAction::Withhold)
 }
 
-/// The columns every table may have, before the policy and the mode choose.
+/// The columns every table may have, before the policy chooses: those the
+/// mode allows, and of the quasi-identifier columns those the study declares.
 #[expect(
     clippy::too_many_lines,
     reason = "one declarative list of every column; splitting it would scatter the dictionary"
 )]
-pub fn candidate_columns(table: Table, mode: StudyMode) -> Vec<Column> {
+pub fn candidate_columns(
+    table: Table,
+    mode: StudyMode,
+    declared: &[QuasiIdentifier],
+) -> Vec<Column> {
     use Derivation::{Generalized as G, Pseudonymized as P, Released as R};
     let lds = mode == StudyMode::LimitedDataSet;
-    let date = |year: &'static str, day: &'static str| if lds { day } else { year };
     match table {
         Table::Referrals => {
             let mut c = vec![
@@ -136,62 +170,93 @@ pub fn candidate_columns(table: Table, mode: StudyMode) -> Vec<Column> {
                     "subject",
                     "subject_pseudonym",
                     "string",
-                    "Study pseudonym of the person (cws-...): the same person has the same value in every table of this study, and a different one in every other study",
+                    "Study pseudonym of the person (cws-...): the same person has the same value in every table and every export of this study, and a different one in every other study",
                     P,
                 ),
-                col(
-                    date("contact_year", "contact_date"),
-                    "contact_at",
-                    if lds { "date" } else { "integer" },
-                    "When the officer made contact",
-                    G,
+            ];
+            let quasi_identifiers = [
+                (
+                    QuasiIdentifier::ContactDate,
+                    col(
+                        if lds { "contact_date" } else { "contact_year" },
+                        "contact_at",
+                        if lds { "date" } else { "integer" },
+                        "When the officer made contact",
+                        G,
+                    ),
                 ),
-                col("age", "subject.dob", "string", "Age in years at contact", G),
-                col(
-                    "sex",
-                    "subject.sex",
-                    "string",
-                    "Administrative sex as recorded: F, M, X (other), U (unknown); empty if not given",
-                    G,
+                (
+                    QuasiIdentifier::Age,
+                    col(
+                        "age",
+                        "subject.dob",
+                        "string",
+                        "Age in years on the study's reference date (the manifest's plan.reference_date), not at contact: the same for a person in every row of every export of the study",
+                        G,
+                    ),
                 ),
-                col(
-                    "zip",
-                    "subject.address.zip",
-                    "string",
-                    "ZIP code of the home address",
-                    G,
+                (
+                    QuasiIdentifier::Sex,
+                    col(
+                        "sex",
+                        "subject.sex",
+                        "string",
+                        "Administrative sex as recorded: F, M, X (other), U (unknown); empty if not given",
+                        G,
+                    ),
                 ),
-                col(
-                    "state",
-                    "subject.address.state",
-                    "string",
-                    "State of the home address",
-                    G,
+                (
+                    QuasiIdentifier::Zip,
+                    col(
+                        "zip",
+                        "subject.address.zip",
+                        "string",
+                        "ZIP code of the home address",
+                        G,
+                    ),
+                ),
+                (
+                    QuasiIdentifier::State,
+                    col(
+                        "state",
+                        "subject.address.state",
+                        "string",
+                        "State of the home address",
+                        G,
+                    ),
+                ),
+                (
+                    QuasiIdentifier::City,
+                    col(
+                        "city",
+                        "subject.address.city",
+                        "string",
+                        "City of the home address",
+                        G,
+                    ),
+                ),
+                (
+                    QuasiIdentifier::District,
+                    col(
+                        "district",
+                        "district",
+                        "string",
+                        "Police district or beat of the contact",
+                        G,
+                    ),
                 ),
             ];
-            if lds {
-                c.push(col(
-                    "city",
-                    "subject.address.city",
-                    "string",
-                    "City of the home address",
-                    G,
-                ));
-                c.push(col(
-                    "district",
-                    "district",
-                    "string",
-                    "Police district or beat of the contact",
-                    G,
-                ));
-            }
+            c.extend(
+                quasi_identifiers
+                    .into_iter()
+                    .filter(|(qi, _)| declared.contains(qi))
+                    .map(|(_, column)| column),
+            );
             c.extend([
                 col("status", "status", "string", "Follow-up status: new, contact_attempted, contacted, engaged, service_connected, declined, unable_to_locate, closed", R),
                 col("workflow_state", "workflow_state", "string", "open or closed", R),
                 col("resources", "resources", "string", "Resource categories requested, separated by ';'", R),
                 col("follow_up_by", "follow_up_by", "string", "Who was to follow up: cbo or officer; empty if not given", R),
-                col("assigned_cbo", "assigned_cbo", "string", "The CBO the referral is assigned to", R),
-                col("submitted_by", "submitted_by", "string", "Study pseudonym of the referring police department (cwo-...)", P),
             ]);
             c
         }
@@ -232,25 +297,11 @@ pub fn candidate_columns(table: Table, mode: StudyMode) -> Vec<Column> {
                 R,
             ),
             col(
-                date("occurred_year", "occurred_date"),
-                "occurred_at",
-                if lds { "date" } else { "integer" },
-                "When it happened",
-                G,
-            ),
-            col(
                 "days_from_contact",
                 "occurred_at",
                 "integer",
-                "Whole days from the referral's contact to the outcome (derived interval)",
+                "Whole days from its referral's contact to the outcome (derived interval; the outcome's date itself is not released)",
                 G,
-            ),
-            col(
-                "recorded_by",
-                "recorded_by",
-                "string",
-                "Study pseudonym of the CBO that recorded it (cwo-...)",
-                P,
             ),
         ],
         Table::CaseStatus => vec![
@@ -269,38 +320,18 @@ pub fn candidate_columns(table: Table, mode: StudyMode) -> Vec<Column> {
                 P,
             ),
             col(
-                "submitted_by",
-                "submitted_by",
-                "string",
-                "Study pseudonym of the health partner (cwo-...)",
-                P,
-            ),
-            col(
                 "program",
                 "program",
                 "string",
-                "Health program; empty where withheld (42 CFR Part 2 records)",
+                "Health program (substance_use only in a study configured for 42 CFR Part 2 research; elsewhere such records are not exported at all)",
                 R,
             ),
-            col(
-                "status",
-                "status",
-                "string",
-                "Case status; empty where withheld (42 CFR Part 2 records)",
-                R,
-            ),
-            col(
-                date("effective_year", "effective_date"),
-                "effective_at",
-                if lds { "date" } else { "integer" },
-                "When the status took effect",
-                G,
-            ),
+            col("status", "status", "string", "Case status", R),
             col(
                 "days_from_first_referral",
                 "effective_at",
                 "integer",
-                "Whole days from the person's first referral in this export to the status (derived interval; negative if before)",
+                "Whole days from the contact of the person's first recorded referral (the first the gateway received for the person the case was linked to, in this export or not; the same in every export) to the status; negative if before; empty if there is none (derived interval; the status's date itself is not released)",
                 G,
             ),
         ],

@@ -180,6 +180,7 @@ pub(crate) async fn entries(
         relationship: Relationship::None,
         record: RecordFacts::default(),
         consent: None,
+        study: None,
     });
     if decision.effect != Effect::Allow {
         state.refusals.record(Refusal::policy(

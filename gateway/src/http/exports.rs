@@ -41,6 +41,13 @@ fn problem_of(error: ExportError) -> Problem {
         ExportError::Refused { reason } => Problem::new(StatusCode::FORBIDDEN)
             .with_type("forbidden", "Refused by the release policy")
             .with_detail(reason),
+        ExportError::PlanChanged { detail } => Problem::new(StatusCode::CONFLICT)
+            .with_type(
+                "study-plan-changed",
+                "The study changed since its exports were planned",
+            )
+            .with_detail(format!("no export was made: {detail}"))
+            .with_field("study", detail),
         ExportError::NoData => Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
             .with_type("no-data", "Nothing to export")
             .with_detail("no referral has a contact date in the range; no export was made")
@@ -73,7 +80,8 @@ fn problem_of(error: ExportError) -> Problem {
         (status = 202, description = "Recorded; the file is being built", body = Started),
         (status = 400, description = "Invalid fields (study, from, to, tables[i], format); nothing made", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Another evaluator's study, an expired data-use agreement, another purpose, or refused by the policy", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another evaluator's study, an expired data-use agreement (or Part 2 research agreement), another purpose, or refused by the policy", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The study's mode, quasi-identifiers or k changed since its exports were planned; nothing made", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "No referral in the date range; nothing made", body = Problem, content_type = "application/problem+json"),
     ))]

@@ -48,6 +48,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         crate::aggregates::PrivacySpend,
         super::exports::ManifestBody,
         crate::exports::Manifest,
+        crate::exports::PlanInfo,
         crate::exports::Started,
         crate::exports::ExportRequest
     )),

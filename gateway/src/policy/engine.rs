@@ -294,6 +294,7 @@ pub(super) fn agreement_inputs() -> impl Iterator<Item = DecisionInput> {
                                 relationship,
                                 record: RecordFacts::held_by(HOLDER, part2),
                                 consent: on_file.clone(),
+                                study: None,
                             });
                         }
                     }

@@ -34,6 +34,20 @@ pub struct DecisionInput {
     /// any: revoked and expired consents are never passed.
     #[serde(default)]
     pub consent: Option<ConsentScope>,
+    /// For an export: what the study it is made for allows beyond the
+    /// ordinary (absent everywhere else, and from the input document).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub study: Option<StudyFacts>,
+}
+
+/// What an export's study allows that the policy has to know about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudyFacts {
+    /// The study is configured for 42 CFR Part 2 research under an agreement
+    /// of its own, in force (42 CFR 2.52): its evaluator may receive
+    /// substance-use records.
+    pub part2_research: bool,
 }
 
 /// Who asks: from the registry, never from a token's claims.
@@ -272,6 +286,7 @@ mod tests {
                 part2_recipients: vec!["cbo-north".into()],
                 discloser: "county-health".into(),
             }),
+            study: None,
         };
         let expected = json!({
             "requester": {"id": "cbo-north", "kind": "cbo"},

@@ -78,7 +78,7 @@ pub use self::decision::{Decision, Effect, FieldAction};
 pub use self::engine::DecisionEngine;
 pub use self::input::{
     Action, ConsentScope, DecisionInput, InvalidPurpose, Purpose, RecordFacts, Relationship,
-    Requester,
+    Requester, StudyFacts,
 };
 pub use self::release::{FieldShaper, NOTICES_KEY, NotReleasable, ReleasedView, release_view};
 pub use self::resources::Resource;

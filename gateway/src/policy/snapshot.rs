@@ -473,6 +473,7 @@ fn probe_inputs() -> impl Iterator<Item = DecisionInput> {
                 relationship,
                 record: RecordFacts::default(),
                 consent: None,
+                study: None,
             })
         })
     })

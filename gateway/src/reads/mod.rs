@@ -250,6 +250,7 @@ impl Reads<'_> {
             relationship,
             record,
             consent,
+            study: None,
         };
         let decision = self.policy.decide(&input);
         (input, decision)

@@ -2,8 +2,11 @@
 //! their own, one snapshot for all of an export's passes.
 //!
 //! An export reads every referral in its window twice (quasi-identifiers, then
-//! the rows themselves), every outcome once, and the case statuses. Through
-//! sqlx's `Any` driver each row was a hop from SQLite's worker thread and a
+//! the rows themselves), every outcome once, and the case statuses; a study's
+//! first export reads the quasi-identifiers of every referral recorded so far,
+//! to plan over them (`crate::exports::plan`); each pass names its window.
+//!
+//! Through sqlx's `Any` driver each row was a hop from SQLite's worker thread and a
 //! conversion into owned `Any` values, and the builder waited for each: about
 //! half of a million-referral export's time. So [`ExportReader`] reads on a
 //! thread (SQLite, `rusqlite`) or task (PostgreSQL, sqlx's native driver) of
@@ -40,6 +43,8 @@ const READ_AHEAD: usize = 4;
 #[derive(Debug)]
 pub struct ReferralIdentity {
     pub referral_id: String,
+    /// The current subject (merges followed): k counts people.
+    pub subject_id: String,
     pub identity_id: String,
     pub sealed: Vec<u8>,
     pub contact_at: i64,
@@ -52,11 +57,8 @@ pub struct ExportReferral {
     pub id: String,
     /// The current subject (merges followed).
     pub subject_id: String,
-    pub submitted_by: String,
-    pub assigned_cbo: String,
     pub status: String,
     pub workflow_state: String,
-    pub contact_at: i64,
     pub resources: String,
     pub follow_up_by: Option<String>,
 }
@@ -67,7 +69,6 @@ pub struct ExportOutcome {
     pub id: String,
     pub referral_id: String,
     pub subject_id: String,
-    pub recorded_by: String,
     pub kind: String,
     pub resource: Option<String>,
     pub occurred_at: i64,
@@ -79,11 +80,16 @@ pub struct ExportOutcome {
 pub struct ExportCase {
     pub id: String,
     pub subject_id: String,
-    pub submitted_by: String,
     pub program: String,
     pub status: String,
     pub part2: bool,
     pub effective_at: i64,
+    /// The contact of the first referral recorded for the subject the case
+    /// was linked to (by `created_at`, so a referral recorded later never
+    /// moves it; by the case's own subject, so a later merge does not
+    /// either): the anchor of `days_from_first_referral`, the same in every
+    /// export. `None` if there is none.
+    pub anchor_contact_at: Option<i64>,
 }
 
 /// `$1`, `$2`, `$3`: the window's `from`, `to` and `cutoff`. Both drivers bind
@@ -94,15 +100,17 @@ pub(super) const REFERRALS_IN_WINDOW: &str =
 
 fn identities_sql() -> String {
     format!(
-        "SELECT r.id, r.identity_id, i.sealed, r.contact_at, r.district FROM referrals r \
-         JOIN identities i ON i.id = r.identity_id WHERE {REFERRALS_IN_WINDOW} ORDER BY r.id"
+        "SELECT r.id, COALESCE(s.merged_into, r.subject_id), r.identity_id, i.sealed, \
+         r.contact_at, r.district FROM referrals r \
+         JOIN identities i ON i.id = r.identity_id JOIN subjects s ON s.id = r.subject_id \
+         WHERE {REFERRALS_IN_WINDOW} ORDER BY r.id"
     )
 }
 
 fn referrals_sql() -> String {
     format!(
-        "SELECT r.id, COALESCE(s.merged_into, r.subject_id), r.submitted_by, r.assigned_cbo, \
-         r.status, r.workflow_state, r.contact_at, r.resources, r.follow_up_by \
+        "SELECT r.id, COALESCE(s.merged_into, r.subject_id), \
+         r.status, r.workflow_state, r.resources, r.follow_up_by \
          FROM referrals r JOIN subjects s ON s.id = r.subject_id \
          WHERE {REFERRALS_IN_WINDOW} ORDER BY r.id"
     )
@@ -110,7 +118,7 @@ fn referrals_sql() -> String {
 
 fn outcomes_sql() -> String {
     format!(
-        "SELECT o.id, o.referral_id, COALESCE(s.merged_into, r.subject_id), o.recorded_by, \
+        "SELECT o.id, o.referral_id, COALESCE(s.merged_into, r.subject_id), \
          o.kind, o.resource, o.occurred_at, r.contact_at \
          FROM outcomes o JOIN referrals r ON r.id = o.referral_id \
          JOIN subjects s ON s.id = r.subject_id \
@@ -120,8 +128,11 @@ fn outcomes_sql() -> String {
 }
 
 /// `$1`: the window's cutoff (cases are not limited to the contact range).
-const CASES_SQL: &str = "SELECT c.id, COALESCE(s.merged_into, c.subject_id), c.submitted_by, \
-     c.program, c.status, c.part2, c.effective_at \
+/// The anchor is one indexed look-up per case (`referrals_subject`).
+const CASES_SQL: &str = "SELECT c.id, COALESCE(s.merged_into, c.subject_id), \
+     c.program, c.status, c.part2, c.effective_at, \
+     (SELECT r.contact_at FROM referrals r WHERE r.subject_id = c.subject_id \
+      AND r.created_at <= $1 ORDER BY r.created_at, r.id LIMIT 1) \
      FROM cases c JOIN subjects s ON s.id = c.subject_id \
      WHERE c.created_at <= $1 ORDER BY c.effective_at, c.id";
 
@@ -155,19 +166,21 @@ impl Pass for ReferralIdentity {
     fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             referral_id: r.get(0)?,
-            identity_id: r.get(1)?,
-            sealed: r.get(2)?,
-            contact_at: r.get(3)?,
-            district: r.get(4)?,
+            subject_id: r.get(1)?,
+            identity_id: r.get(2)?,
+            sealed: r.get(3)?,
+            contact_at: r.get(4)?,
+            district: r.get(5)?,
         })
     }
     fn from_postgres(r: &PgRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
             referral_id: r.try_get(0)?,
-            identity_id: r.try_get(1)?,
-            sealed: r.try_get(2)?,
-            contact_at: r.try_get(3)?,
-            district: r.try_get(4)?,
+            subject_id: r.try_get(1)?,
+            identity_id: r.try_get(2)?,
+            sealed: r.try_get(3)?,
+            contact_at: r.try_get(4)?,
+            district: r.try_get(5)?,
         })
     }
     fn request(sender: Sender<Self>) -> Request {
@@ -183,26 +196,20 @@ impl Pass for ExportReferral {
         Ok(Self {
             id: r.get(0)?,
             subject_id: r.get(1)?,
-            submitted_by: r.get(2)?,
-            assigned_cbo: r.get(3)?,
-            status: r.get(4)?,
-            workflow_state: r.get(5)?,
-            contact_at: r.get(6)?,
-            resources: r.get(7)?,
-            follow_up_by: r.get(8)?,
+            status: r.get(2)?,
+            workflow_state: r.get(3)?,
+            resources: r.get(4)?,
+            follow_up_by: r.get(5)?,
         })
     }
     fn from_postgres(r: &PgRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
             id: r.try_get(0)?,
             subject_id: r.try_get(1)?,
-            submitted_by: r.try_get(2)?,
-            assigned_cbo: r.try_get(3)?,
-            status: r.try_get(4)?,
-            workflow_state: r.try_get(5)?,
-            contact_at: r.try_get(6)?,
-            resources: r.try_get(7)?,
-            follow_up_by: r.try_get(8)?,
+            status: r.try_get(2)?,
+            workflow_state: r.try_get(3)?,
+            resources: r.try_get(4)?,
+            follow_up_by: r.try_get(5)?,
         })
     }
     fn request(sender: Sender<Self>) -> Request {
@@ -219,11 +226,10 @@ impl Pass for ExportOutcome {
             id: r.get(0)?,
             referral_id: r.get(1)?,
             subject_id: r.get(2)?,
-            recorded_by: r.get(3)?,
-            kind: r.get(4)?,
-            resource: r.get(5)?,
-            occurred_at: r.get(6)?,
-            contact_at: r.get(7)?,
+            kind: r.get(3)?,
+            resource: r.get(4)?,
+            occurred_at: r.get(5)?,
+            contact_at: r.get(6)?,
         })
     }
     fn from_postgres(r: &PgRow) -> Result<Self, sqlx::Error> {
@@ -231,11 +237,10 @@ impl Pass for ExportOutcome {
             id: r.try_get(0)?,
             referral_id: r.try_get(1)?,
             subject_id: r.try_get(2)?,
-            recorded_by: r.try_get(3)?,
-            kind: r.try_get(4)?,
-            resource: r.try_get(5)?,
-            occurred_at: r.try_get(6)?,
-            contact_at: r.try_get(7)?,
+            kind: r.try_get(3)?,
+            resource: r.try_get(4)?,
+            occurred_at: r.try_get(5)?,
+            contact_at: r.try_get(6)?,
         })
     }
     fn request(sender: Sender<Self>) -> Request {
@@ -254,22 +259,22 @@ impl Pass for ExportCase {
         Ok(Self {
             id: r.get(0)?,
             subject_id: r.get(1)?,
-            submitted_by: r.get(2)?,
-            program: r.get(3)?,
-            status: r.get(4)?,
-            part2: r.get::<_, i64>(5)? != 0,
-            effective_at: r.get(6)?,
+            program: r.get(2)?,
+            status: r.get(3)?,
+            part2: r.get::<_, i64>(4)? != 0,
+            effective_at: r.get(5)?,
+            anchor_contact_at: r.get(6)?,
         })
     }
     fn from_postgres(r: &PgRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
             id: r.try_get(0)?,
             subject_id: r.try_get(1)?,
-            submitted_by: r.try_get(2)?,
-            program: r.try_get(3)?,
-            status: r.try_get(4)?,
-            part2: r.try_get::<i64, _>(5)? != 0,
-            effective_at: r.try_get(6)?,
+            program: r.try_get(2)?,
+            status: r.try_get(3)?,
+            part2: r.try_get::<i64, _>(4)? != 0,
+            effective_at: r.try_get(5)?,
+            anchor_contact_at: r.try_get(6)?,
         })
     }
     fn request(sender: Sender<Self>) -> Request {
@@ -279,7 +284,8 @@ impl Pass for ExportCase {
 
 /// Reads an export's passes in one snapshot; see the module docs.
 pub struct ExportReader {
-    requests: mpsc::UnboundedSender<Request>,
+    requests: mpsc::UnboundedSender<(Request, Window)>,
+    window: Window,
 }
 
 impl ExportReader {
@@ -291,7 +297,7 @@ impl ExportReader {
                 let conn = open_sqlite(path)?;
                 std::thread::Builder::new()
                     .name("export-reader".into())
-                    .spawn(move || sqlite_worker(&conn, window, queue))
+                    .spawn(move || sqlite_worker(&conn, queue))
                     .map_err(|_| StoreError::ReaderStopped)?;
             }
             NativeSource::SqliteInMemory => return Err(StoreError::InMemory),
@@ -300,18 +306,23 @@ impl ExportReader {
                 sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     .execute(&mut conn)
                     .await?;
-                tokio::spawn(postgres_worker(conn, window, queue));
+                tokio::spawn(postgres_worker(conn, queue));
             }
         }
-        Ok(Self { requests })
+        Ok(Self { requests, window })
     }
 
-    /// The next pass over rows of type `T`, once the passes asked for before
-    /// it are done (or dropped).
+    /// The next pass over rows of type `T` in the reader's window, once the
+    /// passes asked for before it are done (or dropped).
     pub fn rows<T: Pass>(&self) -> Rows<T> {
+        self.rows_over(self.window)
+    }
+
+    /// The same over another window (the same snapshot).
+    pub fn rows_over<T: Pass>(&self, window: Window) -> Rows<T> {
         let (sender, batches) = mpsc::channel(READ_AHEAD);
         // A reader that stopped shows as the pass ending with `ReaderStopped`.
-        let _ = self.requests.send(T::request(sender));
+        let _ = self.requests.send((T::request(sender), window));
         Rows {
             batches,
             current: Vec::new().into_iter(),
@@ -359,10 +370,9 @@ fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection, StoreErro
 
 fn sqlite_worker(
     conn: &rusqlite::Connection,
-    window: Window,
-    mut queue: mpsc::UnboundedReceiver<Request>,
+    mut queue: mpsc::UnboundedReceiver<(Request, Window)>,
 ) {
-    while let Some(request) = queue.blocking_recv() {
+    while let Some((request, window)) = queue.blocking_recv() {
         match request {
             Request::Identities(s) => sqlite_pass(conn, window, &s),
             Request::Referrals(s) => sqlite_pass(conn, window, &s),
@@ -405,10 +415,9 @@ fn sqlite_pass<T: Pass>(conn: &rusqlite::Connection, window: Window, sender: &Se
 
 async fn postgres_worker(
     mut conn: PgConnection,
-    window: Window,
-    mut queue: mpsc::UnboundedReceiver<Request>,
+    mut queue: mpsc::UnboundedReceiver<(Request, Window)>,
 ) {
-    while let Some(request) = queue.recv().await {
+    while let Some((request, window)) = queue.recv().await {
         let done = match request {
             Request::Identities(s) => postgres_pass(&mut conn, window, &s).await,
             Request::Referrals(s) => postgres_pass(&mut conn, window, &s).await,

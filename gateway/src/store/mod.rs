@@ -44,6 +44,7 @@ pub mod holders;
 pub mod idempotency;
 pub mod outcomes;
 pub mod referrals;
+pub mod study_plans;
 pub mod subjects;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -197,6 +197,7 @@ impl Case {
             relationship: self.relationship,
             record: RecordFacts::held_by(HOLDER, self.part2),
             consent: self.on_file.scope(self.kind),
+            study: None,
         }
     }
 }

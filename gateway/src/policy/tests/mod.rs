@@ -163,6 +163,7 @@ pub(super) fn input(kind: PartnerKind, action: Action, resource: Resource) -> De
         },
         record: RecordFacts::default(),
         consent: None,
+        study: None,
     }
 }
 
