@@ -38,6 +38,7 @@ pub mod audit;
 pub mod cases;
 pub(crate) mod chain;
 pub mod consents;
+pub(crate) mod copy_binary;
 pub(crate) mod export_rows;
 pub mod exports;
 pub mod idempotency;
