@@ -5,6 +5,7 @@ mod helpers;
 
 mod aggregates;
 mod audit;
+mod audit_rows;
 mod auth;
 mod consents;
 mod cycle;
