@@ -6,6 +6,7 @@ mod helpers;
 mod aggregates;
 mod audit;
 mod audit_rows;
+mod audit_witness;
 mod auth;
 mod consents;
 mod cycle;

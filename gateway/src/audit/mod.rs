@@ -46,6 +46,8 @@
 //!   head and the checkpoints, naming the first bad sequence number.
 //! - [`crosscheck`]: part of `verify`: every audited row has its create entry
 //!   and every create entry its row, which finds a tail cut between checkpoints.
+//! - [`witness`]: checkpoints sent to an outside witness (a command, or an
+//!   HTTPS POST), retried until delivered.
 //! - [`refusals`]: refused requests, recorded in batches by a background writer
 //!   so that a flood of them cannot slow legitimate writes.
 //! - [`read`]: pages of entries for administrators and the accounting of
@@ -68,6 +70,7 @@ pub mod partners;
 pub mod read;
 pub mod refusals;
 pub mod verify;
+pub mod witness;
 
 use std::fmt;
 

@@ -51,6 +51,7 @@ pub mod subjects;
 #[cfg(test)]
 pub(crate) mod testing;
 mod vault_keys;
+pub mod witness;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
