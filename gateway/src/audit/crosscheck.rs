@@ -40,8 +40,8 @@
 //! their own snapshot while the walk runs ([`crate::store::record_ids`]).
 //! Each side is a sorted `Vec<u128>`, compared in one merge pass: 16 bytes per
 //! create entry and 16 per row, ~32 MB per million audited rows (a referral
-//! counts twice on the rows side, for its first assignment), freed when the
-//! verification ends.
+//! counts twice on the rows side, for its first assignment; up to twice that
+//! while the vectors grow), freed when the verification ends.
 //!
 //! # Adding an audited table
 //! Add its [`RecordSet`] and query in [`crate::store::record_ids`], the action
