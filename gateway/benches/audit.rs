@@ -13,7 +13,22 @@
 //!    transaction, with and without its audit entry (target: under 10%);
 //! 4. `crosswalk audit verify` throughput on a log of `AUDIT_BENCH_ENTRIES`
 //!    entries (default 1,000,000; target: at least 500,000 entries/s) and its
-//!    peak memory (`VmHWM`, reset through `/proc/self/clear_refs` just before).
+//!    peak memory (`VmHWM`, reset through `/proc/self/clear_refs` just before),
+//!    with and without the cross-check of the audited tables' rows against the
+//!    create entries (alternately, best of `AUDIT_BENCH_VERIFY_RUNS`, default
+//!    2, each), the cross-check's share of the time, and the time to read the
+//!    rows' ids alone.
+//!
+//! The verify log is filled consistently (`AUDIT_BENCH_FILL=mixed`, the
+//! default): in every 20 entries, 3 `referral.create` (each with its referral
+//! and first assignment rows), 3 `outcome.create`, a `referral.reassign`, a
+//! `case.create` and a `consent.create`, each with its row, and 11
+//! disclosures; every 10,000th entry is an `export.request` with its export.
+//! That is 45% create entries and 12 rows per 20 entries, more writes than a
+//! real log (whose reads outnumber them), so the cross-check's share is
+//! pessimistic. `AUDIT_BENCH_FILL=reads` fills with disclosures only, as the
+//! bench did before the cross-check (nothing to compare: the walk's own
+//! figure, comparable with earlier runs).
 //!
 //! Plain `Instant` timing on a multi-threaded Tokio runtime.
 //! `AUDIT_BENCH_ONLY=concurrency|flood|overhead|verify` runs one part.
@@ -23,6 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crosswalk::audit::checkpoint::CheckpointSigner;
+use crosswalk::audit::verify::{VerifyOptions, verify_with};
 use crosswalk::audit::{Event, Released, append};
 use crosswalk::clock::{Clock as _, SystemClock};
 use crosswalk::normalize::{NormalizeOptions, normalize};
@@ -38,6 +54,10 @@ const BATCH: usize = 100;
 const REGISTRATIONS: usize = 1_500;
 /// Entries per transaction when filling the log for the verify measurement.
 const FILL_BATCH: usize = 2_000;
+/// The mixed fill's cycle: which entry of every 20 is which.
+const CYCLE: usize = 20;
+/// One `export.request` (with its export) every this many entries.
+const EXPORT_EVERY: usize = 10_000;
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -458,7 +478,7 @@ async fn settle(fresh: &Fresh) {
     use sqlx::Connection as _;
     if let Some(url) = &fresh.postgres_url {
         let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
-        for statement in ["VACUUM (ANALYZE) audit_log", "CHECKPOINT"] {
+        for statement in ["VACUUM (ANALYZE)", "CHECKPOINT"] {
             sqlx::query(statement)
                 .execute(&mut conn)
                 .await
@@ -467,25 +487,255 @@ async fn settle(fresh: &Fresh) {
     }
 }
 
-async fn verify(backend: &Backend, entries: usize) {
-    let fresh = backend.fresh("verify").await;
-    let started = Instant::now();
+/// How the verify log is filled (`AUDIT_BENCH_FILL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    /// Creates with their rows, and disclosures: a consistent database.
+    Mixed,
+    /// Disclosures only, no rows.
+    Reads,
+}
+
+/// Rows for one transaction of the mixed fill, as SQL value lists per table.
+#[derive(Default)]
+struct FillRows {
+    referrals: Vec<String>,
+    assignments: Vec<String>,
+    outcomes: Vec<String>,
+    cases: Vec<String>,
+    consents: Vec<String>,
+    exports: Vec<String>,
+}
+
+/// A time-ordered id like the gateway's.
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Entry `i` of the mixed fill, and the rows it creates. `cycle_referrals`
+/// holds the referrals created earlier in the entry's cycle.
+fn mixed_entry(
+    i: usize,
+    sqlite: bool,
+    cycle_referrals: &mut Vec<String>,
+    rows: &mut FillRows,
+) -> Event {
+    let at = 1_795_000_000_000_000_i64 + i64::try_from(i).unwrap_or(0);
+    let subject = format!("5f0e9c1a-2b3d-4e5f-8a9b-{:012}", i % 50_000);
+    let blob = if sqlite { "X'00'" } else { "'\\x00'::bytea" };
+    let referral = |n: usize| cycle_referrals[n % cycle_referrals.len()].clone();
+    if i % EXPORT_EVERY == EXPORT_EVERY - 1 {
+        let id = new_id();
+        rows.exports.push(format!(
+            "('{id}', 'demo-study', 'evaluator', 'HRESCH', '{{}}', 'ready', {at}, NULL, NULL, NULL)"
+        ));
+        return Event::new("evaluator", "export.request")
+            .with_purpose("HRESCH")
+            .with_record("export", id)
+            .with_detail(serde_json::json!({"study": "demo-study"}));
+    }
+    match i % CYCLE {
+        0 | 5 | 10 => {
+            let id = new_id();
+            rows.referrals.push(format!(
+                "('{id}', 'pd', 's', 'i', 'cbo-north', 'new', 'open', {at}, 'd1', NULL, '[]', \
+                 NULL, {at}, {at}, NULL)"
+            ));
+            rows.assignments.push(format!(
+                "('{}', '{id}', NULL, 'cbo-north', 'submitted', 'default', NULL, NULL, 'pd', {at})",
+                new_id()
+            ));
+            cycle_referrals.push(id.clone());
+            Event::new("pd", "referral.create")
+                .with_purpose("CAREMGT")
+                .with_record("referral", id)
+                .with_subject(subject)
+                .with_detail(serde_json::json!({"assigned_cbo": "cbo-north", "route": "default"}))
+        }
+        1 | 6 | 11 => {
+            let (id, of) = (new_id(), referral((i % CYCLE) / 5));
+            rows.outcomes.push(format!(
+                "('{id}', '{of}', 'cbo-north', 'contacted', NULL, {at}, {at}, NULL)"
+            ));
+            Event::new("cbo-north", "outcome.create")
+                .with_purpose("CAREMGT")
+                .with_record("outcome", id)
+                .with_subject(subject)
+                .with_detail(serde_json::json!({"referral_id": of}))
+        }
+        15 => {
+            let of = referral(2);
+            rows.assignments.push(format!(
+                "('{}', '{of}', 'cbo-north', 'cbo-south', 'declined', 'explicit', NULL, \
+                 'capacity', 'cbo-north', {at})",
+                new_id()
+            ));
+            Event::new("cbo-north", "referral.reassign")
+                .with_purpose("CAREMGT")
+                .with_record("referral", of)
+                .with_subject(subject)
+                .with_detail(serde_json::json!({"from": "cbo-north", "to": "cbo-south",
+                    "cause": "declined", "reason": "capacity"}))
+        }
+        16 => {
+            let id = new_id();
+            rows.cases.push(format!(
+                "('{id}', 'county-health', 's', 'i', {blob}, 'mental_health', 'active', 0, \
+                 {at}, {at}, {blob})"
+            ));
+            Event::new("county-health", "case.create")
+                .with_purpose("CAREMGT")
+                .with_record("case_status", id)
+                .with_subject(subject)
+                .with_detail(serde_json::json!({"part2": false}))
+        }
+        17 => {
+            let (id, on) = (new_id(), referral(0));
+            rows.consents.push(format!(
+                "('{id}', 's', '{on}', NULL, 'cbo-north', 'written', '[\"police\"]', \
+                 '[\"CAREMGT\"]', '[\"operational\"]', '[]', 0, {at}, {}, 'sha256:{}', {at}, \
+                 NULL, NULL)",
+                at + 1,
+                "0".repeat(64)
+            ));
+            Event::new("cbo-north", "consent.create")
+                .with_purpose("CAREMGT")
+                .with_record("consent", id.clone())
+                .with_subject(subject)
+                .with_consent(id)
+                .with_detail(
+                    serde_json::json!({"method": "written", "part2": false, "on": "referral"}),
+                )
+        }
+        _ => event(i),
+    }
+}
+
+/// Inserts one transaction's rows, a statement per table.
+async fn insert_rows(tx: &mut crosswalk::store::Tx<'_>, rows: FillRows) {
+    let tables = [
+        (
+            "referrals",
+            "id, submitted_by, subject_id, identity_id, assigned_cbo, status, \
+          workflow_state, contact_at, district, arrested, resources, follow_up_by, created_at, \
+          updated_at, sealed",
+            rows.referrals,
+        ),
+        (
+            "referral_assignments",
+            "id, referral_id, from_cbo, to_cbo, cause, route, rule_index, \
+          reason, assigned_by, at",
+            rows.assignments,
+        ),
+        (
+            "outcomes",
+            "id, referral_id, recorded_by, kind, resource, occurred_at, created_at, \
+          sealed",
+            rows.outcomes,
+        ),
+        (
+            "cases",
+            "id, submitted_by, subject_id, identity_id, case_key, program, status, part2, \
+          effective_at, created_at, sealed",
+            rows.cases,
+        ),
+        (
+            "consents",
+            "id, subject_id, referral_id, case_id, recorded_by, method, recipients, \
+          purposes, classes, part2_recipients, part2, period_start, period_end, evidence_hash, \
+          created_at, revoked_at, revoked_by",
+            rows.consents,
+        ),
+        (
+            "exports",
+            "id, study_id, requested_by, purpose, request, state, requested_at, \
+          finished_at, file_name, manifest_jws",
+            rows.exports,
+        ),
+    ];
+    for (table, columns, values) in tables {
+        if values.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "INSERT INTO {table} ({columns}) VALUES {}",
+            values.join(", ")
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut **tx)
+            .await
+            .unwrap_or_else(|e| panic!("{table}: {e}"));
+    }
+}
+
+/// Fills `entries` entries (and, mixed, their rows); returns how many rows.
+async fn fill_log(fresh: &Fresh, entries: usize, fill: Fill) -> usize {
+    let sqlite = fresh.postgres_url.is_none();
+    let mut tx = fresh.store.begin().await.expect("begin");
+    // The one person every row points at.
+    for statement in [
+        "INSERT INTO subjects (id, created_at) VALUES ('s', 0)".to_owned(),
+        format!(
+            "INSERT INTO identities (id, subject_id, source_partner, sealed, fingerprint, \
+             key_version, linkable, created_at) VALUES ('i', 's', 'pd', {0}, {0}, 1, 0, 0)",
+            if sqlite { "X'00'" } else { "'\\x00'::bytea" }
+        ),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut *tx)
+            .await
+            .expect("the bench's person");
+    }
+    tx.commit().await.expect("commit");
     let mut written = 0;
+    let mut rows_written = 0;
+    let mut cycle_referrals = Vec::new();
     while written < entries {
         let n = FILL_BATCH.min(entries - written);
-        let events: Vec<Event> = (written..written + n).map(event).collect();
+        let mut rows = FillRows::default();
+        let events: Vec<Event> = (written..written + n)
+            .map(|i| match fill {
+                Fill::Reads => event(i),
+                Fill::Mixed => {
+                    if i % CYCLE == 0 {
+                        cycle_referrals.clear();
+                    }
+                    mixed_entry(i, sqlite, &mut cycle_referrals, &mut rows)
+                }
+            })
+            .collect();
+        rows_written += rows.referrals.len() * 2
+            + rows.assignments.len().saturating_sub(rows.referrals.len())
+            + rows.outcomes.len()
+            + rows.cases.len()
+            + rows.consents.len()
+            + rows.exports.len();
         let mut tx = fresh.store.begin().await.expect("begin");
+        insert_rows(&mut tx, rows).await;
         append(&mut tx, &events, &SystemClock)
             .await
             .expect("append");
         tx.commit().await.expect("commit");
         written += n;
     }
-    let fill = started.elapsed();
+    rows_written
+}
+
+async fn verify(backend: &Backend, entries: usize) {
+    let fill_kind = match std::env::var("AUDIT_BENCH_FILL").as_deref() {
+        Ok("reads") => Fill::Reads,
+        Ok("mixed") | Err(_) => Fill::Mixed,
+        Ok(other) => panic!("AUDIT_BENCH_FILL={other}: mixed or reads"),
+    };
+    let fresh = backend.fresh("verify").await;
+    let started = Instant::now();
+    let rows = fill_log(&fresh, entries, fill_kind).await;
+    let filled = started.elapsed();
     println!(
-        "\nverify: filled {entries} entries in {:.1}s ({:.0} appends/s in {FILL_BATCH}-entry transactions)",
-        fill.as_secs_f64(),
-        per_sec(entries, fill)
+        "\nverify: filled {entries} entries ({fill_kind:?}: {rows} audited rows) in {:.1}s \
+         ({:.0} appends/s in {FILL_BATCH}-entry transactions)",
+        filled.as_secs_f64(),
+        per_sec(entries, filled)
     );
     let key_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../keys-example/gateway/signing.key.pem");
@@ -507,42 +757,130 @@ async fn verify(backend: &Backend, entries: usize) {
         .expect("checkpoint");
     settle(&fresh).await;
 
-    let rss_before = status_kib("VmRSS");
-    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
-    let started = Instant::now();
-    let cpu_before = cpu_seconds();
-    let verified = crosswalk::audit::verify::verify(&fresh.store, &key, None)
-        .await
-        .expect("intact");
-    let elapsed = started.elapsed();
-    let cpu = cpu_seconds() - cpu_before;
-    let peak = status_kib("VmHWM");
-    assert_eq!(verified.entries, i64::try_from(entries).expect("fits"));
-    println!(
-        "verify: {} entries in {:.2}s = {:.0} entries/s (target >= 500,000)",
-        verified.entries,
-        elapsed.as_secs_f64(),
-        per_sec(entries, elapsed)
+    // The chain walk alone and the real thing (the cross-check on),
+    // alternately, best of `AUDIT_BENCH_VERIFY_RUNS` (2) each: the difference
+    // is the cross-check's cost, with neither run always the colder one.
+    let runs: usize = std::env::var("AUDIT_BENCH_VERIFY_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+        .max(1);
+    let mut best: [Option<VerifyRun>; 2] = [None, None];
+    for _ in 0..runs {
+        for (slot, cross_check) in [false, true].into_iter().enumerate() {
+            let run = verify_run(&fresh.store, &key, cross_check, entries, rows).await;
+            if best[slot].as_ref().is_none_or(|b| run.elapsed < b.elapsed) {
+                best[slot] = Some(run);
+            }
+        }
+    }
+    let [Some(walk), Some(full)] = best else {
+        unreachable!("at least one run each");
+    };
+    print_run("verify, chain walk alone", &walk, runs, entries, backend);
+    print_run(
+        &format!("verify with the cross-check of {rows} rows"),
+        &full,
+        runs,
+        entries,
+        backend,
     );
     println!(
-        "verify used {cpu:.2} CPU-seconds in this process ({:.0} entries per CPU-second{})",
-        f64::from(u32::try_from(entries).unwrap_or(u32::MAX)) / cpu,
+        "cross-check share: {:.1}% of verify's time ({:+.0} ms), {:.1}% of its CPU in this process",
+        (1.0 - walk.elapsed.as_secs_f64() / full.elapsed.as_secs_f64()) * 100.0,
+        (full.elapsed.as_secs_f64() - walk.elapsed.as_secs_f64()) * 1000.0,
+        (1.0 - walk.cpu / full.cpu) * 100.0
+    );
+    // What the cross-check does beside the walk: read and sort the rows' ids.
+    let started = Instant::now();
+    let cpu_before = cpu_seconds();
+    let ids = crosswalk::store::record_ids::start(&fresh.store)
+        .await
+        .expect("rows")
+        .finish()
+        .await
+        .expect("rows");
+    let read: usize = ids.iter().map(Vec::len).sum();
+    println!(
+        "  reading and sorting the {read} rows' ids alone: {:.0} ms, {:.2} CPU-seconds in this process",
+        started.elapsed().as_secs_f64() * 1000.0,
+        cpu_seconds() - cpu_before
+    );
+    fresh.close().await;
+}
+
+fn print_run(what: &str, run: &VerifyRun, runs: usize, entries: usize, backend: &Backend) {
+    println!(
+        "{what} (best of {runs}): {entries} entries in {:.2}s = {:.0} entries/s \
+         (target >= 500,000)",
+        run.elapsed.as_secs_f64(),
+        per_sec(entries, run.elapsed)
+    );
+    println!(
+        "  used {:.2} CPU-seconds in this process ({:.0} entries per CPU-second{})",
+        run.cpu,
+        f64::from(u32::try_from(entries).unwrap_or(u32::MAX)) / run.cpu,
         match backend {
             Backend::Sqlite { .. } => ", SQLite's work included",
             Backend::Postgres { .. } => "; the server's work is in its own processes",
         }
     );
     println!(
-        "verify memory: RSS {} MiB before; peak (VmHWM) during verify {} MiB{}",
-        rss_before / 1024,
-        peak / 1024,
-        if reset {
+        "  memory: RSS {} MiB before; peak (VmHWM) during verify {} MiB{}",
+        run.rss_before / 1024,
+        run.peak / 1024,
+        if run.peak_reset {
             ""
         } else {
             " (could not reset VmHWM: this is the process's lifetime peak)"
         }
     );
-    fresh.close().await;
+}
+
+/// One timed verification.
+struct VerifyRun {
+    elapsed: Duration,
+    cpu: f64,
+    rss_before: u64,
+    peak: u64,
+    peak_reset: bool,
+}
+
+async fn verify_run(
+    store: &Store,
+    key: &crosswalk::audit::checkpoint::GatewayPublicKey,
+    cross_check: bool,
+    entries: usize,
+    rows: usize,
+) -> VerifyRun {
+    let options = VerifyOptions {
+        cross_check,
+        ..VerifyOptions::default()
+    };
+    let rss_before = status_kib("VmRSS");
+    let peak_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let started = Instant::now();
+    let cpu_before = cpu_seconds();
+    let verified = verify_with(store, key, None, options)
+        .await
+        .expect("intact");
+    let elapsed = started.elapsed();
+    let cpu = cpu_seconds() - cpu_before;
+    let peak = status_kib("VmHWM");
+    assert_eq!(verified.entries, i64::try_from(entries).expect("fits"));
+    let checked: usize = verified.rows.iter().flatten().map(|(_, n)| n).sum();
+    assert_eq!(
+        checked,
+        if cross_check { rows } else { 0 },
+        "every row accounted for"
+    );
+    VerifyRun {
+        elapsed,
+        cpu,
+        rss_before,
+        peak,
+        peak_reset,
+    }
 }
 
 /// User and system CPU time of this process so far (`/proc/self/stat`, in

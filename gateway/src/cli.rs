@@ -100,8 +100,11 @@ enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Walk the whole chain and check it against the latest signed checkpoint;
-    /// prints the count and head hash, or exits 2 naming the first bad entry.
+    /// Walk the whole chain and check it against the latest signed checkpoint,
+    /// and every audited row (referrals, assignments, outcomes, cases,
+    /// consents, exports) against its create entry; prints the count and head
+    /// hash, or exits 2 naming the first bad entry, or the tables and counts of
+    /// rows and create entries that do not account for each other.
     Verify {
         /// Also check every checkpoint in this witness file (one per line, as
         /// `audit.checkpoint_file` holds them).
@@ -159,6 +162,7 @@ pub fn main() -> ExitCode {
             match e.downcast_ref::<crate::audit::verify::VerifyError>() {
                 Some(
                     crate::audit::verify::VerifyError::Tampered(_)
+                    | crate::audit::verify::VerifyError::Unaccounted(_)
                     | crate::audit::verify::VerifyError::BadCheckpoint { .. },
                 ) => ExitCode::from(EXIT_TAMPERED),
                 _ => ExitCode::FAILURE,
@@ -378,6 +382,16 @@ fn print_verified(verified: &crate::audit::verify::Verified, witness: Option<&Pa
             "matches all {} checkpoints in {}",
             verified.witness_checkpoints,
             path.display()
+        );
+    }
+    if let Some(rows) = &verified.rows {
+        let counts: Vec<String> = rows
+            .iter()
+            .map(|(set, count)| format!("{count} {}", set.label()))
+            .collect();
+        println!(
+            "every audited row has its create entry and every create entry its row: {}",
+            counts.join(", ")
         );
     }
 }

@@ -214,6 +214,24 @@ pub struct AuditConfig {
     /// `refusal.summary` entries instead of queued, so it cannot exhaust memory.
     #[serde(default = "default_refusal_queue")]
     pub refusal_queue_capacity: usize,
+    /// An outside witness as a command (argv, no shell) that receives each
+    /// checkpoint's line on stdin; exit 0 accepts it. Empty: none. The witness
+    /// file is on the gateway's own disk; this puts the lines out of reach of
+    /// whoever administers it (see [`crate::audit::witness`]).
+    #[serde(default)]
+    pub witness_command: Vec<String>,
+    /// An outside witness as an HTTPS endpoint: each checkpoint's line is sent
+    /// to it in a POST request.
+    #[serde(default)]
+    pub witness_url: Option<crate::audit::witness::WitnessUrl>,
+    /// The CA certificates (PEM, relative to this file) the witness server's
+    /// certificate must chain to; by default the system's CA bundle.
+    #[serde(default)]
+    pub witness_ca_file: Option<PathBuf>,
+    /// The longest wait between two attempts to deliver to a failing witness:
+    /// retries start at 1 s and double up to this.
+    #[serde(default = "crate::audit::witness::default_retry_max_secs")]
+    pub witness_retry_max_secs: u64,
 }
 
 impl Default for AuditConfig {
@@ -222,7 +240,30 @@ impl Default for AuditConfig {
             checkpoint_file: default_checkpoint_file(),
             checkpoint_interval_secs: default_checkpoint_interval(),
             refusal_queue_capacity: default_refusal_queue(),
+            witness_command: Vec::new(),
+            witness_url: None,
+            witness_ca_file: None,
+            witness_retry_max_secs: crate::audit::witness::default_retry_max_secs(),
         }
+    }
+}
+
+impl AuditConfig {
+    /// The outside witnesses' settings: the setting and the problem, if any.
+    fn check_witnesses(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.witness_command.first().is_some_and(String::is_empty) {
+            return Err(("audit.witness_command", "the program (first item) is empty"));
+        }
+        if self.witness_ca_file.is_some() && self.witness_url.is_none() {
+            return Err((
+                "audit.witness_ca_file",
+                "is only used with audit.witness_url",
+            ));
+        }
+        if self.witness_retry_max_secs == 0 {
+            return Err(("audit.witness_retry_max_secs", "must be at least 1"));
+        }
+        Ok(())
     }
 }
 
@@ -399,7 +440,7 @@ fn default_checkpoint_file() -> PathBuf {
     PathBuf::from("./data/audit-checkpoints.jsonl")
 }
 fn default_checkpoint_interval() -> u64 {
-    300
+    10
 }
 fn default_refusal_queue() -> usize {
     1024
@@ -523,6 +564,9 @@ impl Config {
         }
         if self.audit.refusal_queue_capacity == 0 {
             return err("audit.refusal_queue_capacity", "must be at least 1");
+        }
+        if let Err((key, problem)) = self.audit.check_witnesses() {
+            return err(key, problem);
         }
         if self.aggregates.suppression_threshold < 2 {
             return err("aggregates.suppression_threshold", "must be at least 2");
@@ -751,6 +795,72 @@ mod tests {
 
         let e = load("[keys\n", &[]).expect_err("syntax");
         assert_eq!(e.key, "line 1");
+    }
+
+    /// Checkpoints every 10 s while the head moves, by default and in the
+    /// example configuration (issue 15: a tail cut between checkpoints).
+    #[test]
+    fn checkpoints_default_to_every_ten_seconds() {
+        assert_eq!(AuditConfig::default().checkpoint_interval_secs, 10);
+        assert_eq!(
+            load(MINIMAL, &[])
+                .expect("valid")
+                .audit
+                .checkpoint_interval_secs,
+            10
+        );
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../keys-example/crosswalk.toml");
+        let example = Config::load(&example, std::iter::empty()).expect("the example loads");
+        assert_eq!(example.audit.checkpoint_interval_secs, 10);
+        assert!(example.audit.witness_command.is_empty() && example.audit.witness_url.is_none());
+    }
+
+    #[test]
+    fn outside_witnesses_are_checked_when_read() {
+        let config = load(
+            MINIMAL,
+            &[
+                (
+                    "CROSSWALK_AUDIT__WITNESS_COMMAND",
+                    r#"["ship-line", "--to", "vault"]"#,
+                ),
+                (
+                    "CROSSWALK_AUDIT__WITNESS_URL",
+                    "https://witness.example.org/in",
+                ),
+                ("CROSSWALK_AUDIT__WITNESS_CA_FILE", "tls/ca.pem"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(config.audit.witness_command, ["ship-line", "--to", "vault"]);
+        assert!(config.audit.witness_url.is_some());
+        assert_eq!(config.audit.witness_retry_max_secs, 60);
+
+        for (name, value, key) in [
+            (
+                "CROSSWALK_AUDIT__WITNESS_URL",
+                "http://witness.example.org/",
+                "audit.witness_url",
+            ),
+            (
+                "CROSSWALK_AUDIT__WITNESS_CA_FILE",
+                "tls/ca.pem",
+                "audit.witness_ca_file",
+            ),
+            (
+                "CROSSWALK_AUDIT__WITNESS_COMMAND",
+                r#"["", "x"]"#,
+                "audit.witness_command",
+            ),
+            (
+                "CROSSWALK_AUDIT__WITNESS_RETRY_MAX_SECS",
+                "0",
+                "audit.witness_retry_max_secs",
+            ),
+        ] {
+            let e = load(MINIMAL, &[(name, value)]).expect_err(name);
+            assert_eq!(e.key, key, "{e}");
+        }
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - [`secrets`]: the gateway's own keys (master secret, vault identity, signing key).
 //! - [`keys`]: `crosswalk keys generate`, a fresh development key set.
 //! - [`audit`]: the hash-chained audit log every write and disclosure appends to,
-//!   its signed checkpoints, `crosswalk audit verify` and the refusal writer.
+//!   its signed checkpoints and their outside witnesses, `crosswalk audit verify`
+//!   (the chain, and the audited tables' rows against it) and the refusal writer.
 //! - [`auth`]: partner tokens (Ed25519 JWTs) checked against the registry.
 //! - [`policy`]: the Rego release policy, its decisions and [`policy::release_view`].
 //! - [`exchange`]: referrals, their routing, outcomes, reassignments and case

@@ -52,6 +52,12 @@ pub struct Gateway {
     pub clock: Arc<dyn Clock>,
     /// Signs the audit chain's head: on a timer, and once more at shutdown.
     pub checkpointer: Arc<Checkpointer>,
+    /// Sends checkpoints to the outside witnesses, if any are configured.
+    pub witnesses: Option<audit::witness::Witnesses>,
+    /// Changes whenever `checkpointer` stores a checkpoint: wakes the witnesses.
+    pub checkpoint_made: tokio::sync::watch::Receiver<()>,
+    /// The metrics `/metrics` serves (the witnesses' deliveries among them).
+    pub metrics: Arc<http::metrics::Metrics>,
     /// Writes refusals to the audit log; flushed at shutdown.
     pub refusal_writer: RefusalWriter,
     /// The same exchange the handlers write through: `crosswalk demo` seeds
@@ -86,12 +92,18 @@ impl Gateway {
             .context("recording partner registry changes in the audit log")?;
         let signer = Arc::new(CheckpointSigner::load(&config)?);
         let gateway_key = signer.public_key().clone();
-        let checkpointer = Arc::new(Checkpointer::new(
-            store.clone(),
-            Arc::clone(&signer),
-            Arc::clone(&clock),
-            config.audit.checkpoint_file.clone(),
-        ));
+        let witnesses = audit::witness::Witnesses::from_config(&config)?;
+        let (made, checkpoint_made) = tokio::sync::watch::channel(());
+        let checkpointer = Arc::new(
+            Checkpointer::new(
+                store.clone(),
+                Arc::clone(&signer),
+                Arc::clone(&clock),
+                config.audit.checkpoint_file.clone(),
+            )
+            .notifying(made),
+        );
+        let metrics = Arc::new(http::metrics::Metrics::default());
         let (refusals, refusal_writer) = Refusals::start(
             store.clone(),
             Arc::clone(&clock),
@@ -129,7 +141,7 @@ impl Gateway {
             verifier: Arc::new(Verifier::new(registry, &config, Arc::clone(&clock))),
             config: Arc::clone(&config),
             store: store.clone(),
-            metrics: Arc::default(),
+            metrics: Arc::clone(&metrics),
             policy: Arc::clone(&policy),
             refusals,
             audit: AuditContext {
@@ -145,6 +157,9 @@ impl Gateway {
             policy,
             clock,
             checkpointer,
+            witnesses,
+            checkpoint_made,
+            metrics,
             refusal_writer,
             exchange,
         })
@@ -176,6 +191,16 @@ pub async fn serve_gateway(
     let checkpoints = Arc::clone(&gateway.checkpointer).spawn_timer(Duration::from_secs(
         gateway.config.audit.checkpoint_interval_secs,
     ));
+    // Lines not yet accepted when the gateway stops stay pending in the
+    // database and go out at the next start.
+    let deliveries = gateway.witnesses.map(|witnesses| {
+        witnesses.spawn(
+            &gateway.store,
+            &gateway.clock,
+            &gateway.metrics.witness(),
+            &gateway.checkpoint_made,
+        )
+    });
     let wal_checkpoints = gateway.store.spawn_wal_checkpoints(WAL_CHECKPOINT_EVERY);
     let addr = gateway.config.server.listen;
     let listener = TcpListener::bind(addr)
@@ -204,6 +229,9 @@ pub async fn serve_gateway(
     gateway.refusal_writer.shutdown().await;
     if let Err(e) = gateway.checkpointer.checkpoint(When::IfMoved).await {
         tracing::error!(error = %e, "the shutdown audit checkpoint failed");
+    }
+    for delivery in deliveries.into_iter().flatten() {
+        delivery.abort();
     }
     gateway.store.close().await;
     tracing::info!("crosswalk stopped");

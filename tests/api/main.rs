@@ -5,6 +5,8 @@ mod helpers;
 
 mod aggregates;
 mod audit;
+mod audit_rows;
+mod audit_witness;
 mod auth;
 mod consents;
 mod cycle;

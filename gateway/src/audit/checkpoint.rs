@@ -14,11 +14,19 @@
 //! # Where they go
 //! Each checkpoint is stored in `audit_checkpoints` and appended as one JSON line
 //! (`{"seq", "hash", "at", "jws"}`; only `jws` is trusted) to the witness file
-//! `audit.checkpoint_file`, which an operator ships somewhere a database
-//! administrator cannot write. A serving gateway makes one every
-//! `audit.checkpoint_interval_secs` and at graceful shutdown when the head moved
-//! since the last one; `crosswalk audit checkpoint` makes a fresh one on demand
-//! and prints its line.
+//! `audit.checkpoint_file` (`sync_data` after each line, and the directory
+//! synced when the file is new), which an operator ships somewhere a database
+//! administrator cannot write; [`super::witness`] can also send each line to an
+//! outside witness. A serving gateway makes one every
+//! `audit.checkpoint_interval_secs` (10 s) and at graceful shutdown when the
+//! head moved since the last one; `crosswalk audit checkpoint` makes a fresh
+//! one on demand and prints its line.
+//!
+//! Why 10 s: entries after the latest checkpoint can be cut off with the head
+//! rewound to match, and only the checkpoints see that when the cut also
+//! deleted the rows those entries wrote (`audit verify` finds a cut that left
+//! them, see [`super::crosscheck`]). An idle gateway signs nothing, and one
+//! that checks every 10 s reads two rows to find nothing moved.
 //!
 //! # Why a checkpoint is not a chain entry
 //! A checkpoint is a statement *about* the chain, and its integrity comes from
@@ -306,6 +314,17 @@ impl Checkpoint {
         Ok(Some(line.to_owned()))
     }
 
+    /// A checkpoint as stored in the database (its JWS not verified: for
+    /// sending on, never for trusting).
+    pub fn from_stored(stored: StoredCheckpoint) -> Self {
+        Self {
+            seq: stored.seq,
+            hash: stored.hash,
+            at: DateTime::from_timestamp_micros(stored.at).unwrap_or_default(),
+            jws: stored.jws,
+        }
+    }
+
     fn to_stored(&self) -> StoredCheckpoint {
         StoredCheckpoint {
             seq: self.seq,
@@ -341,6 +360,9 @@ pub struct Checkpointer {
     witness: PathBuf,
     /// One witness append at a time, so lines never interleave.
     witness_lock: tokio::sync::Mutex<()>,
+    /// Told of every checkpoint stored, so that outside witnesses get it at
+    /// once ([`super::witness`]).
+    made: Option<tokio::sync::watch::Sender<()>>,
 }
 
 impl std::fmt::Debug for Checkpointer {
@@ -364,7 +386,15 @@ impl Checkpointer {
             clock,
             witness,
             witness_lock: tokio::sync::Mutex::new(()),
+            made: None,
         }
+    }
+
+    /// Tells `made` of every checkpoint this checkpointer stores.
+    #[must_use]
+    pub fn notifying(mut self, made: tokio::sync::watch::Sender<()>) -> Self {
+        self.made = Some(made);
+        self
     }
 
     pub fn public_key(&self) -> &GatewayPublicKey {
@@ -381,6 +411,17 @@ impl Checkpointer {
     /// The database row commits before the witness line is written: a witness
     /// line always names a checkpoint the database also has.
     pub async fn checkpoint(&self, when: When) -> Result<Option<Checkpoint>, CheckpointError> {
+        // The timer asks every few seconds: find "nothing moved" in a read
+        // transaction, without taking SQLite's write lock.
+        if when == When::IfMoved {
+            let mut read = self.store.begin_read().await?;
+            let (seq, hash) = repo::head(&mut read).await?;
+            let latest = repo::latest_checkpoint(&mut read).await?;
+            read.rollback().await?;
+            if seq == 0 || latest.is_some_and(|c| c.seq == seq && c.hash == hash) {
+                return Ok(None);
+            }
+        }
         let mut tx = self.store.begin().await?;
         let (seq, hash) = repo::head(&mut tx).await?;
         if when == When::IfMoved {
@@ -393,6 +434,9 @@ impl Checkpointer {
         let checkpoint = self.signer.sign(seq, hash, self.clock.now())?;
         repo::insert_checkpoint(&mut tx, &checkpoint.to_stored()).await?;
         tx.commit().await?;
+        if let Some(made) = &self.made {
+            made.send_replace(());
+        }
         self.append_witness(&checkpoint).await?;
         tracing::info!(seq, "audit checkpoint signed");
         Ok(Some(checkpoint))
@@ -404,9 +448,11 @@ impl Checkpointer {
             path: self.witness.clone(),
             source,
         };
-        if let Some(dir) = self.witness.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let dir = self.witness.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir {
             tokio::fs::create_dir_all(dir).await.map_err(error)?;
         }
+        let new = !tokio::fs::try_exists(&self.witness).await.unwrap_or(false);
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -417,6 +463,17 @@ impl Checkpointer {
         line.push('\n');
         file.write_all(line.as_bytes()).await.map_err(error)?;
         file.sync_data().await.map_err(error)?;
+        if new {
+            // A new file's name is in its directory: sync that too, or a crash
+            // could lose the file with its first line.
+            let dir = dir.unwrap_or_else(|| Path::new("."));
+            tokio::fs::File::open(dir)
+                .await
+                .map_err(error)?
+                .sync_all()
+                .await
+                .map_err(error)?;
+        }
         Ok(())
     }
 

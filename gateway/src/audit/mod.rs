@@ -44,6 +44,10 @@
 //!   `audit_checkpoints` and a witness file outside the database.
 //! - [`verify`]: `crosswalk audit verify`, the streaming check of the chain, the
 //!   head and the checkpoints, naming the first bad sequence number.
+//! - [`crosscheck`]: part of `verify`: every audited row has its create entry
+//!   and every create entry its row, which finds a tail cut between checkpoints.
+//! - [`witness`]: checkpoints sent to an outside witness (a command, or an
+//!   HTTPS POST), retried until delivered.
 //! - [`refusals`]: refused requests, recorded in batches by a background writer
 //!   so that a flood of them cannot slow legitimate writes.
 //! - [`read`]: pages of entries for administrators and the accounting of
@@ -61,10 +65,12 @@
 //!    its entry (block, don't drop).
 
 pub mod checkpoint;
+pub mod crosscheck;
 pub mod partners;
 pub mod read;
 pub mod refusals;
 pub mod verify;
+pub mod witness;
 
 use std::fmt;
 

@@ -79,14 +79,16 @@ fn key() -> GatewayPublicKey {
     example_signer().public_key().clone()
 }
 
-/// Appends `count` entries, `per_tx` per transaction.
+/// Appends `count` entries, `per_tx` per transaction: reads, which create
+/// no rows (a `referral.create` without its referral would be a row missing,
+/// which `verify` reports).
 async fn fill(store: &Store, count: usize, per_tx: usize) {
     let mut written = 0;
     while written < count {
         let n = per_tx.min(count - written);
         let events: Vec<Event> = (written..written + n)
             .map(|i| {
-                Event::new("pd", "referral.create")
+                Event::new("pd", "referral.read")
                     .with_record("referral", format!("r-{i}"))
                     .with_subject(format!("s-{}", i % 3))
             })
@@ -194,7 +196,7 @@ async fn verify_names_the_first_bad_entry(store: Store, _dir: &std::path::Path) 
     // The head rolled back below the last entry: what lies beyond it was inserted.
     sql(
         &store,
-        "UPDATE audit_log SET action = 'referral.create' WHERE seq = 11",
+        "UPDATE audit_log SET action = 'referral.read' WHERE seq = 11",
     )
     .await;
     sqlx::query("UPDATE audit_log SET hash = $1 WHERE seq = 11")
@@ -590,7 +592,7 @@ async fn entries_page_with_filters_and_a_cursor(store: Store, _dir: &std::path::
 
     let recent = EntryFilter {
         from: Some(micros(clock().0)),
-        action: Some("referral.create".into()),
+        action: Some("referral.read".into()),
         ..EntryFilter::default()
     };
     let page = list_entries(&mut tx, &recent, None, 100)
@@ -682,7 +684,7 @@ async fn a_wrong_head_hint_never_forks_or_gaps_the_chain(store: Store, _dir: &st
     use crate::store::audit::set_head_hint;
     fill(&store, 5, 2).await;
     let (_, hash_of_4) = stored(&store, 4).await;
-    let one = || vec![Event::new("pd", "referral.create").with_record("referral", "r-x")];
+    let one = || vec![Event::new("pd", "referral.read").with_record("referral", "r-x")];
     let wrong_hints = [
         (4, hash_of_4), // the head before the last one
         (5, [7; 32]),   // the last seq, another hash

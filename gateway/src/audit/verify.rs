@@ -11,8 +11,19 @@
 //!   the gateway's public key, the entry at its `seq` must exist (so a tail cut
 //!   off after it was signed is found) and must have its `hash` (so a history
 //!   rewritten and re-hashed consistently up to the head is found too).
+//! - The rows of the audited tables (referrals, assignments, outcomes, cases,
+//!   consents, exports) against the chain: every row has its create entry and
+//!   every create entry its row ([`super::crosscheck`]). A tail cut between
+//!   two checkpoints, with the head rewound to match, leaves a chain that
+//!   verifies, but not the rows those entries recorded.
 //!
 //! # How it runs
+//! First the audited tables' snapshot is opened and its head read
+//! ([`crate::store::record_ids`]); their ids are read in it on a connection of
+//! their own while everything below runs, and compared with the create
+//! entries up to that head once the walk is done. The verifier's own snapshot
+//! is opened after it, so its head is at or above the rows' (a head that went
+//! back in between was moved by hand: *head moved back*).
 //! The head and the latest checkpoint are read in one read-only snapshot, which
 //! also looks for entries numbered below 1 first and beyond the head last (each
 //! one indexed query). The entries from 1 to that
@@ -28,9 +39,11 @@
 //! blocking threads, on PostgreSQL with a binary `COPY` per page; each row's
 //! columns are hashed borrowed from the driver's buffer.
 //!
-//! Memory is bounded by the pages in flight (a few MB) plus one `(seq, hash)`
-//! per distinct checkpoint in the witness file (~50 bytes each: a year of
-//! 5-minute checkpoints is ~5 MB).
+//! Memory is bounded by the pages in flight (a few MB) plus one `(seq, hash,
+//! time, line)` per distinct checkpoint in the witness file (~60-70 bytes
+//! each: 10-second checkpoints while the head moves 12 hours a day are ~100 MB
+//! a year), plus the cross-check's ids: 16 bytes per create entry and per
+//! audited row (~32 MB per million audited rows).
 //!
 //! # Where the time goes
 //! Through the `Any` driver, `cargo bench --bench audit` measured ~185,000
@@ -64,6 +77,8 @@
 //! edit makes the *next* link fail, and the message says so. A gap is *missing*
 //! entries; an entry numbered below 1 or beyond the head was *inserted*; entries
 //! the head or a checkpoint vouches for that are not there were *truncated*.
+//! When the chain itself is intact, rows and create entries that do not
+//! account for each other are named by table and count, never by id.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -72,9 +87,11 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::checkpoint::{Checkpoint, CheckpointError, GatewayPublicKey};
+use super::crosscheck::{self, Accounted, CreateLedger, Unaccounted};
 use super::{GENESIS_HASH, columns_hash};
 use crate::store::audit as repo;
 use crate::store::chain::{ChainReader, ChainRow, ChainVisitor};
+use crate::store::record_ids;
 use crate::store::{Store, StoreError};
 
 /// Entries per page.
@@ -120,6 +137,9 @@ pub enum TamperKind {
     },
     /// The head row names this entry but not its hash.
     HeadMismatch,
+    /// The head row said `from` when verification began and this entry
+    /// (lower) a moment later: it was moved back by hand meanwhile.
+    HeadMovedBack { from: i64 },
 }
 
 impl fmt::Display for Tamper {
@@ -176,6 +196,11 @@ impl fmt::Display for Tamper {
                 f,
                 "the head row names entry {seq} with a different hash: the head was altered"
             ),
+            TamperKind::HeadMovedBack { from } => write!(
+                f,
+                "the head row moved back from entry {from} to entry {seq} while it was being \
+                 verified: the head was altered"
+            ),
         }
     }
 }
@@ -186,6 +211,10 @@ impl fmt::Display for Tamper {
 pub enum VerifyError {
     #[error("the audit log is not intact: {0}")]
     Tampered(Tamper),
+    /// The chain is intact, but the audited tables hold rows it does not
+    /// account for, or lack rows it created.
+    #[error("the audit log is not intact: {0}")]
+    Unaccounted(Unaccounted),
     #[error("the checkpoint {source_name} cannot be trusted: {error}")]
     BadCheckpoint {
         source_name: String,
@@ -219,14 +248,88 @@ pub struct Verified {
     pub database_checkpoint: Option<(i64, DateTime<Utc>)>,
     /// How many checkpoints of the witness file the chain matched.
     pub witness_checkpoints: usize,
+    /// The audited rows, per set, each of which had its create entry (and
+    /// each create entry its row); `None` when the check was not asked for.
+    pub rows: Option<Accounted>,
 }
 
-/// What a signed checkpoint says entry `seq` must be.
-#[derive(Debug, Clone)]
+/// How to verify. [`verify`] uses the defaults: everything checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// Entries per page read ([`PAGE_SIZE`]; tests use small pages to cross
+    /// page boundaries).
+    pub page_size: i64,
+    /// Whether to check the audited tables' rows against the create entries.
+    /// Always on in `crosswalk audit verify`; off only to measure the chain
+    /// walk alone (`cargo bench --bench audit`).
+    pub cross_check: bool,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self {
+            page_size: PAGE_SIZE,
+            cross_check: true,
+        }
+    }
+}
+
+/// What a signed checkpoint says entry `seq` must be. No text: a witness
+/// file of 10-second checkpoints can have millions of lines (~60 bytes each
+/// here); where one came from is put into words only for a message.
+#[derive(Debug, Clone, Copy)]
 struct Expected {
     hash: [u8; 32],
     signed_at: DateTime<Utc>,
-    source: String,
+    /// The witness file's line, or 0 for the database's latest checkpoint.
+    line: u32,
+}
+
+/// Every signed checkpoint's [`Expected`], by sequence number.
+#[derive(Debug, Default)]
+struct Checkpoints {
+    by_seq: BTreeMap<i64, Expected>,
+    /// The witness file the lines are in, for messages.
+    witness: Option<PathBuf>,
+}
+
+impl Checkpoints {
+    /// Where `expected` came from, for a message.
+    fn source(&self, expected: &Expected) -> String {
+        match (&self.witness, expected.line) {
+            (Some(path), line) if line > 0 => format!("{} line {line}", path.display()),
+            _ => "latest in the database".to_owned(),
+        }
+    }
+
+    /// Records what `checkpoint` (from witness line `line`, 0 for the
+    /// database) vouches for. Two checkpoints that disagree about one entry
+    /// cannot both be true: the log cannot be intact.
+    fn expect(&mut self, checkpoint: &Checkpoint, line: u32) -> Result<(), VerifyError> {
+        let entry = Expected {
+            hash: checkpoint.hash,
+            signed_at: checkpoint.at,
+            line,
+        };
+        match self.by_seq.get(&checkpoint.seq) {
+            Some(existing) if existing.hash != entry.hash => Err(VerifyError::Tampered(Tamper {
+                seq: checkpoint.seq,
+                kind: TamperKind::CheckpointMismatch {
+                    signed_at: entry.signed_at,
+                    source: format!(
+                        "{}, which disagrees with {}",
+                        self.source(&entry),
+                        self.source(existing)
+                    ),
+                },
+            })),
+            Some(_) => Ok(()),
+            None => {
+                self.by_seq.insert(checkpoint.seq, entry);
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Verifies the chain in `store` against its latest checkpoint and, if given,
@@ -236,7 +339,7 @@ pub async fn verify(
     key: &GatewayPublicKey,
     witness: Option<&Path>,
 ) -> Result<Verified, VerifyError> {
-    verify_paged(store, key, witness, PAGE_SIZE).await
+    verify_with(store, key, witness, VerifyOptions::default()).await
 }
 
 /// [`verify`] with a chosen page size (tests use small pages to cross pages).
@@ -246,24 +349,50 @@ pub async fn verify_paged(
     witness: Option<&Path>,
     page_size: i64,
 ) -> Result<Verified, VerifyError> {
-    let mut expected = BTreeMap::new();
+    let options = VerifyOptions {
+        page_size,
+        ..VerifyOptions::default()
+    };
+    verify_with(store, key, witness, options).await
+}
+
+/// [`verify`] with chosen [`VerifyOptions`].
+pub async fn verify_with(
+    store: &Store,
+    key: &GatewayPublicKey,
+    witness: Option<&Path>,
+    options: VerifyOptions,
+) -> Result<Verified, VerifyError> {
+    let mut expected = Checkpoints::default();
     let witness_checkpoints = match witness {
         Some(path) => read_witness(path, key, &mut expected)?,
         None => 0,
     };
+    // The rows' snapshot first: the chain's head below is at or above its head.
+    let rows = if options.cross_check {
+        Some(record_ids::start(store).await?)
+    } else {
+        None
+    };
     let mut tx = repo::begin_snapshot(store).await?;
     let (head_seq, head_hash) = repo::head(&mut tx).await?;
+    let rows_head = rows.as_ref().map_or(0, |rows| rows.head);
+    if rows_head > head_seq {
+        return Err(VerifyError::Tampered(Tamper {
+            seq: head_seq,
+            kind: TamperKind::HeadMovedBack { from: rows_head },
+        }));
+    }
     let database_checkpoint = match repo::latest_checkpoint(&mut tx).await? {
         Some(stored) => {
-            let source = "latest in the database".to_owned();
             let checkpoint = Checkpoint::verify(&stored.jws, key).map_err(|error| {
                 VerifyError::BadCheckpoint {
-                    source_name: format!("for entry {} ({source})", stored.seq),
+                    source_name: format!("for entry {} (latest in the database)", stored.seq),
                     error,
                 }
             })?;
             let at = checkpoint.at;
-            expect(&mut expected, &checkpoint, source)?;
+            expected.expect(&checkpoint, 0)?;
             Some((checkpoint.seq, at))
         }
         None => None,
@@ -277,20 +406,43 @@ pub async fn verify_paged(
         }));
     }
     let reader = ChainReader::open(store, PAGES_IN_FLIGHT_U32).await?;
-    let walked = walk_pages(&reader, Walk::new(head_seq, expected), head_seq, page_size).await;
+    let pages = Pages {
+        head: head_seq,
+        size: options.page_size,
+        creates_up_to: rows_head,
+    };
+    let walked = walk_pages(&reader, Walk::new(head_seq, expected), pages).await;
     reader.close().await;
-    let walk = walked?;
+    let mut walk = walked?;
     let beyond = repo::first_after(&mut tx, head_seq.max(0)).await?;
     tx.rollback().await?;
+    let creates = std::mem::take(&mut walk.creates);
     let (entries, last_hash) = walk
         .finish(head_hash, beyond)
         .map_err(VerifyError::Tampered)?;
+    let rows = match rows {
+        Some(rows) => {
+            let ids = rows.finish().await?;
+            Some(crosscheck::compare(creates, &ids).map_err(VerifyError::Unaccounted)?)
+        }
+        None => None,
+    };
     Ok(Verified {
         entries,
         head_hash: last_hash,
         database_checkpoint,
         witness_checkpoints,
+        rows,
     })
+}
+
+/// What the walk reads: entries `1..=head` in pages of `size`, noting the
+/// create entries up to `creates_up_to` (the rows' head; 0 for none).
+#[derive(Debug, Clone, Copy)]
+struct Pages {
+    head: i64,
+    size: i64,
+    creates_up_to: i64,
 }
 
 /// Reads the entries from 1 to `head` in pages, [`PAGES_IN_FLIGHT`] at a time,
@@ -298,12 +450,12 @@ pub async fn verify_paged(
 async fn walk_pages(
     reader: &ChainReader,
     mut walk: Walk,
-    head: i64,
-    page_size: i64,
+    pages: Pages,
 ) -> Result<Walk, VerifyError> {
-    let mut ranges = page_ranges(head, page_size);
+    let mut ranges = page_ranges(pages.head, pages.size);
     let mut in_flight = VecDeque::new();
-    let spawn = |(lo, hi): (i64, i64)| tokio::spawn(read_page(reader.clone(), lo, hi));
+    let spawn =
+        |(lo, hi): (i64, i64)| tokio::spawn(read_page(reader.clone(), lo, hi, pages.creates_up_to));
     in_flight.extend(ranges.by_ref().take(PAGES_IN_FLIGHT).map(spawn));
     while let Some(reading) = in_flight.pop_front() {
         let read = reading.await;
@@ -316,12 +468,13 @@ async fn walk_pages(
             in_flight.iter().for_each(tokio::task::JoinHandle::abort);
         })?;
         in_flight.extend(ranges.next().map(spawn));
-        for link in &page {
+        for link in &page.links {
             if let Err(tamper) = walk.step(link) {
                 in_flight.iter().for_each(tokio::task::JoinHandle::abort);
                 return Err(VerifyError::Tampered(tamper));
             }
         }
+        walk.creates.append(page.creates);
     }
     Ok(walk)
 }
@@ -356,12 +509,18 @@ struct Link {
     chains: Option<bool>,
 }
 
-/// Reads the entries `lo ..= hi` and checks each one's link to the one before
-/// it.
-async fn read_page(reader: ChainReader, lo: i64, hi: i64) -> Result<Vec<Link>, StoreError> {
+/// Reads the entries `lo ..= hi`, checks each one's link to the one before
+/// it and notes the create entries up to `creates_up_to`.
+async fn read_page(
+    reader: ChainReader,
+    lo: i64,
+    hi: i64,
+    creates_up_to: i64,
+) -> Result<PageLinks, StoreError> {
     let expected = usize::try_from(hi.saturating_sub(lo).saturating_add(1)).unwrap_or(0);
-    let page = reader.read(lo, hi, PageLinks::new(lo, expected)).await?;
-    Ok(page.links)
+    reader
+        .read(lo, hi, PageLinks::new(lo, expected, creates_up_to))
+        .await
 }
 
 /// Checks each row of a range's read against the row before it, as they
@@ -384,10 +543,13 @@ struct PageLinks {
     /// Whether a row was read yet.
     started: bool,
     links: Vec<Link>,
+    /// Create entries are noted up to here (the rows' snapshot's head).
+    creates_up_to: i64,
+    creates: CreateLedger,
 }
 
 impl PageLinks {
-    fn new(lo: i64, capacity: usize) -> Self {
+    fn new(lo: i64, capacity: usize, creates_up_to: i64) -> Self {
         let first_range = lo == 0;
         Self {
             lo,
@@ -395,6 +557,8 @@ impl PageLinks {
             prev: first_range.then_some(Some(GENESIS_HASH)),
             started: false,
             links: Vec::with_capacity(capacity),
+            creates_up_to,
+            creates: CreateLedger::default(),
         }
     }
 }
@@ -417,34 +581,13 @@ impl ChainVisitor for PageLinks {
                 hash: row.hash,
                 chains,
             });
-        }
-    }
-}
-
-/// Records what `checkpoint` vouches for. Two checkpoints that disagree about
-/// one entry cannot both be true: the log cannot be intact.
-fn expect(
-    expected: &mut BTreeMap<i64, Expected>,
-    checkpoint: &Checkpoint,
-    source: String,
-) -> Result<(), VerifyError> {
-    let entry = Expected {
-        hash: checkpoint.hash,
-        signed_at: checkpoint.at,
-        source,
-    };
-    match expected.get(&checkpoint.seq) {
-        Some(existing) if existing.hash != entry.hash => Err(VerifyError::Tampered(Tamper {
-            seq: checkpoint.seq,
-            kind: TamperKind::CheckpointMismatch {
-                signed_at: entry.signed_at,
-                source: format!("{}, which disagrees with {}", entry.source, existing.source),
-            },
-        })),
-        Some(_) => Ok(()),
-        None => {
-            expected.insert(checkpoint.seq, entry);
-            Ok(())
+            // An entry that could not be read breaks its link, which fails
+            // the verification before the rows are compared.
+            if row.seq <= self.creates_up_to
+                && let Some(columns) = &row.columns
+            {
+                self.creates.note(columns.texts[1], columns.texts[4]);
+            }
         }
     }
 }
@@ -453,9 +596,10 @@ fn expect(
 fn read_witness(
     path: &Path,
     key: &GatewayPublicKey,
-    expected: &mut BTreeMap<i64, Expected>,
+    expected: &mut Checkpoints,
 ) -> Result<usize, VerifyError> {
     use std::io::BufRead as _;
+    expected.witness = Some(path.to_owned());
     let io_error = |source| VerifyError::Witness {
         path: path.to_owned(),
         source,
@@ -464,16 +608,16 @@ fn read_witness(
     let mut count = 0;
     for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(io_error)?;
-        let source = format!("{} line {}", path.display(), index + 1);
+        let number = index + 1;
         let bad = |error| VerifyError::BadCheckpoint {
-            source_name: source.clone(),
+            source_name: format!("{} line {number}", path.display()),
             error,
         };
         let Some(jws) = Checkpoint::jws_of_witness_line(&line).map_err(bad)? else {
             continue;
         };
         let checkpoint = Checkpoint::verify(&jws, key).map_err(bad)?;
-        expect(expected, &checkpoint, source.clone())?;
+        expected.expect(&checkpoint, u32::try_from(number).unwrap_or(u32::MAX))?;
         count += 1;
     }
     Ok(count)
@@ -482,7 +626,7 @@ fn read_witness(
 /// The state of one pass over the chain.
 struct Walk {
     head_seq: i64,
-    expected: BTreeMap<i64, Expected>,
+    expected: Checkpoints,
     /// The sequence number the next entry must have.
     next_seq: i64,
     /// The stored hash of the last entry that verified.
@@ -490,16 +634,19 @@ struct Walk {
     /// An entry whose link failed, waiting for the next entry to tell altered
     /// from out of place.
     suspect: Option<i64>,
+    /// The create entries of the pages stepped through so far.
+    creates: CreateLedger,
 }
 
 impl Walk {
-    fn new(head_seq: i64, expected: BTreeMap<i64, Expected>) -> Self {
+    fn new(head_seq: i64, expected: Checkpoints) -> Self {
         Self {
             head_seq,
             expected,
             next_seq: 1,
             prev: GENESIS_HASH,
             suspect: None,
+            creates: CreateLedger::default(),
         }
     }
 
@@ -539,14 +686,14 @@ impl Walk {
             self.suspect = Some(seq);
             return Ok(());
         };
-        if let Some(expected) = self.expected.get(&seq)
+        if let Some(expected) = self.expected.by_seq.get(&seq)
             && expected.hash != hash
         {
             return Err(Tamper {
                 seq,
                 kind: TamperKind::CheckpointMismatch {
                     signed_at: expected.signed_at,
-                    source: expected.source.clone(),
+                    source: self.expected.source(expected),
                 },
             });
         }
@@ -571,14 +718,14 @@ impl Walk {
         }
         let last = self.next_seq - 1;
         // A checkpoint for the empty log (seq 0) vouches for the genesis hash.
-        if let Some(expected) = self.expected.get(&0)
+        if let Some(expected) = self.expected.by_seq.get(&0)
             && expected.hash != GENESIS_HASH
         {
             return Err(Tamper {
                 seq: 0,
                 kind: TamperKind::CheckpointMismatch {
                     signed_at: expected.signed_at,
-                    source: expected.source.clone(),
+                    source: self.expected.source(expected),
                 },
             });
         }
@@ -592,13 +739,13 @@ impl Walk {
                 },
             });
         }
-        if let Some((&checkpoint, expected)) = self.expected.range(last + 1..).next_back() {
+        if let Some((&checkpoint, expected)) = self.expected.by_seq.range(last + 1..).next_back() {
             return Err(Tamper {
                 seq: last + 1,
                 kind: TamperKind::TruncatedBeforeCheckpoint {
                     checkpoint,
                     signed_at: expected.signed_at,
-                    source: expected.source.clone(),
+                    source: self.expected.source(expected),
                 },
             });
         }

@@ -1,7 +1,8 @@
-//! Prometheus metrics: request counts and latency by route template, and
-//! authentication refusals by reason. Labels are route templates, methods,
-//! statuses and fixed reason names — never a path, a partner secret or an
-//! identifier.
+//! Prometheus metrics: request counts and latency by route template,
+//! authentication refusals by reason, and deliveries to outside audit
+//! witnesses ([`crate::audit::witness`]). Labels are route templates, methods,
+//! statuses and fixed reason names — never a path, a partner secret, a URL or
+//! an identifier.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -37,6 +38,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     auth_failures: Family<ReasonLabels, Counter>,
+    witness: crate::audit::witness::WitnessMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -69,11 +71,14 @@ impl Default for Metrics {
             "Requests refused by authentication, by reason",
             auth_failures.clone(),
         );
+        let witness = crate::audit::witness::WitnessMetrics::default();
+        witness.register(&mut registry);
         Self {
             registry: Mutex::new(registry),
             requests,
             latency,
             auth_failures,
+            witness,
         }
     }
 }
@@ -99,6 +104,11 @@ impl Metrics {
         self.auth_failures
             .get_or_create(&ReasonLabels { reason })
             .inc();
+    }
+
+    /// The outside witnesses' delivery metrics, for their delivery tasks.
+    pub fn witness(&self) -> crate::audit::witness::WitnessMetrics {
+        self.witness.clone()
     }
 
     /// The Prometheus/OpenMetrics text exposition.

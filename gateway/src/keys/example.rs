@@ -63,11 +63,17 @@ dir = @POLICY_DIR@
 # administrator cannot write, and check against it with
 # `crosswalk audit verify --checkpoint FILE`.
 checkpoint_file = "./data/audit-checkpoints.jsonl"
-# How often a serving gateway signs the chain head, if it moved.
-checkpoint_interval_secs = 300
+# How often a serving gateway signs the chain head, if it moved: keep it short,
+# a tail cut off after the latest checkpoint is only seen by the rows it left.
+checkpoint_interval_secs = 10
 # Refusals queued for the audit writer; a flood beyond this is counted into
 # refusal.summary entries instead of queued.
 refusal_queue_capacity = 1024
+# Outside witnesses get each checkpoint's line too, retried until accepted: a
+# command on its stdin (exit 0 accepts), a URL as an HTTPS POST (README: Audit log).
+# witness_command = ["/usr/local/bin/ship-checkpoint"]
+# witness_url = "https://witness.example.org/crosswalk/checkpoints"
+# witness_ca_file = "tls/witness-ca.pem"   # default: the system's CA bundle
 
 [aggregates]
 # GET /v1/aggregates/outcomes withholds counts from 1 to this minus one, and as

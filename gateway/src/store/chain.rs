@@ -12,7 +12,7 @@
 //!   prepared statement per range.
 //! - **PostgreSQL**: sqlx's native driver (not `Any`), one
 //!   `COPY (SELECT ...) TO STDOUT (FORMAT binary)` per range, whose tuples are
-//!   parsed straight from the received bytes ([`CopyParser`]).
+//!   parsed straight from the received bytes ([`super::copy_binary`]).
 //!
 //! Ranges are read by sequence number on connections of their own, outside the
 //! caller's snapshot: the verifier only asks for entries at or below a head it
@@ -27,6 +27,7 @@ use futures_util::StreamExt as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::audit::COLUMNS;
+use super::copy_binary::{CopyParser, CopySink, MALFORMED};
 use super::{Store, StoreError};
 use crate::audit::EntryColumns;
 
@@ -221,7 +222,7 @@ async fn postgres_range<V: ChainVisitor>(
     let mut stream = conn.conn.copy_out_raw(&sql).await?;
     let mut parser = CopyParser::default();
     while let Some(chunk) = stream.next().await {
-        parser.feed(&chunk?, &mut visitor)?;
+        parser.feed(&chunk?, &mut ChainTuples(&mut visitor))?;
     }
     drop(stream);
     parser.finish()?;
@@ -245,174 +246,47 @@ impl Drop for CopyConnection {
     }
 }
 
-/// Parses PostgreSQL's binary `COPY` format: a signature, flags and an
-/// extension area, then tuples (a 16-bit field count, each field a 32-bit
-/// length, -1 for NULL, and its bytes, big-endian throughout), then a field
-/// count of -1. Tuples are parsed from each received chunk in place; only one
-/// split across chunks is copied.
-#[derive(Default)]
-pub(crate) struct CopyParser {
-    /// The start of a tuple (or of the header) whose end has not arrived yet.
-    pending: Vec<u8>,
-    header_read: bool,
-    ended: bool,
-}
+/// Hands each tuple of the audit log's `COPY` to a [`ChainVisitor`] as a
+/// [`ChainRow`].
+struct ChainTuples<'v, V>(&'v mut V);
 
-const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+impl<V: ChainVisitor> CopySink for ChainTuples<'_, V> {
+    const FIELDS: usize = ROW_COLUMNS;
 
-const MALFORMED: StoreError = StoreError::Corrupt {
-    what: "the audit log's COPY stream is not in the expected shape",
-};
-
-#[expect(
-    clippy::large_enum_variant,
-    reason = "returned once per row and consumed at once, never stored"
-)]
-enum Tuple<'a> {
-    /// Not all of it has arrived.
-    Incomplete,
-    /// The end marker.
-    End,
-    Row(ChainRow<'a>, usize),
-}
-
-impl CopyParser {
-    pub(crate) fn feed<V: ChainVisitor>(
-        &mut self,
-        chunk: &[u8],
-        visitor: &mut V,
-    ) -> Result<(), StoreError> {
-        if self.pending.is_empty() {
-            let used = self.parse(chunk, visitor)?;
-            self.pending.extend_from_slice(&chunk[used..]);
-        } else {
-            let mut pending = std::mem::take(&mut self.pending);
-            pending.extend_from_slice(chunk);
-            let used = self.parse(&pending, visitor)?;
-            pending.drain(..used);
-            self.pending = pending;
+    fn tuple(&mut self, fields: &[Option<&[u8]>]) -> Result<(), StoreError> {
+        let seq = fields[0]
+            .and_then(|seq| <[u8; 8]>::try_from(seq).ok())
+            .map(i64::from_be_bytes)
+            .ok_or(MALFORMED)?;
+        let hash = fields[ROW_COLUMNS - 1].and_then(|hash| <[u8; 32]>::try_from(hash).ok());
+        let mut texts = [None; 11];
+        let mut typed = true;
+        for (text, field) in texts.iter_mut().zip(&fields[2..ROW_COLUMNS - 1]) {
+            if let Some(bytes) = field {
+                match std::str::from_utf8(bytes) {
+                    Ok(value) => *text = Some(value),
+                    Err(_) => typed = false,
+                }
+            }
         }
+        let columns = fields[1]
+            .and_then(|at| <[u8; 8]>::try_from(at).ok())
+            .filter(|_| typed)
+            .map(|at| EntryColumns {
+                seq,
+                at: i64::from_be_bytes(at),
+                texts,
+            });
+        self.0.visit(ChainRow { seq, columns, hash });
         Ok(())
     }
-
-    /// After the last chunk: the end marker must have come, and nothing after.
-    pub(crate) fn finish(self) -> Result<(), StoreError> {
-        if self.ended && self.pending.is_empty() {
-            Ok(())
-        } else {
-            Err(MALFORMED)
-        }
-    }
-
-    /// Parses what is complete in `buf`; returns how many bytes it used.
-    fn parse<V: ChainVisitor>(&mut self, buf: &[u8], visitor: &mut V) -> Result<usize, StoreError> {
-        if self.ended {
-            return if buf.is_empty() {
-                Ok(0)
-            } else {
-                Err(MALFORMED)
-            };
-        }
-        let mut used = 0;
-        if !self.header_read {
-            // Signature (11 bytes), flags (4), extension length (4), extension.
-            let Some(extension) = buf.get(15..19) else {
-                return Ok(0);
-            };
-            if !buf.starts_with(COPY_SIGNATURE) {
-                return Err(MALFORMED);
-            }
-            let extension = usize::try_from(be_u32(extension)).map_err(|_| MALFORMED)?;
-            used = 19 + extension;
-            if buf.len() < used {
-                return Ok(0);
-            }
-            self.header_read = true;
-        }
-        loop {
-            match tuple(&buf[used..])? {
-                Tuple::Incomplete => return Ok(used),
-                Tuple::End => {
-                    self.ended = true;
-                    used += 2;
-                    return if used == buf.len() {
-                        Ok(used)
-                    } else {
-                        Err(MALFORMED)
-                    };
-                }
-                Tuple::Row(row, length) => {
-                    visitor.visit(row);
-                    used += length;
-                }
-            }
-        }
-    }
-}
-
-/// The tuple at the start of `buf`.
-fn tuple(buf: &[u8]) -> Result<Tuple<'_>, StoreError> {
-    let Some(count) = buf.get(..2) else {
-        return Ok(Tuple::Incomplete);
-    };
-    match i16::from_be_bytes([count[0], count[1]]) {
-        -1 => return Ok(Tuple::End),
-        14 => {}
-        _ => return Err(MALFORMED),
-    }
-    let mut fields: [Option<&[u8]>; ROW_COLUMNS] = [None; ROW_COLUMNS];
-    let mut at = 2;
-    for field in &mut fields {
-        let Some(length) = buf.get(at..at + 4) else {
-            return Ok(Tuple::Incomplete);
-        };
-        at += 4;
-        let length = i32::from_be_bytes([length[0], length[1], length[2], length[3]]);
-        if length == -1 {
-            continue;
-        }
-        let length = usize::try_from(length).map_err(|_| MALFORMED)?;
-        let Some(value) = buf.get(at..at + length) else {
-            return Ok(Tuple::Incomplete);
-        };
-        *field = Some(value);
-        at += length;
-    }
-    let seq = fields[0]
-        .and_then(|seq| <[u8; 8]>::try_from(seq).ok())
-        .map(i64::from_be_bytes)
-        .ok_or(MALFORMED)?;
-    let hash = fields[ROW_COLUMNS - 1].and_then(|hash| <[u8; 32]>::try_from(hash).ok());
-    let mut texts = [None; 11];
-    let mut typed = true;
-    for (text, field) in texts.iter_mut().zip(&fields[2..ROW_COLUMNS - 1]) {
-        if let Some(bytes) = field {
-            match std::str::from_utf8(bytes) {
-                Ok(value) => *text = Some(value),
-                Err(_) => typed = false,
-            }
-        }
-    }
-    let columns = fields[1]
-        .and_then(|at| <[u8; 8]>::try_from(at).ok())
-        .filter(|_| typed)
-        .map(|at| EntryColumns {
-            seq,
-            at: i64::from_be_bytes(at),
-            texts,
-        });
-    Ok(Tuple::Row(ChainRow { seq, columns, hash }, at))
-}
-
-fn be_u32(bytes: &[u8]) -> u32 {
-    bytes
-        .iter()
-        .fold(0, |value, &byte| (value << 8) | u32::from(byte))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::copy_binary::CopyParser;
+    use crate::store::copy_binary::tests::stream;
 
     /// Sequence number, `at`, texts and hash of one row.
     type Row = (i64, Option<i64>, Vec<Option<String>>, Option<[u8; 32]>);
@@ -435,95 +309,46 @@ mod tests {
         }
     }
 
-    fn field(out: &mut Vec<u8>, value: Option<&[u8]>) {
-        match value {
-            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-            Some(bytes) => {
-                out.extend_from_slice(&i32::try_from(bytes.len()).expect("short").to_be_bytes());
-                out.extend_from_slice(bytes);
-            }
-        }
+    /// Audit rows as `COPY` sends them: `seq`, `at`, `actor`, ten NULL texts
+    /// and a hash.
+    fn audit_stream(rows: &[(i64, &[u8])]) -> Vec<u8> {
+        let numbers: Vec<([u8; 8], [u8; 8])> = rows
+            .iter()
+            .map(|&(seq, _)| (seq.to_be_bytes(), (seq * 10).to_be_bytes()))
+            .collect();
+        let tuples: Vec<Vec<Option<&[u8]>>> = rows
+            .iter()
+            .zip(&numbers)
+            .map(|(&(_, actor), (seq, at))| {
+                let mut fields: Vec<Option<&[u8]>> = vec![Some(seq), Some(at), Some(actor)];
+                fields.extend([None; 10]);
+                fields.push(Some(&[7; 32]));
+                fields
+            })
+            .collect();
+        stream(&tuples)
     }
 
-    fn stream(rows: &[(i64, &str)]) -> Vec<u8> {
-        let mut out = COPY_SIGNATURE.to_vec();
-        out.extend_from_slice(&0u32.to_be_bytes());
-        // A four-byte extension area, which readers must skip.
-        out.extend_from_slice(&4u32.to_be_bytes());
-        out.extend_from_slice(b"skip");
-        for &(seq, actor) in rows {
-            out.extend_from_slice(&14i16.to_be_bytes());
-            field(&mut out, Some(&seq.to_be_bytes()));
-            field(&mut out, Some(&(seq * 10).to_be_bytes()));
-            field(&mut out, Some(actor.as_bytes()));
-            for _ in 0..10 {
-                field(&mut out, None);
-            }
-            field(&mut out, Some(&[7; 32]));
-        }
-        out.extend_from_slice(&(-1i16).to_be_bytes());
-        out
-    }
-
-    #[test]
-    fn tuples_split_anywhere_across_chunks_parse_the_same() {
-        let bytes = stream(&[(1, "pd"), (2, "cbo-north"), (3, "")]);
-        let mut whole = CopyParser::default();
-        let mut expected = Seen::default();
-        whole.feed(&bytes, &mut expected).expect("parse");
-        whole.finish().expect("complete");
-        assert_eq!(expected.0.len(), 3);
-        assert_eq!(expected.0[1].2[0].as_deref(), Some("cbo-north"));
-        assert_eq!(expected.0[1].1, Some(20));
-        assert_eq!(expected.0[2].3, Some([7; 32]));
-        for size in [1, 2, 3, 7, 19, 64] {
-            let mut parser = CopyParser::default();
-            let mut seen = Seen::default();
-            for chunk in bytes.chunks(size) {
-                parser.feed(chunk, &mut seen).expect("parse");
-            }
-            parser.finish().expect("complete");
-            assert_eq!(seen.0, expected.0, "chunks of {size}");
-        }
+    fn parse(bytes: &[u8]) -> Result<Seen, StoreError> {
+        let mut seen = Seen::default();
+        let mut parser = CopyParser::default();
+        parser.feed(bytes, &mut ChainTuples(&mut seen))?;
+        parser.finish()?;
+        Ok(seen)
     }
 
     #[test]
-    fn a_cut_or_misshapen_stream_is_an_error() {
-        let bytes = stream(&[(1, "pd")]);
-        let mut cut = CopyParser::default();
-        cut.feed(&bytes[..bytes.len() - 5], &mut Seen::default())
-            .expect("so far");
-        assert!(cut.finish().is_err());
-
-        let mut wrong = bytes.clone();
-        wrong[0] = b'X';
-        assert!(
-            CopyParser::default()
-                .feed(&wrong, &mut Seen::default())
-                .is_err()
-        );
-
-        let mut trailing = bytes;
-        trailing.push(0);
-        assert!(
-            CopyParser::default()
-                .feed(&trailing, &mut Seen::default())
-                .is_err()
-        );
+    fn audit_rows_parse_into_their_columns() {
+        let seen = parse(&audit_stream(&[(1, b"pd"), (2, b"cbo-north"), (3, b"")])).expect("parse");
+        assert_eq!(seen.0.len(), 3);
+        assert_eq!(seen.0[1].2[0].as_deref(), Some("cbo-north"));
+        assert_eq!(seen.0[1].1, Some(20));
+        assert_eq!(seen.0[2].3, Some([7; 32]));
     }
 
     #[test]
     fn text_that_is_not_utf8_breaks_the_columns_not_the_read() {
-        let mut bytes = stream(&[(1, "pd")]);
-        let at = bytes
-            .windows(2)
-            .position(|w| w == b"pd")
-            .expect("the actor");
-        bytes[at] = 0xff;
-        let mut seen = Seen::default();
-        CopyParser::default()
-            .feed(&bytes, &mut seen)
-            .expect("parse");
+        let seen = parse(&audit_stream(&[(1, &[0xff, b'd'])])).expect("parse");
         assert_eq!(seen.0[0].0, 1);
         assert_eq!(seen.0[0].1, None, "no columns");
         assert_eq!(seen.0[0].3, Some([7; 32]));

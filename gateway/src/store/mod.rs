@@ -6,11 +6,13 @@
 //! integers, text and blobs so that both backends decode them the same way. Nothing
 //! outside this module writes SQL, and nothing in here knows about HTTP.
 //!
-//! Three bulk reads do not go through `Any`, because at a million rows the
+//! Four bulk reads do not go through `Any`, because at a million rows the
 //! `Any` driver's cost per row was most of their time; each reads through the
-//! native drivers (`rusqlite` on a SQLite file, sqlx's own PostgreSQL driver)
-//! on connections of its own:
+//! native drivers (`rusqlite` on a SQLite file, sqlx's own PostgreSQL driver,
+//! with binary `COPY` parsed by [`copy_binary`]) on connections of its own:
 //! - [`chain`]: the whole audit log, for `crosswalk audit verify`;
+//! - [`record_ids`]: the ids of every audited table's rows, in one snapshot,
+//!   which `audit verify` checks against the chain's create entries;
 //! - [`export_rows`]: an evaluator export's passes, in one snapshot;
 //! - [`aggregates`] on a SQLite file: a table's months, grouped in Rust
 //!   (SQLite's GROUP BY sorts; PostgreSQL's hashes, so it keeps the SQL).
@@ -38,17 +40,20 @@ pub mod audit;
 pub mod cases;
 pub(crate) mod chain;
 pub mod consents;
+pub(crate) mod copy_binary;
 pub(crate) mod export_rows;
 pub mod exports;
 pub mod holders;
 pub mod idempotency;
 pub mod outcomes;
+pub mod record_ids;
 pub mod referrals;
 pub mod study_plans;
 pub mod subjects;
 #[cfg(test)]
 pub(crate) mod testing;
 mod vault_keys;
+pub mod witness;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
