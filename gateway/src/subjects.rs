@@ -205,8 +205,14 @@ impl SubjectRegistry {
         };
         let subjects = matched.iter().map(|c| c.subject_id.clone()).collect();
         let (subject_id, merged) = self.settle_subject(tx, subjects, &identity_id, now).await?;
-        let (cluster_id, cbo_cluster_id) =
-            settle_clusters(tx, &matched, &subject_id, item, now).await?;
+        let (cluster_id, cbo_cluster_id) = settle_clusters(
+            tx,
+            &matched,
+            &subject_id,
+            (item.source_partner, item.cbo()),
+            now,
+        )
+        .await?;
         let sealed = self
             .vault
             .seal(

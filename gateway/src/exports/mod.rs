@@ -344,7 +344,10 @@ impl Exports {
             action: Action::Export,
             resource: table.resource(),
             relationship: Relationship::None,
-            record: RecordFacts { part2, holder: None },
+            record: RecordFacts {
+                part2,
+                holder: None,
+            },
             consent: None,
             study,
         })

@@ -56,7 +56,6 @@
 
 use std::collections::HashMap;
 
-use super::register_many::NewSubjectIdentity;
 use super::{RegistryError, SubjectRegistry, internal_id};
 use crate::clock::Clock;
 use crate::linkage::Fingerprint;
@@ -256,15 +255,15 @@ impl SubjectRegistry {
     }
 }
 
-/// Settles the clusters of a new identity (`item`'s submitter's, and its CBO's)
-/// among the stored identities it matched, and moves the stored clusters it
-/// bridged. Every matched identity is on `subject_id` by now (the subject
-/// merges ran first).
+/// Settles the clusters of a new identity (its submitter's, and its CBO's,
+/// `holders`) among the stored identities it matched, and moves the stored
+/// clusters it bridged. Every matched identity is on `subject_id` by now (the
+/// subject merges ran first).
 pub(super) async fn settle_clusters(
     tx: &mut Tx<'_>,
     matched: &[Candidate],
     subject_id: &str,
-    item: &NewSubjectIdentity<'_>,
+    (source_partner, assigned_cbo): (&str, Option<&str>),
     now: i64,
 ) -> Result<(String, Option<String>), RegistryError> {
     let mut table = ClusterTable::default();
@@ -272,10 +271,8 @@ pub(super) async fn settle_clusters(
         .iter()
         .map(|c| table.held(&c.holding, &c.subject_id))
         .collect();
-    let source = table.settle(item.source_partner, &known, || internal_id(now));
-    let cbo = item
-        .cbo()
-        .map(|cbo| table.settle(cbo, &known, || internal_id(now)));
+    let source = table.settle(source_partner, &known, || internal_id(now));
+    let cbo = assigned_cbo.map(|cbo| table.settle(cbo, &known, || internal_id(now)));
     move_stored_clusters(tx, &table, |_| subject_id).await?;
     let cluster_id = table.id(source).to_owned();
     Ok((cluster_id, cbo.map(|slot| table.id(slot).to_owned())))
