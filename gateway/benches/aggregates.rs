@@ -160,7 +160,7 @@ async fn bench_backend(label: &str, url: &str, referrals: usize, runs: usize, po
     for (name, from, to, group_by, dp) in TABLES {
         let mut config = AggregatesConfig::default();
         config.dp.enabled = dp;
-        config.dp.epsilon_per_period = 1000.0;
+        config.dp.epsilon_per_month = 1000.0;
         config.dp.default_epsilon = 0.001;
         let aggregates = Aggregates {
             store: &store,

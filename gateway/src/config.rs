@@ -279,6 +279,13 @@ pub struct AggregatesConfig {
     /// work one request can cause.
     #[serde(default = "default_max_months")]
     pub max_months: u32,
+    /// How many days after a month ends its tables are settled (computed
+    /// once from the data as it stood then, kept and served unchanged):
+    /// outcomes of the month's referrals arrive for a while after it ends, and
+    /// a published month must never move (issue 15 point 5). Before then the
+    /// month is refused like the current one.
+    #[serde(default = "default_settle_days")]
+    pub settle_days: u32,
     #[serde(default)]
     pub dp: DpConfig,
 }
@@ -288,8 +295,41 @@ impl Default for AggregatesConfig {
         Self {
             suppression_threshold: default_suppression_threshold(),
             max_months: default_max_months(),
+            settle_days: default_settle_days(),
             dp: DpConfig::default(),
         }
+    }
+}
+
+impl AggregatesConfig {
+    /// The aggregate settings' problems: the key and what is wrong.
+    fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.suppression_threshold < 2 {
+            return Err(("aggregates.suppression_threshold", "must be at least 2"));
+        }
+        if !(1..=120).contains(&self.max_months) {
+            return Err(("aggregates.max_months", "must be from 1 to 120"));
+        }
+        if self.settle_days > 366 {
+            return Err(("aggregates.settle_days", "must be from 0 to 366"));
+        }
+        let dp = &self.dp;
+        // Budgets are kept in millionths of epsilon: anything finer is lost.
+        if !(dp.epsilon_per_month.is_finite() && (1e-6..=1e3).contains(&dp.epsilon_per_month)) {
+            return Err((
+                "aggregates.dp.epsilon_per_month",
+                "must be a number from 0.000001 to 1000",
+            ));
+        }
+        if !(dp.default_epsilon.is_finite()
+            && (1e-6..=dp.epsilon_per_month).contains(&dp.default_epsilon))
+        {
+            return Err((
+                "aggregates.dp.default_epsilon",
+                "must be a number from 0.000001 to aggregates.dp.epsilon_per_month",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -320,10 +360,12 @@ pub struct DpConfig {
     /// an operator turns noise on when partners may ask many overlapping questions.
     #[serde(default)]
     pub enabled: bool,
-    /// What each partner may spend per calendar month (UTC): the bound on what
-    /// all of its answers together reveal about one referral.
-    #[serde(default = "default_epsilon_per_period")]
-    pub epsilon_per_period: f64,
+    /// The cap on what may be spent on each calendar month of data (UTC),
+    /// across all partners together: the bound on what every answer about the
+    /// month, to anyone, reveals about one of its referrals. A month's noisy
+    /// tables are made once and kept, so asking again spends nothing.
+    #[serde(default = "default_epsilon_per_month")]
+    pub epsilon_per_month: f64,
     /// What a request costs when it does not say (`epsilon` parameter).
     #[serde(default = "default_epsilon_per_request")]
     pub default_epsilon: f64,
@@ -333,7 +375,7 @@ impl Default for DpConfig {
     fn default() -> Self {
         Self {
             enabled: false,
-            epsilon_per_period: default_epsilon_per_period(),
+            epsilon_per_month: default_epsilon_per_month(),
             default_epsilon: default_epsilon_per_request(),
         }
     }
@@ -451,7 +493,10 @@ fn default_suppression_threshold() -> u32 {
 fn default_max_months() -> u32 {
     36
 }
-fn default_epsilon_per_period() -> f64 {
+fn default_settle_days() -> u32 {
+    14
+}
+fn default_epsilon_per_month() -> f64 {
     1.0
 }
 fn default_epsilon_per_request() -> f64 {
@@ -568,27 +613,8 @@ impl Config {
         if let Err((key, problem)) = self.audit.check_witnesses() {
             return err(key, problem);
         }
-        if self.aggregates.suppression_threshold < 2 {
-            return err("aggregates.suppression_threshold", "must be at least 2");
-        }
-        if !(1..=120).contains(&self.aggregates.max_months) {
-            return err("aggregates.max_months", "must be from 1 to 120");
-        }
-        let dp = &self.aggregates.dp;
-        // Budgets are kept in millionths of epsilon: anything finer is lost.
-        if !(dp.epsilon_per_period.is_finite() && (1e-6..=1e3).contains(&dp.epsilon_per_period)) {
-            return err(
-                "aggregates.dp.epsilon_per_period",
-                "must be a number from 0.000001 to 1000",
-            );
-        }
-        if !(dp.default_epsilon.is_finite()
-            && (1e-6..=dp.epsilon_per_period).contains(&dp.default_epsilon))
-        {
-            return err(
-                "aggregates.dp.default_epsilon",
-                "must be a number from 0.000001 to aggregates.dp.epsilon_per_period",
-            );
+        if let Err((key, problem)) = self.aggregates.check() {
+            return err(key, problem);
         }
         if parse_region(&self.linkage.default_phone_region).is_none() {
             return err(

@@ -1,18 +1,30 @@
-//! Aggregate releases: `GET /v1/aggregates/outcomes` (issue 7 items 3-5).
+//! Aggregate releases: `GET /v1/aggregates/outcomes` (issue 7 items 3-5; settled months, issue 15 point 5).
 //!
 //! Counts of referrals by calendar month and any of `district`, `resource`,
 //! `outcome` and `assigned_cbo`, with the median time to first contact per
 //! cell, safe by construction: small counts are withheld with complementary
-//! suppression ([`suppression`]), and optionally noised under a per-partner
+//! suppression ([`suppression`]), and optionally noised under a per-data-month
 //! differential-privacy budget ([`noise`]).
 //!
 //! A request flows: parse ([`AggregateRequest::parse`], every problem naming
-//! its parameter) → decide (the policy's `aggregate` action on `referral` and
-//! `outcome`; anything but `aggregate_only`/`allow` refuses) → count one
-//! month at a time, all months in one read snapshot ([`crate::store::aggregates`]) → noise
-//! (DP on) → suppress → one write transaction: the budget spend and its ledger
-//! row (DP on) and the `aggregate.read` audit entry, committed before the
-//! response leaves.
+//! its parameter; `to` must be settled) → decide (the policy's `aggregate`
+//! action on `referral` and `outcome`; anything but `aggregate_only`/`allow`
+//! refuses) → settle the months not settled yet ([`settle`], each in its own
+//! write transaction with its `aggregate.settle` entry) → count one settled
+//! month at a time, all months in one read snapshot
+//! ([`crate::store::aggregates`]) → noise (DP on: each month's table made once
+//! and kept, [`dp`]) → suppress → one write transaction: with DP on, the tables
+//! made, their spends and ledger rows, and always the `aggregate.read` audit
+//! entry, committed before the response leaves.
+//!
+//! # Published months are fixed
+//! A month's tables are counted from the copy of its referrals made when it
+//! settles, `aggregates.settle_days` (14) after it ends, with each referral's
+//! status, first contact and CBO as they stood at that cut-off ([`settle`]).
+//! An outcome recorded later changes the live referral, never the month's
+//! tables: every asker, at any time, gets the same table for the same month
+//! and grouping. Before its cut-off a month is refused (400 naming `to`, with
+//! the instant it settles).
 //!
 //! # What is counted
 //! - **The unit is a referral**, placed in the month (UTC) it was received
@@ -48,8 +60,10 @@
 //!    a month's cells do not depend on the range asked, so asking two ranges
 //!    gives the same month twice, not a difference. Boundaries are whole
 //!    calendar months: a partial month or a date is refused.
-//! 4. **The month still filling up** (asking today and tomorrow, subtracting):
-//!    `to` must be a month that has ended.
+//! 4. **The month still filling up** (asking today and tomorrow, subtracting),
+//!    and **a month that moves after it ends** (asking before and after one
+//!    outcome is recorded shows which withheld cell moved): `to` must be
+//!    settled, and a settled month is counted from its fixed copy.
 //! 5. **Coarser and finer tables of one month** (month x district vs month x
 //!    district x outcome): the coarser table is a margin of the finer one, and
 //!    the finer one protects it as such. Residual risk: the two tables choose
@@ -61,33 +75,41 @@
 //! 6. **Own-scope vs program-scope** subtraction: there is only one scope.
 //! 7. **Category boundaries**: resources and outcomes are the catalog's fixed
 //!    lists (every category appears, zeros included); districts and CBOs are
-//!    the codes present in the range asked, the same list for every month.
+//!    the codes present in the month's settled referrals, so a month's table
+//!    is the same whatever range it is asked in.
 //!
 //! # Differential privacy (`aggregates.dp.enabled`)
 //! Each interior cell, zeros included, gets discrete Laplace noise of scale
 //! `Δ/ε` (Δ = 1: a referral is in one cell; 20 grouped by resource, the most
 //! categories one referral can request); margins are sums of the noisy cells
 //! and suppression runs on the noisy values — both post-processing, so the
-//! guarantee holds and the table still adds up. The request's `epsilon`
-//! (default `aggregates.dp.default_epsilon`) is spent from the partner's
-//! budget for the current calendar month (`epsilon_per_period`); a request that
-//! would exceed it is refused (403 problem with `epsilon_remaining`) and spends
-//! nothing. The budget (`aggregate_budgets`) and every spend
-//! (`aggregate_budget_ledger`) are durable and commit with the audit entry.
+//! guarantee holds and the table still adds up. The budget is charged to the
+//! month of *data*: each month has one cap (`epsilon_per_month`) shared by all
+//! partners, and a month's noisy table for a grouping and epsilon is made
+//! once, paid for once (the request's `epsilon`, default
+//! `aggregates.dp.default_epsilon`) and served as made to every later asker
+//! ([`dp`]). So no month can be re-asked for fresh noise, by the same partner
+//! next month or by another. A table its month cannot pay for is refused (403
+//! problem with `epsilon_remaining`), and the request spends nothing. The
+//! tables (`aggregate_noisy_tables`), the month budgets
+//! (`aggregate_month_budgets`, one conditional UPDATE so replicas cannot
+//! overspend) and every spend (`aggregate_budget_ledger`) are durable and
+//! commit with the audit entry.
 //! District codes and CBO ids are treated as public labels (beats and partners
 //! the program publishes): the list of them is not noised.
 
+mod dp;
 pub(crate) mod noise;
+mod settle;
 pub(crate) mod suppression;
+mod table;
 
-use std::collections::{BTreeSet, HashMap};
+pub use settle::SETTLE_ACTION;
 
 use chrono::{DateTime, Datelike as _, NaiveDate, TimeZone as _, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use self::noise::DiscreteLaplace;
-use self::suppression::Cube;
 use crate::audit::{self, Event};
 use crate::clock::Clock;
 use crate::config::AggregatesConfig;
@@ -96,8 +118,8 @@ use crate::policy::{
     Action, DecisionInput, Effect, Policy, RecordFacts, Relationship, Requester, Resource,
 };
 use crate::reads::Asker;
-use crate::store::aggregates::{self as repo, Column, GroupCount, GroupMedian, LedgerEntry};
-use crate::store::{Store, StoreError};
+use crate::store::aggregates::{self as repo, Column, GroupCount, GroupMedian};
+use crate::store::{Store, StoreError, Tx};
 
 /// The action of an aggregate release's audit entry.
 pub const AGGREGATE_ACTION: &str = "aggregate.read";
@@ -307,11 +329,17 @@ impl AggregateRequest {
         if to < from {
             return Err(invalid("to", "must not be before from"));
         }
-        let current = Month::of(now);
-        if to >= current {
+        let settles = to.cutoff_micros(config.settle_days);
+        if now.timestamp_micros() < settles {
+            let on = DateTime::from_timestamp_micros(settles)
+                .map_or_else(String::new, |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
             return Err(invalid(
                 "to",
-                format!("must be a month that has ended (before {current})"),
+                format!(
+                    "{to} is not settled yet: a month is published once, {} days after it ends \
+                     (aggregates.settle_days), and {to} settles at {on}",
+                    config.settle_days
+                ),
             ));
         }
         if from.months_until(to) >= i64::from(config.max_months) {
@@ -355,14 +383,14 @@ impl AggregateRequest {
                     .parse()
                     .ok()
                     .filter(|v: &f64| {
-                        v.is_finite() && (1e-6..=config.dp.epsilon_per_period).contains(v)
+                        v.is_finite() && (1e-6..=config.dp.epsilon_per_month).contains(v)
                     })
                     .ok_or_else(|| {
                         invalid(
                             "epsilon",
                             format!(
                                 "must be a number from 0.000001 to {}",
-                                config.dp.epsilon_per_period
+                                config.dp.epsilon_per_month
                             ),
                         )
                     })?;
@@ -401,17 +429,32 @@ impl AggregateRequest {
     }
 }
 
-/// What was spent of the budget, with DP on.
+/// With DP on: what this request spent, and what is left, of each data
+/// month's budget.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PrivacySpend {
     /// `discrete_laplace`.
     pub mechanism: &'static str,
-    /// The calendar month (UTC) whose budget was spent.
-    pub period: String,
+    /// The epsilon each month's table is noised at.
+    pub epsilon: f64,
+    /// What this request spent in all: `epsilon` for each month whose table
+    /// it made; nothing for the tables made before (they are served as made).
     pub epsilon_spent: f64,
-    pub epsilon_remaining: f64,
     /// The L1 sensitivity the noise is scaled to (1; 20 grouped by resource).
     pub sensitivity: u32,
+    /// Each month asked, in order.
+    pub months: Vec<MonthBudget>,
+}
+
+/// One data month's budget after the request.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MonthBudget {
+    pub month: String,
+    /// `made` (this request noised the month's table and spent `epsilon`) or
+    /// `stored` (served as made before, spending nothing).
+    pub table: &'static str,
+    /// What is left of the month's cap, shared by every partner.
+    pub epsilon_remaining: f64,
 }
 
 /// The released table.
@@ -509,10 +552,10 @@ impl Aggregates<'_> {
         request: &AggregateRequest,
     ) -> Result<AggregateTable, AggregateError> {
         let decision = self.decide(asker)?;
+        let wanted = request.months();
+        settle::settle_months(self.store, self.clock, self.config.settle_days, &wanted).await?;
         let dp = self.config.dp.enabled;
         let columns = request.columns();
-
-        let wanted = request.months();
         let bounds: Vec<(i64, i64)> = wanted
             .iter()
             .map(|m| (m.start_micros(), m.next().start_micros()))
@@ -528,34 +571,49 @@ impl Aggregates<'_> {
             })
             .collect();
 
-        let categories = Self::categories(request, &months)?;
-        let sensitivity = if request.group_by.contains(&Dimension::Resource) {
-            u32::try_from(ResourceCategory::ALL.len()).unwrap_or(u32::MAX)
-        } else {
-            1
-        };
-        let epsilon = request.epsilon.unwrap_or(self.config.dp.default_epsilon);
-        let mut noise = dp.then(|| DiscreteLaplace::new(epsilon, sensitivity));
         let threshold = u64::from(self.config.suppression_threshold);
         let mut rows = Vec::new();
         let mut withheld = 0;
-        for data in &months {
-            let (cube, medians) = Self::month_cube(&categories, data, noise.as_mut(), threshold);
-            withheld += Self::rows_of(request, &categories, data.month, &cube, &medians, &mut rows);
-        }
-
         let mut detail = request.shape();
+        let (tx, privacy) = if dp {
+            let noisy = dp::NoisyMonths {
+                store: self.store,
+                config: self.config,
+                clock: self.clock,
+            }
+            .tables(asker, request, &months)
+            .await?;
+            for (data, month) in months.iter().zip(&noisy.tables) {
+                let cube = table::cube(&month.categories, &month.counts, threshold);
+                let medians = std::collections::HashMap::new();
+                withheld += table::rows_of(
+                    request,
+                    &month.categories,
+                    data.month,
+                    &cube,
+                    &medians,
+                    &mut rows,
+                );
+            }
+            detail["epsilon_micro"] = json!(to_micro(noisy.privacy.epsilon));
+            detail["epsilon_spent_micro"] = json!(to_micro(noisy.privacy.epsilon_spent));
+            detail["ledger_ids"] = json!(noisy.ledger_ids);
+            (noisy.tx, Some(noisy.privacy))
+        } else {
+            for data in &months {
+                let categories = table::categories(request, data)?;
+                let counts = table::interior_counts(&categories, &data.counts);
+                let cube = table::cube(&categories, &counts, threshold);
+                let medians = table::medians(&categories, &cube, &data.medians, threshold);
+                withheld +=
+                    table::rows_of(request, &categories, data.month, &cube, &medians, &mut rows);
+            }
+            (self.store.begin().await?, None)
+        };
+
         detail["cells"] = json!(rows.len());
         detail["withheld"] = json!(withheld);
-        let privacy = self
-            .spend_and_record(
-                asker,
-                request,
-                &decision,
-                detail,
-                dp.then_some((epsilon, sensitivity)),
-            )
-            .await?;
+        self.record(tx, asker, &decision, detail).await?;
 
         let mut group_by = vec![Dimension::Month.as_str()];
         group_by.extend(request.group_by.iter().map(|d| d.as_str()));
@@ -574,59 +632,15 @@ impl Aggregates<'_> {
         })
     }
 
-    /// One write transaction: with DP on, the budget spend and its ledger row
-    /// (or a refusal, spending nothing); always the `aggregate.read` entry.
-    async fn spend_and_record(
+    /// The `aggregate.read` entry, committed (with DP on, together with the
+    /// spends and the tables made) before the response leaves.
+    async fn record(
         &self,
+        mut tx: Tx<'static>,
         asker: &Asker<'_>,
-        request: &AggregateRequest,
         decision: &crate::policy::Decision,
-        mut detail: Value,
-        dp: Option<(f64, u32)>,
-    ) -> Result<Option<PrivacySpend>, AggregateError> {
-        let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
-        let mut privacy = None;
-        if let Some((epsilon, sensitivity)) = dp {
-            let period = Month::of(now).to_string();
-            let budget = to_micro(self.config.dp.epsilon_per_period);
-            let cost = to_micro(epsilon);
-            let spent = match repo::spend(&mut tx, asker.partner, &period, cost, budget).await? {
-                Ok(spent) => spent,
-                Err(spent) => {
-                    tx.rollback().await?;
-                    return Err(AggregateError::BudgetExhausted {
-                        period,
-                        requested: from_micro(cost),
-                        remaining: from_micro(budget - spent),
-                    });
-                }
-            };
-            let id = uuid::Uuid::now_v7().to_string();
-            repo::record_spend(
-                &mut tx,
-                &LedgerEntry {
-                    id: &id,
-                    partner: asker.partner,
-                    period: &period,
-                    epsilon_micro: cost,
-                    query: &request.shape().to_string(),
-                    at: audit::micros(now),
-                },
-            )
-            .await?;
-            detail["epsilon_micro"] = json!(cost);
-            detail["epsilon_remaining_micro"] = json!(budget - spent);
-            detail["period"] = json!(period);
-            detail["ledger_id"] = json!(id);
-            privacy = Some(PrivacySpend {
-                mechanism: "discrete_laplace",
-                period,
-                epsilon_spent: from_micro(cost),
-                epsilon_remaining: from_micro(budget - spent),
-                sensitivity,
-            });
-        }
+        detail: Value,
+    ) -> Result<(), AggregateError> {
         let entry = Event::new(asker.partner, AGGREGATE_ACTION)
             .with_purpose(asker.purpose.as_str())
             .with_resource(Resource::Outcome.as_str())
@@ -634,145 +648,6 @@ impl Aggregates<'_> {
             .with_detail(detail);
         audit::append(&mut tx, &[entry], self.clock).await?;
         tx.commit().await?;
-        Ok(privacy)
-    }
-
-    /// Each grouping's categories: the fixed list, or the codes present
-    /// anywhere in the range (sorted), the same for every month.
-    fn categories(
-        request: &AggregateRequest,
-        months: &[MonthData],
-    ) -> Result<Vec<Vec<String>>, AggregateError> {
-        let categories: Vec<Vec<String>> = request
-            .group_by
-            .iter()
-            .enumerate()
-            .map(|(k, dimension)| {
-                dimension.fixed_categories().unwrap_or_else(|| {
-                    let seen: BTreeSet<&str> = months
-                        .iter()
-                        .flat_map(|m| m.counts.iter().map(move |g| g.values[k].as_str()))
-                        .collect();
-                    seen.into_iter().map(str::to_owned).collect()
-                })
-            })
-            .collect();
-        let sizes: Vec<usize> = categories.iter().map(Vec::len).collect();
-        if Cube::len_with_margins(&sizes) > MAX_CELLS {
-            return Err(invalid(
-                "group_by",
-                format!("the table would have more than {MAX_CELLS} cells a month; group by fewer"),
-            ));
-        }
-        Ok(categories)
-    }
-
-    /// One month's cube (noised when `noise` is given, then suppressed) and
-    /// the medians of its interior cells, by cube index.
-    fn month_cube(
-        categories: &[Vec<String>],
-        data: &MonthData,
-        noise: Option<&mut DiscreteLaplace>,
-        threshold: u64,
-    ) -> (Cube, HashMap<usize, f64>) {
-        let sizes: Vec<usize> = categories.iter().map(Vec::len).collect();
-        let positions: Vec<HashMap<&str, usize>> = categories
-            .iter()
-            .map(|c| c.iter().enumerate().map(|(i, v)| (v.as_str(), i)).collect())
-            .collect();
-        let coords_of = |values: &[String]| -> Option<Vec<usize>> {
-            values
-                .iter()
-                .zip(&positions)
-                .map(|(v, p)| p.get(v.as_str()).copied())
-                .collect()
-        };
-        let interior: usize = sizes.iter().product();
-        let mut counts = vec![0_u64; interior];
-        let flat = |coords: &[usize]| coords.iter().zip(&sizes).fold(0, |acc, (c, s)| acc * s + c);
-        for group in &data.counts {
-            // A stored code outside a fixed list (none today) is left out.
-            if let Some(coords) = coords_of(&group.values) {
-                counts[flat(&coords)] += u64::try_from(group.count).unwrap_or(0);
-            }
-        }
-        if let Some(noise) = noise {
-            for count in &mut counts {
-                *count = noise.noisy(*count);
-            }
-        }
-        let mut cube = Cube::new(sizes.clone());
-        let unflat = |mut n: usize| -> Vec<usize> {
-            let mut coords = vec![0; sizes.len()];
-            for k in (0..sizes.len()).rev() {
-                coords[k] = n % sizes[k];
-                n /= sizes[k];
-            }
-            coords
-        };
-        for (n, count) in counts.iter().enumerate() {
-            if *count > 0 {
-                cube.add(&unflat(n), *count);
-            }
-        }
-        cube.suppress(threshold);
-        let mut medians = HashMap::new();
-        for median in &data.medians {
-            if u64::try_from(median.contacted).unwrap_or(0) < threshold || median.middle_count == 0
-            {
-                continue;
-            }
-            if let Some(coords) = coords_of(&median.values) {
-                let index = cube.index_of(&coords);
-                #[expect(
-                    clippy::cast_precision_loss,
-                    reason = "delays in microseconds fit an f64"
-                )]
-                let minutes = median.middle_sum as f64 / median.middle_count as f64 / 60_000_000.0;
-                medians.insert(index, (minutes * 10.0).round() / 10.0);
-            }
-        }
-        (cube, medians)
-    }
-
-    /// Appends the month's rows; returns how many are withheld.
-    fn rows_of(
-        request: &AggregateRequest,
-        categories: &[Vec<String>],
-        month: Month,
-        cube: &Cube,
-        medians: &HashMap<usize, f64>,
-        rows: &mut Vec<Map<String, Value>>,
-    ) -> usize {
-        let mut withheld = 0;
-        for index in 0..cube.len() {
-            let coords = cube.coords(index);
-            let mut row = Map::new();
-            row.insert("month".to_owned(), json!(month.to_string()));
-            for (k, dimension) in request.group_by.iter().enumerate() {
-                let value = if cube.is_total(&coords, k) {
-                    Value::Null
-                } else {
-                    json!(categories[k][coords[k]])
-                };
-                row.insert(dimension.as_str().to_owned(), value);
-            }
-            let suppressed = cube.is_withheld(index);
-            withheld += usize::from(suppressed);
-            row.insert(
-                "count".to_owned(),
-                if suppressed {
-                    Value::Null
-                } else {
-                    json!(cube.count(index))
-                },
-            );
-            row.insert("suppressed".to_owned(), json!(suppressed));
-            if !suppressed && let Some(median) = medians.get(&index) {
-                row.insert("median_minutes_to_first_contact".to_owned(), json!(median));
-            }
-            rows.push(row);
-        }
-        withheld
+        Ok(())
     }
 }

@@ -82,13 +82,18 @@ refusal_queue_capacity = 1024
 suppression_threshold = 11
 # The longest range (from..=to, calendar months) one request may cover.
 max_months = 36
+# A month is published once, this many days after it ends: its tables are
+# counted from the data as it stood then and never change afterwards. Until
+# then the month is refused, like the current one.
+settle_days = 14
 
 [aggregates.dp]
-# Differential privacy: counts get discrete Laplace noise, and each partner has
-# a budget of epsilon per calendar month (UTC) that requests spend; a request
-# that would exceed it is refused.
+# Differential privacy: counts get discrete Laplace noise. Each month of data has
+# one budget of epsilon, shared by all partners; each new table of a month (per
+# grouping and epsilon) spends from it once and is then served as made to
+# everyone. A table the month's budget cannot pay for is refused.
 enabled = false
-epsilon_per_period = 1.0
+epsilon_per_month = 1.0
 # What a request spends when it gives no `epsilon` parameter.
 default_epsilon = 0.1
 [routing]

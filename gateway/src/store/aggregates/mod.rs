@@ -1,9 +1,14 @@
-//! Repository for the aggregate counts (migration 0009): GROUP BYs over one
-//! calendar month of referrals at a time (with the delays to first contact
-//! whose medians are selected in Rust), and the differential-privacy budget.
+//! Repository for the aggregate counts (migrations 0009, 0019): GROUP BYs over
+//! one settled calendar month of referrals at a time (with the delays to first
+//! contact whose medians are selected in Rust); settling a month ([`settled`]);
+//! and the differential-privacy budget and stored noisy tables ([`budget`]).
+//!
+//! Counts are read from `aggregate_settled_referrals`, the copy made when a
+//! month settles, never from the live `referrals`: a published month must not
+//! move when a later outcome is recorded (issue 15 point 5).
 //!
 //! Month boundaries come in as unix-microsecond parameters (computed in Rust),
-//! so the same SQL runs on both backends and the `referrals_aggregate` index
+//! so the same SQL runs on both backends and the `aggregate_settled_referrals_month` index
 //! serves the range. The grouped columns come from [`Column`], a closed list:
 //! the only text spliced into a statement is one of its constant expressions.
 
@@ -13,6 +18,9 @@ use sqlx::Row as _;
 
 use super::chain::NativeSource;
 use super::{Store, StoreError, Tx};
+
+pub mod budget;
+pub mod settled;
 
 /// A column a table may group by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,11 +61,13 @@ pub struct GroupMedian {
     pub middle_count: i64,
 }
 
+/// The settled copy of the months' referrals ([`settled`]): tables are never
+/// counted from the live `referrals`, whose status and assignment move.
 fn source(columns: &[Column]) -> &'static str {
     if columns.contains(&Column::Resource) {
-        "referrals r JOIN referral_resources rr ON rr.referral_id = r.id"
+        "aggregate_settled_referrals r JOIN referral_resources rr ON rr.referral_id = r.id"
     } else {
-        "referrals r"
+        "aggregate_settled_referrals r"
     }
 }
 
@@ -260,7 +270,7 @@ pub async fn read_months(
 }
 
 /// SQLite groups by sorting (a temporary B-tree per GROUP BY), which was nine
-/// tenths of a month's query: scanning the covering `referrals_aggregate`
+/// tenths of a month's query: scanning the covering `aggregate_settled_referrals_month`
 /// index for a month of 42,000 referrals takes ~5 ms, grouping it ~40 ms. So
 /// on a SQLite file each month's rows are read in index order through a
 /// connection of this reader's own, in one read transaction for all months,
@@ -341,76 +351,6 @@ fn sqlite_months(
     drop(statement);
     conn.execute_batch("COMMIT")?;
     Ok(out)
-}
-
-/// Spends `epsilon_micro` of `partner`'s budget for `period` if that keeps it
-/// within `budget_micro`; returns what is spent afterwards, or `Err(spent)`
-/// (what was already spent) when it would not fit. One conditional UPDATE, so
-/// concurrent spends on any number of replicas never overshoot.
-#[tracing::instrument(name = "db.aggregate_budgets.spend", skip_all)]
-pub async fn spend(
-    tx: &mut Tx<'_>,
-    partner: &str,
-    period: &str,
-    epsilon_micro: i64,
-    budget_micro: i64,
-) -> Result<Result<i64, i64>, StoreError> {
-    sqlx::query(
-        "INSERT INTO aggregate_budgets (partner, period, spent_micro) VALUES ($1, $2, 0) \
-         ON CONFLICT (partner, period) DO NOTHING",
-    )
-    .bind(partner)
-    .bind(period)
-    .execute(&mut **tx)
-    .await?;
-    let updated = sqlx::query(
-        "UPDATE aggregate_budgets SET spent_micro = spent_micro + $3 \
-         WHERE partner = $1 AND period = $2 AND spent_micro + $3 <= $4",
-    )
-    .bind(partner)
-    .bind(period)
-    .bind(epsilon_micro)
-    .bind(budget_micro)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    let spent: i64 = sqlx::query_scalar(
-        "SELECT spent_micro FROM aggregate_budgets WHERE partner = $1 AND period = $2",
-    )
-    .bind(partner)
-    .bind(period)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(if updated == 1 { Ok(spent) } else { Err(spent) })
-}
-
-/// One spend, as the ledger keeps it.
-#[derive(Debug)]
-pub struct LedgerEntry<'a> {
-    pub id: &'a str,
-    pub partner: &'a str,
-    pub period: &'a str,
-    pub epsilon_micro: i64,
-    /// The query's shape as JSON (months and groupings; never a count).
-    pub query: &'a str,
-    pub at: i64,
-}
-
-#[tracing::instrument(name = "db.aggregate_budget_ledger.insert", skip_all)]
-pub async fn record_spend(tx: &mut Tx<'_>, entry: &LedgerEntry<'_>) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO aggregate_budget_ledger (id, partner, period, epsilon_micro, query, at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(entry.id)
-    .bind(entry.partner)
-    .bind(entry.period)
-    .bind(entry.epsilon_micro)
-    .bind(entry.query)
-    .bind(entry.at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]
