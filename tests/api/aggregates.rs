@@ -22,7 +22,7 @@ backend_tests!(
 const THRESHOLD: u64 = 11;
 
 /// The first instant of the month `back` months before the current one.
-fn month_start(back: u32) -> chrono::DateTime<Utc> {
+pub(crate) fn month_start(back: u32) -> chrono::DateTime<Utc> {
     let now = Utc
         .timestamp_opt(crate::helpers::now(), 0)
         .single()
@@ -34,22 +34,23 @@ fn month_start(back: u32) -> chrono::DateTime<Utc> {
     first - Months::new(back)
 }
 
-fn month_text(back: u32) -> String {
+pub(crate) fn month_text(back: u32) -> String {
     month_start(back).format("%Y-%m").to_string()
 }
 
 /// One referral to seed: its month (months back), district, and the minutes
 /// to its first contact, if any.
-struct Seed {
-    back: u32,
-    district: &'static str,
-    contact_after_minutes: Option<i64>,
+pub(crate) struct Seed {
+    pub back: u32,
+    pub district: &'static str,
+    pub contact_after_minutes: Option<i64>,
 }
 
 /// Makes the referrals through the API, records a `contacted` outcome for
 /// those with a contact, then moves each to its month (an hour apart) and its
-/// outcome to the given delay after it.
-async fn seed(app: &TestApp, seeds: &[Seed]) {
+/// outcome to the given delay after it (occurred and recorded then). Returns
+/// the referrals' ids.
+pub(crate) async fn seed(app: &TestApp, seeds: &[Seed]) -> Vec<String> {
     let mut body = String::new();
     for (i, s) in seeds.iter().enumerate() {
         body.push_str(
@@ -110,18 +111,22 @@ async fn seed(app: &TestApp, seeds: &[Seed]) {
             .await
             .expect("move the referral");
         if let Some(minutes) = s.contact_after_minutes {
-            sqlx::query("UPDATE outcomes SET occurred_at = $1 WHERE referral_id = $2")
-                .bind(at + minutes * 60_000_000)
-                .bind(id.clone())
-                .execute(&pool)
-                .await
-                .expect("move the outcome");
+            // Recorded when it occurred, long before the month settled.
+            sqlx::query(
+                "UPDATE outcomes SET occurred_at = $1, created_at = $1 WHERE referral_id = $2",
+            )
+            .bind(at + minutes * 60_000_000)
+            .bind(id.clone())
+            .execute(&pool)
+            .await
+            .expect("move the outcome");
         }
     }
     pool.close().await;
+    ids
 }
 
-async fn aggregate(app: &TestApp, partner: &str, query: &str) -> reqwest::Response {
+pub(crate) async fn aggregate(app: &TestApp, partner: &str, query: &str) -> reqwest::Response {
     app.client
         .get(app.url(&format!("/v1/aggregates/outcomes?{query}")))
         .bearer_auth(token(partner))
@@ -130,19 +135,19 @@ async fn aggregate(app: &TestApp, partner: &str, query: &str) -> reqwest::Respon
         .expect("request")
 }
 
-async fn table(app: &TestApp, partner: &str, query: &str) -> Value {
+pub(crate) async fn table(app: &TestApp, partner: &str, query: &str) -> Value {
     let response = aggregate(app, partner, query).await;
     assert_eq!(response.status(), 200, "{query}");
     response.json().await.expect("JSON")
 }
 
-fn rows(table: &Value) -> &Vec<Value> {
+pub(crate) fn rows(table: &Value) -> &Vec<Value> {
     table["rows"].as_array().expect("rows")
 }
 
 /// The row whose groupings are exactly `keys` (others absent from `keys` are
 /// totals, `null`).
-fn row<'a>(table: &'a Value, keys: &[(&str, &str)]) -> &'a Value {
+pub(crate) fn row<'a>(table: &'a Value, keys: &[(&str, &str)]) -> &'a Value {
     let group_by: Vec<&str> = table["group_by"]
         .as_array()
         .expect("group_by")
@@ -165,7 +170,7 @@ fn row<'a>(table: &'a Value, keys: &[(&str, &str)]) -> &'a Value {
 
 /// Every published count is 0 or at least the threshold; a withheld one is
 /// `null` and flagged.
-fn assert_no_small_count(table: &Value) {
+pub(crate) fn assert_no_small_count(table: &Value) {
     for r in rows(table) {
         if let Some(count) = r["count"].as_u64() {
             assert!(count == 0 || count >= THRESHOLD, "published {r}");
@@ -262,7 +267,11 @@ fn recoverable_cells(table: &Value) -> Vec<Value> {
         .collect()
 }
 
-fn uncontacted(back: u32, district: &'static str, n: usize) -> impl Iterator<Item = Seed> {
+pub(crate) fn uncontacted(
+    back: u32,
+    district: &'static str,
+    n: usize,
+) -> impl Iterator<Item = Seed> {
     (0..n).map(move |_| Seed {
         back,
         district,
@@ -455,14 +464,14 @@ async fn bad_aggregate_requests_are_named_and_nothing_is_recorded(backend: Backe
     assert_eq!(released, 0, "nothing was released");
 }
 
-fn dp_options(db_url: Option<&str>) -> AppOptions {
+pub(crate) fn dp_options(db_url: Option<&str>) -> AppOptions {
     let mut env = vec![
         (
             "CROSSWALK_AGGREGATES__DP__ENABLED".to_owned(),
             "true".to_owned(),
         ),
         (
-            "CROSSWALK_AGGREGATES__DP__EPSILON_PER_PERIOD".to_owned(),
+            "CROSSWALK_AGGREGATES__DP__EPSILON_PER_MONTH".to_owned(),
             "1.0".to_owned(),
         ),
     ];
@@ -472,64 +481,109 @@ fn dp_options(db_url: Option<&str>) -> AppOptions {
     AppOptions { env }
 }
 
+/// One cap per data month, shared by every partner; a month's noisy table is
+/// made once and served as made (the same noise, nothing spent) to every later
+/// asker, across a restart; a table the month cannot pay for is refused and
+/// spends nothing.
 async fn the_privacy_budget_is_spent_refused_and_kept_across_a_restart(backend: Backend) {
     let mut app = spawn_app_with(backend, dp_options(None)).await;
-    let seeds: Vec<Seed> = uncontacted(1, "north", 30).collect();
+    let mut seeds: Vec<Seed> = uncontacted(2, "north", 30).collect();
+    seeds.extend(uncontacted(3, "north", 30));
     seed(&app, &seeds).await;
-    let m1 = month_text(1);
-    let query =
-        |epsilon: &str| format!("from={m1}&to={m1}&group_by=district,outcome&epsilon={epsilon}");
+    let (m2, m3) = (month_text(2), month_text(3));
+    let query = |month: &str, group_by: &str, epsilon: &str| {
+        format!("from={month}&to={month}&group_by={group_by}&epsilon={epsilon}")
+    };
 
-    let first = table(&app, "pd", &query("0.4")).await;
+    let first = table(&app, "pd", &query(&m2, "district,outcome", "0.4")).await;
     assert_eq!(first["privacy"]["mechanism"], "discrete_laplace");
     assert_eq!(first["privacy"]["epsilon_spent"], 0.4);
-    assert_eq!(first["privacy"]["epsilon_remaining"], 0.6);
+    assert_eq!(first["privacy"]["months"][0]["table"], "made");
+    assert_eq!(first["privacy"]["months"][0]["epsilon_remaining"], 0.6);
     assert_no_small_count(&first);
     assert!(
         rows(&first)
             .iter()
             .all(|r| r.get("median_minutes_to_first_contact").is_none())
     );
-    let second = table(&app, "pd", &query("0.4")).await;
-    assert_eq!(second["privacy"]["epsilon_remaining"], 0.2);
-    assert_no_small_count(&second);
 
-    let refused = assert_problem(aggregate(&app, "pd", &query("0.4")).await, 403).await;
+    // Asked again, by the same partner or another: the same table, free.
+    for partner in ["pd", "county-health"] {
+        let again = table(&app, partner, &query(&m2, "district,outcome", "0.4")).await;
+        assert_eq!(again["rows"], first["rows"], "{partner}: the same noise");
+        assert_eq!(again["privacy"]["epsilon_spent"], 0.0);
+        assert_eq!(again["privacy"]["months"][0]["table"], "stored");
+        assert_eq!(again["privacy"]["months"][0]["epsilon_remaining"], 0.6);
+    }
+    // A new table of the month spends from the one cap, whoever asks.
+    let by_district = table(&app, "county-health", &query(&m2, "district", "0.4")).await;
+    assert_eq!(
+        by_district["privacy"]["months"][0]["epsilon_remaining"],
+        0.2
+    );
+    let refused = assert_problem(
+        aggregate(&app, "pd", &query(&m2, "outcome", "0.4")).await,
+        403,
+    )
+    .await;
     assert_eq!(
         refused["type"],
         "https://crosswalk.invalid/problems/privacy-budget-exhausted"
     );
     assert_eq!(refused["epsilon_remaining"], 0.2);
-    // Another partner's budget is its own.
-    let other = table(&app, "county-health", &query("0.4")).await;
-    assert_eq!(other["privacy"]["epsilon_remaining"], 0.6);
+    // A range whose one month cannot pay is refused whole, spending nothing.
+    let range = format!("from={m3}&to={m2}&group_by=outcome&epsilon=0.4");
+    assert_problem(aggregate(&app, "pd", &range).await, 403).await;
+    let other_month = table(&app, "pd", &query(&m3, "outcome", "0.4")).await;
+    assert_eq!(
+        other_month["privacy"]["months"][0]["epsilon_remaining"], 0.6,
+        "another month has its own cap, untouched by the refused range"
+    );
 
     app.stop().await;
     let restarted = spawn_app_with(backend, dp_options(Some(&app.db.url))).await;
-    let still = assert_problem(aggregate(&restarted, "pd", &query("0.4")).await, 403).await;
+    let still = assert_problem(
+        aggregate(&restarted, "pd", &query(&m2, "outcome", "0.4")).await,
+        403,
+    )
+    .await;
     assert_eq!(
         still["epsilon_remaining"], 0.2,
-        "the budget survives a restart"
+        "the cap survives a restart"
     );
-    let last = table(&restarted, "pd", &query("0.2")).await;
-    assert_eq!(last["privacy"]["epsilon_remaining"], 0.0);
-    assert_problem(aggregate(&restarted, "pd", &query("0.000001")).await, 403).await;
+    let kept = table(&restarted, "pd", &query(&m2, "district,outcome", "0.4")).await;
+    assert_eq!(kept["rows"], first["rows"], "and so does the table");
+    let last = table(&restarted, "pd", &query(&m2, "outcome", "0.2")).await;
+    assert_eq!(last["privacy"]["months"][0]["epsilon_remaining"], 0.0);
+    assert_problem(
+        aggregate(&restarted, "pd", &query(&m2, "outcome", "0.000001")).await,
+        403,
+    )
+    .await;
 
-    // Each spend is in the ledger and in the audit log, and only spends are
+    // Each spend is in the ledger, under the data month and the partner whose
+    // request made the table; every answer is in the audit log
     // (`restarted` runs on the first gateway's database).
     let pool = app.db_pool().await;
-    let ledger: Vec<i64> = sqlx::query_scalar(
-        "SELECT epsilon_micro FROM aggregate_budget_ledger WHERE partner = 'pd' ORDER BY at, id",
+    let ledger: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT partner, period, epsilon_micro FROM aggregate_budget_ledger ORDER BY at, id",
     )
     .fetch_all(&pool)
     .await
     .expect("ledger");
-    assert_eq!(ledger, vec![400_000, 400_000, 200_000]);
-    let audited: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM audit_log WHERE action = 'aggregate.read' AND actor = 'pd'",
-    )
-    .fetch_one(&pool)
-    .await
-    .expect("count");
-    assert_eq!(audited, 3);
+    assert_eq!(
+        ledger,
+        vec![
+            ("pd".to_owned(), m2.clone(), 400_000),
+            ("county-health".to_owned(), m2.clone(), 400_000),
+            ("pd".to_owned(), m3.clone(), 400_000),
+            ("pd".to_owned(), m2.clone(), 200_000),
+        ]
+    );
+    let audited: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'aggregate.read'")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(audited, 7, "every answer, the free ones included");
 }

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod aggregates;
+mod aggregates_settled;
 mod audit;
 mod audit_rows;
 mod audit_witness;
