@@ -33,23 +33,25 @@ const PARAMETERS: [&str; 4] = ["from", "to", "group_by", "epsilon"];
 /// referral's furthest outcome) and `assigned_cbo`, with every margin. Counts
 /// from 1 to the suppression threshold minus one are withheld (`count: null,
 /// suppressed: true`), and as many others as it takes that none can be worked
-/// out from the published cells and totals. With differential privacy on, the
-/// counts are noised and the request spends `epsilon` from the partner's
-/// monthly budget. Every answer is recorded in the audit log.
+/// out from the published cells and totals. A month is published once, when it
+/// settles (`aggregates.settle_days` after it ends), and never changes. With
+/// differential privacy on, each month's noisy table is made once, spending
+/// `epsilon` from that month's budget (shared by all partners), and served as
+/// made to every later asker. Every answer is recorded in the audit log.
 #[utoipa::path(get, path = "/v1/aggregates/outcomes", tag = "aggregates",
     security(("partner_token" = [])),
     params(
         ("from" = String, Query, description = "First month, YYYY-MM"),
-        ("to" = String, Query, description = "Last month, YYYY-MM: not before `from`, and ended"),
+        ("to" = String, Query, description = "Last month, YYYY-MM: not before `from`, and settled (`aggregates.settle_days` after it ended)"),
         ("group_by" = Option<String>, Query, description = "Comma-separated: district, resource, outcome, assigned_cbo (month is always a grouping)"),
-        ("epsilon" = Option<f64>, Query, description = "With differential privacy on: the epsilon to spend (default from the configuration)"),
+        ("epsilon" = Option<f64>, Query, description = "With differential privacy on: the epsilon each month's table is noised at (default from the configuration); spent only for tables not made before"),
         ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default PERFMSR"),
     ),
     responses(
         (status = 200, description = "The table", body = AggregateTable),
         (status = 400, description = "A parameter or the purpose header is not valid", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The policy refuses aggregates to this partner for this purpose, or the privacy budget is spent (`epsilon_remaining`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The policy refuses aggregates to this partner for this purpose, or a month's privacy budget cannot pay for a new table (`epsilon_remaining`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn outcomes(
     State(state): State<AppState>,
@@ -113,8 +115,9 @@ fn problem(
             let mut problem = Problem::new(StatusCode::FORBIDDEN)
                 .with_type("privacy-budget-exhausted", "Privacy budget exhausted")
                 .with_detail(format!(
-                    "this request would spend epsilon {requested} but {remaining} is left of \
-                     this partner's budget for {period}; nothing was released or spent"
+                    "a new table of {period} would spend epsilon {requested} but {remaining} is \
+                     left of that month's budget, which all partners share; nothing was \
+                     released or spent"
                 ));
             problem.epsilon_remaining = Some(remaining);
             problem

@@ -24,7 +24,8 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     /// For a refused aggregate request under differential privacy: what is
-    /// left of the partner's budget this period (an RFC 9457 extension member).
+    /// left of the budget of the month that could not pay for its new table
+    /// (shared by all partners; an RFC 9457 extension member).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub epsilon_remaining: Option<f64>,
 }
