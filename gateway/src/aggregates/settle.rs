@@ -44,6 +44,7 @@ pub(super) async fn settle_months(
     let mut tx = store.begin_read().await?;
     let settled = settled::settled_among(&mut tx, &names).await?;
     tx.commit().await?;
+    let mut copied = false;
     for month in months {
         let name = month.to_string();
         if settled.contains(&name) {
@@ -73,6 +74,10 @@ pub(super) async fn settle_months(
             }));
         audit::append(&mut tx, &[entry], clock).await?;
         tx.commit().await?;
+        copied = true;
+    }
+    if copied {
+        settled::tidy_after_settling(store).await?;
     }
     Ok(())
 }
