@@ -157,6 +157,19 @@ pub enum AuthError {
     LifetimeTooLong,
     #[error("the partner must present its client certificate")]
     CertificateRequired,
+    /// RFC 7515 §4.1.11: a recipient must reject a token whose `crit` header
+    /// lists extensions it does not understand; we understand none.
+    #[error(
+        "the token's header lists critical extensions (crit), which the gateway does not support"
+    )]
+    CriticalExtension,
+    /// `auth.replay_protection`: this token's `jti` was seen before.
+    #[error("the token was used before (its jti is spent): sign a new token for each request")]
+    Replayed,
+    /// `auth.replay_protection`: the partner has more unexpired tokens in use
+    /// than the replay cache holds for it.
+    #[error("too many unexpired tokens are in use for this partner: retry shortly")]
+    ReplayCacheFull,
 }
 
 impl AuthError {
@@ -175,6 +188,9 @@ impl AuthError {
             Self::NotYetValid => "not_yet_valid",
             Self::LifetimeTooLong => "lifetime_too_long",
             Self::CertificateRequired => "certificate_required",
+            Self::CriticalExtension => "critical_extension",
+            Self::Replayed => "replayed",
+            Self::ReplayCacheFull => "replay_cache_full",
         }
     }
 
@@ -227,6 +243,8 @@ struct VerifiedToken {
     /// The later of `iat` and `nbf`.
     not_before: i64,
     cert_fingerprint: Option<[u8; 32]>,
+    /// BLAKE3 of the `jti` claim, for the replay cache (never the value).
+    jti: Option<[u8; 32]>,
 }
 
 /// Checks partner tokens. Shared by every request.
@@ -239,6 +257,52 @@ pub struct Verifier {
     /// Verified tokens by BLAKE3 of the token. A std Mutex: held for a lookup or
     /// an insert, never across an await.
     verified: Mutex<HashMap<[u8; 32], VerifiedToken>>,
+    /// What an unknown or inactive partner's token is verified against, so
+    /// that refusing it costs what refusing a registered partner's bad
+    /// signature costs (no timing oracle for the registry).
+    decoy: DecodingKey,
+    /// `auth.replay_protection`: the spent `jti`s, when on.
+    replay: Option<ReplayCache>,
+}
+
+/// The public key of RFC 8032's first Ed25519 test vector: a valid key whose
+/// private half is published, so nothing it "verifies" could matter. Only its
+/// cost is used ([`Verifier::decoy`]).
+const DECOY_ED25519_PUBLIC_KEY: [u8; 32] = [
+    0xd7, 0x5a, 0x98, 0x01, 0x82, 0xb1, 0x0a, 0xb7, 0xd5, 0x4b, 0xfe, 0xd3, 0xc9, 0x64, 0x07, 0x3a,
+    0x0e, 0xe1, 0x72, 0xf3, 0xda, 0xa6, 0x23, 0x25, 0xaf, 0x02, 0x1a, 0x68, 0xf7, 0x07, 0x51, 0x1a,
+];
+
+/// The `jti`s of tokens already used, per partner, each kept until its token
+/// expires (with the leeway): a token is accepted once. Bounded: at most
+/// `per_partner` unexpired tokens per partner, so one partner's flood costs
+/// only that partner (its new tokens are refused until some expire), never
+/// another partner's service or unbounded memory. Per process: replicas do
+/// not share it (documented in the README).
+struct ReplayCache {
+    per_partner: usize,
+    /// partner id -> BLAKE3 of the jti -> the token's expiry. A std Mutex,
+    /// never held across an await.
+    spent: Mutex<HashMap<String, HashMap<[u8; 32], i64>>>,
+}
+
+impl ReplayCache {
+    /// Spends `jti` for `partner`, or says why it cannot be.
+    fn spend(&self, partner: &str, jti: [u8; 32], expires: i64, now: i64) -> Result<(), AuthError> {
+        let mut spent = self.spent.lock().unwrap_or_else(PoisonError::into_inner);
+        let seen = spent.entry(partner.to_owned()).or_default();
+        if seen.contains_key(&jti) {
+            return Err(AuthError::Replayed);
+        }
+        if seen.len() >= self.per_partner {
+            seen.retain(|_, expiry| now <= *expiry);
+            if seen.len() >= self.per_partner {
+                return Err(AuthError::ReplayCacheFull);
+            }
+        }
+        seen.insert(jti, expires);
+        Ok(())
+    }
 }
 
 impl fmt::Debug for Verifier {
@@ -264,6 +328,11 @@ impl Verifier {
             leeway_secs: i64::try_from(config.auth.leeway_secs).unwrap_or(i64::MAX),
             clock,
             verified: Mutex::new(HashMap::new()),
+            decoy: DecodingKey::from_ed_der(&DECOY_ED25519_PUBLIC_KEY),
+            replay: config.auth.replay_protection.then(|| ReplayCache {
+                per_partner: config.auth.replay_cache_per_partner,
+                spent: Mutex::new(HashMap::new()),
+            }),
         }
     }
 
@@ -310,6 +379,24 @@ impl Verifier {
         {
             return Err(signed(AuthError::CertificateRequired));
         }
+        // A partner bound to its certificate cannot have a stolen token
+        // replayed from elsewhere; the others may be held to one use a token.
+        if let Some(replay) = &self.replay
+            && verified.cert_fingerprint.is_none()
+        {
+            let jti = verified
+                .jti
+                .ok_or_else(|| signed(AuthError::MissingClaim("jti")))?;
+            let expires = verified.exp.saturating_add(self.leeway_secs);
+            replay
+                .spend(
+                    &verified.partner.id,
+                    jti,
+                    expires,
+                    self.clock.now().timestamp(),
+                )
+                .map_err(signed)?;
+        }
         Ok(verified.partner)
     }
 
@@ -322,6 +409,9 @@ impl Verifier {
         if header.alg != Algorithm::EdDSA {
             return Err(unsigned(AuthError::UnsupportedAlgorithm));
         }
+        if header.crit.is_some() {
+            return Err(unsigned(AuthError::CriticalExtension));
+        }
         // The signature can only be checked once we know whose key to use, so the
         // subject is read first; nothing else from the unverified claims is used.
         let unverified: UnverifiedSubject = jsonwebtoken::dangerous::insecure_decode_claims(token)
@@ -329,13 +419,23 @@ impl Verifier {
         let sub = unverified
             .sub
             .ok_or(unsigned(AuthError::MissingClaim("sub")))?;
+        let refused = match self.registry.get(&sub) {
+            None => Some(AuthError::UnknownPartner),
+            Some(partner) if !partner.active => Some(AuthError::InactivePartner),
+            Some(_) => None,
+        };
+        if let Some(refused) = refused {
+            // The same signature check a registered partner's token gets,
+            // against a key that signs nothing we accept: the refusal then
+            // takes as long as a bad signature's, and the two cannot be told
+            // apart by timing. Its result is irrelevant.
+            let _ = jsonwebtoken::decode::<Claims>(token, &self.decoy, &self.validation);
+            return Err(unsigned(refused));
+        }
         let partner = self
             .registry
             .get(&sub)
             .ok_or(unsigned(AuthError::UnknownPartner))?;
-        if !partner.active {
-            return Err(unsigned(AuthError::InactivePartner));
-        }
         let data = jsonwebtoken::decode::<Claims>(token, &partner.key, &self.validation)
             .map_err(|e| unsigned(map_jwt_error(e.kind())))?;
         let signed = |error| (error, Some(partner.id.clone()));
@@ -356,6 +456,10 @@ impl Verifier {
             exp,
             not_before,
             cert_fingerprint: partner.cert_fingerprint,
+            jti: claims
+                .jti
+                .as_ref()
+                .map(|jti| *blake3::hash(jti.as_bytes()).as_bytes()),
         })
     }
 
@@ -485,6 +589,132 @@ mod tests {
             &EncodingKey::from_ed_pem(&pem).expect("pem"),
         )
         .expect("sign")
+    }
+
+    /// A token of `sub` signed with pd's key, with `header` and `jti`.
+    fn token_with(sub: &str, header: &Header, jti: Option<&str>) -> String {
+        let config = example_config();
+        let pem = std::fs::read(config.key_path(Path::new("partners/pd.key.pem"))).expect("key");
+        let claims = Claims {
+            sub: sub.to_owned(),
+            aud: serde_json::Value::from(AUDIENCE),
+            iat: Some(NOW - 10),
+            exp: Some(NOW + 300),
+            nbf: None,
+            jti: jti.map(str::to_owned),
+        };
+        jsonwebtoken::encode(
+            header,
+            &claims,
+            &EncodingKey::from_ed_pem(&pem).expect("pem"),
+        )
+        .expect("sign")
+    }
+
+    #[test]
+    fn a_token_with_critical_extensions_is_refused() {
+        let verifier = verifier_at(NOW);
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.crit = Some(vec!["foo".to_owned()]);
+        let signed_by_pd = token_with("pd", &header, None);
+        assert_eq!(
+            verifier.verify(&signed_by_pd, None),
+            Err(AuthError::CriticalExtension),
+            "RFC 7515 §4.1.11: an extension we do not understand is refused"
+        );
+        header.crit = Some(Vec::new());
+        assert_eq!(
+            verifier.verify(&token_with("pd", &header, None), None),
+            Err(AuthError::CriticalExtension)
+        );
+        let plain = token_with("pd", &Header::new(Algorithm::EdDSA), None);
+        assert!(verifier.verify(&plain, None).is_ok());
+    }
+
+    /// Refusing an unknown partner's token costs a signature check, like
+    /// refusing a registered partner's badly signed one: the medians of
+    /// interleaved rounds stay within a factor the slowest shared machine
+    /// keeps (without the decoy check the unknown path is over ten times
+    /// faster: no signature is checked at all).
+    #[test]
+    fn an_unknown_partner_is_refused_as_slowly_as_a_bad_signature() {
+        let verifier = verifier_at(NOW);
+        let header = Header::new(Algorithm::EdDSA);
+        // Signed with pd's key but naming cbo-north: registered, bad signature.
+        let bad_signature = token_with("cbo-north", &header, None);
+        let unknown = token_with("nobody-registered", &header, None);
+        assert_eq!(
+            verifier.verify(&bad_signature, None),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            verifier.verify(&unknown, None),
+            Err(AuthError::UnknownPartner)
+        );
+        let time = |token: &str| {
+            let started = std::time::Instant::now();
+            let _ = verifier.verify(token, None);
+            started.elapsed()
+        };
+        let (mut registered, mut unregistered) = (Vec::new(), Vec::new());
+        for _ in 0..9 {
+            let mut a: Vec<_> = (0..11).map(|_| time(&bad_signature)).collect();
+            let mut b: Vec<_> = (0..11).map(|_| time(&unknown)).collect();
+            a.sort();
+            b.sort();
+            registered.push(a[5]);
+            unregistered.push(b[5]);
+        }
+        registered.sort();
+        unregistered.sort();
+        let (registered, unregistered) = (registered[4], unregistered[4]);
+        assert!(
+            unregistered * 2 >= registered && registered * 2 >= unregistered,
+            "median refusal: unknown partner {unregistered:?}, bad signature {registered:?}"
+        );
+    }
+
+    fn verifier_with_replay(now: i64, per_partner: usize) -> Verifier {
+        let mut config = example_config();
+        config.auth.replay_protection = true;
+        config.auth.replay_cache_per_partner = per_partner;
+        let registry = Arc::new(Registry::from_config(&config).expect("registry"));
+        let clock = FixedClock(Utc.timestamp_opt(now, 0).single().expect("time"));
+        Verifier::new(registry, &config, Arc::new(clock))
+    }
+
+    #[test]
+    fn with_replay_protection_a_token_is_accepted_once() {
+        let verifier = verifier_with_replay(NOW, 2);
+        let header = Header::new(Algorithm::EdDSA);
+        let first = token_with("pd", &header, Some("jti-1"));
+        assert!(verifier.verify(&first, None).is_ok());
+        assert_eq!(verifier.verify(&first, None), Err(AuthError::Replayed));
+        assert_eq!(
+            verifier.verify(&token_with("pd", &header, None), None),
+            Err(AuthError::MissingClaim("jti"))
+        );
+        assert!(
+            verifier
+                .verify(&token_with("pd", &header, Some("jti-2")), None)
+                .is_ok()
+        );
+        // Two unexpired tokens spent: the third waits until one expires.
+        assert_eq!(
+            verifier.verify(&token_with("pd", &header, Some("jti-3")), None),
+            Err(AuthError::ReplayCacheFull)
+        );
+        let later = verifier_with_replay(NOW + 400, 2);
+        assert!(
+            later
+                .verify(&token_with("pd", &header, Some("jti-3")), None)
+                .is_err(),
+            "a new process has its own cache, and the token has expired anyway"
+        );
+        // Without it (the default), a token is reused until it expires.
+        let verifier = verifier_at(NOW);
+        assert!(verifier.verify(&first, None).is_ok());
+        assert!(verifier.verify(&first, None).is_ok());
     }
 
     #[test]

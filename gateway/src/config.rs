@@ -139,6 +139,17 @@ pub struct AuthConfig {
     /// Tolerated clock skew between a partner's clock and ours.
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
+    /// Off by default. On: a partner not bound to a client certificate must
+    /// give each token a `jti` and use it once (a stolen token cannot be
+    /// replayed); the spent `jti`s are kept per process until their tokens
+    /// expire (see [`crate::auth`]).
+    #[serde(default)]
+    pub replay_protection: bool,
+    /// With `replay_protection`: how many unexpired tokens one partner may
+    /// have spent at once; beyond it its new tokens are refused until some
+    /// expire. Bounds the cache's memory (~100 bytes a token).
+    #[serde(default = "default_replay_cache_per_partner")]
+    pub replay_cache_per_partner: usize,
 }
 
 impl Default for AuthConfig {
@@ -146,8 +157,14 @@ impl Default for AuthConfig {
         Self {
             max_token_lifetime_secs: default_max_token_lifetime(),
             leeway_secs: default_leeway(),
+            replay_protection: false,
+            replay_cache_per_partner: default_replay_cache_per_partner(),
         }
     }
+}
+
+fn default_replay_cache_per_partner() -> usize {
+    100_000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -588,6 +605,12 @@ impl Config {
         let err = |key: &str, problem: &str| Err(ConfigError::new(&self.source, key, problem));
         if self.auth.max_token_lifetime_secs == 0 {
             return err("auth.max_token_lifetime_secs", "must be at least 1");
+        }
+        if !(1..=10_000_000).contains(&self.auth.replay_cache_per_partner) {
+            return err(
+                "auth.replay_cache_per_partner",
+                "must be from 1 to 10000000",
+            );
         }
         if self.server.request_body_limit_bytes == 0 {
             return err("server.request_body_limit_bytes", "must be at least 1");

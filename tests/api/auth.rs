@@ -11,7 +11,8 @@ use crate::helpers::{
 
 backend_tests!(
     a_minted_token_identifies_its_partner,
-    refused_tokens_get_401_and_stay_out_of_the_log
+    refused_tokens_get_401_and_stay_out_of_the_log,
+    with_replay_protection_a_token_is_used_once,
 );
 
 async fn a_minted_token_identifies_its_partner(backend: Backend) {
@@ -57,6 +58,17 @@ fn refused_tokens() -> Vec<(&'static str, Option<String>, &'static str)> {
         signature[5] = if signature[5] == b'A' { b'B' } else { b'A' };
         format!("{rest}.{}", String::from_utf8(signature).expect("ascii"))
     };
+    let critical = {
+        let pem = std::fs::read(example_keys().join("partners/pd.key.pem")).expect("pd key");
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.crit = Some(vec!["foo".to_owned()]);
+        jsonwebtoken::encode(
+            &header,
+            &claims_for("pd"),
+            &jsonwebtoken::EncodingKey::from_ed_pem(&pem).expect("Ed25519 PEM"),
+        )
+        .expect("sign")
+    };
     let mut expired = claims_for("pd");
     expired["iat"] = json!(now - 7200);
     expired["nbf"] = json!(now - 7200);
@@ -92,6 +104,11 @@ fn refused_tokens() -> Vec<(&'static str, Option<String>, &'static str)> {
             "inactive_partner",
         ),
         ("tampered signature", Some(tampered), "bad_signature"),
+        (
+            "a critical header extension (RFC 7515 §4.1.11)",
+            Some(critical),
+            "critical_extension",
+        ),
         (
             "signed by another partner's key",
             Some(sign_as("cbo-north", &claims_for("pd"))),
@@ -190,4 +207,36 @@ fn fingerprint_of(partner: &str) -> String {
         CertificateDer::from_pem_file(example_keys().join(format!("partners/{partner}.cert.pem")))
             .expect("client cert");
     crosswalk::config::format_fingerprint(cert.as_ref())
+}
+
+/// `auth.replay_protection`: a token with a `jti` is accepted once; a token
+/// without one is refused; a fresh token for the next request is fine.
+async fn with_replay_protection_a_token_is_used_once(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        AppOptions {
+            env: vec![("CROSSWALK_AUTH__REPLAY_PROTECTION".into(), "true".into())],
+        },
+    )
+    .await;
+    let with_jti = |jti: &str| {
+        let mut claims = claims_for("pd");
+        claims["jti"] = json!(jti);
+        sign_as("pd", &claims)
+    };
+    let once = with_jti("a-once-only-token");
+    assert_eq!(app.get("/v1/whoami", Some(&once)).await.status(), 200);
+    let replayed = assert_problem(app.get("/v1/whoami", Some(&once)).await, 401).await;
+    assert!(
+        replayed.to_string().contains("used before"),
+        "says why: {replayed}"
+    );
+    let without = sign_as("pd", &claims_for("pd"));
+    assert_problem(app.get("/v1/whoami", Some(&without)).await, 401).await;
+    assert_eq!(
+        app.get("/v1/whoami", Some(&with_jti("the-next-request")))
+            .await
+            .status(),
+        200
+    );
 }
