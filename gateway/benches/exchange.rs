@@ -627,6 +627,7 @@ impl Gateway {
         };
         let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .env("CROSSWALK_SERVER__METRICS_LISTEN", "127.0.0.1:0")
             .arg(repo_root().join("keys-example/crosswalk.toml"))
             .env("DATABASE_URL", database_url)
             // Per-group timings from the intake; nothing per request.

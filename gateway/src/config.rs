@@ -100,6 +100,12 @@ pub struct ServerConfig {
     /// How long a graceful shutdown waits for in-flight requests before giving up.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_secs: u64,
+    /// Where `/metrics` is served: plain HTTP, on its own listener, loopback
+    /// by default (Prometheus's conventional exporter port). Not on the
+    /// partners' TLS port: metrics are for the operator's scraper, and an
+    /// unauthenticated endpoint beside the API is one more thing to attack.
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: SocketAddr,
 }
 
 impl Default for ServerConfig {
@@ -110,6 +116,7 @@ impl Default for ServerConfig {
             request_body_limit_bytes: default_body_limit(),
             request_timeout_secs: default_request_timeout(),
             shutdown_grace_secs: default_shutdown_grace(),
+            metrics_listen: default_metrics_listen(),
         }
     }
 }
@@ -470,6 +477,9 @@ impl fmt::Display for PartnerKind {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+fn default_metrics_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
 }
 fn default_database_url() -> String {
     "sqlite://data/crosswalk.db".to_owned()

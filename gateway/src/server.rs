@@ -202,6 +202,18 @@ pub async fn serve_gateway(
         )
     });
     let wal_checkpoints = gateway.store.spawn_wal_checkpoints(WAL_CHECKPOINT_EVERY);
+    let metrics_addr = gateway.config.server.metrics_listen;
+    let metrics_listener = TcpListener::bind(metrics_addr).await.with_context(|| {
+        format!("listening for /metrics on {metrics_addr} (server.metrics_listen)")
+    })?;
+    tracing::info!(
+        "crosswalk metrics on http://{}/metrics",
+        metrics_listener.local_addr()?
+    );
+    let metrics_server = tokio::spawn(http::metrics::serve_metrics(
+        metrics_listener,
+        Arc::clone(&gateway.metrics),
+    ));
     let addr = gateway.config.server.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -221,6 +233,7 @@ pub async fn serve_gateway(
         grace,
     )
     .await;
+    metrics_server.abort();
     // Refusals first, so that the last checkpoint covers them.
     checkpoints.abort();
     if let Some(task) = wal_checkpoints {

@@ -203,12 +203,7 @@ async fn wait_for_checkpoints(app: &TestApp, n: usize) {
 
 /// The value of one series in `/metrics`.
 async fn metric(app: &TestApp, series: &str) -> Option<f64> {
-    let text = app
-        .get("/metrics", None)
-        .await
-        .text()
-        .await
-        .expect("metrics");
+    let text = app.metrics().await.1;
     assert!(!text.contains(URL_TOKEN), "the URL is in the metrics");
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())

@@ -226,12 +226,7 @@ async fn a_referral_goes_round_the_whole_cycle(backend: Backend) {
             );
         }
     }
-    let metrics = app
-        .get("/metrics", None)
-        .await
-        .text()
-        .await
-        .expect("metrics");
+    let metrics = app.metrics().await.1;
     let logs = app.logs();
     for identifier in all {
         assert!(!metrics.contains(identifier), "/metrics has {identifier}");

@@ -32,6 +32,7 @@ impl Demo {
     fn start(db: &TestDatabase) -> Self {
         let mut child = Command::new(binary())
             .args(["demo", "--listen", "127.0.0.1:0", "--config"])
+            .env("CROSSWALK_SERVER__METRICS_LISTEN", "127.0.0.1:0")
             .arg(example_keys().join("crosswalk.toml"))
             .env("DATABASE_URL", &db.url)
             .env("CROSSWALK_AUDIT__CHECKPOINT_FILE", db.witness_file())

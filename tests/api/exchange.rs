@@ -1074,12 +1074,7 @@ async fn known_identifiers_leak_nowhere(backend: Backend) {
     ];
     let mut app = spawn_app(backend).await;
     let responses = submit_known_identifiers(&app).await;
-    let metrics = app
-        .get("/metrics", None)
-        .await
-        .text()
-        .await
-        .expect("metrics");
+    let metrics = app.metrics().await.1;
 
     app.stop().await;
     let at_rest = data_at_rest(&app.db).await;

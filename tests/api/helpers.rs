@@ -132,6 +132,8 @@ pub struct AppOptions {
 /// A running gateway and a client that trusts its CA.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The plain-HTTP `/metrics` listener (`server.metrics_listen`, port 0 here).
+    pub metrics_addr: SocketAddr,
     pub client: reqwest::Client,
     child: Child,
     logs: Arc<Mutex<String>>,
@@ -172,6 +174,8 @@ pub async fn spawn_app_configured(backend: Backend, config: &Path, options: AppO
             "RUST_LOG",
             "debug,sqlx=warn,hyper=info,h2=info,rustls=info,tokio=info",
         )
+        // Port 0: tests run side by side; 9464 would be taken by the first.
+        .env("CROSSWALK_SERVER__METRICS_LISTEN", "127.0.0.1:0")
         .envs(options.env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -179,14 +183,20 @@ pub async fn spawn_app_configured(backend: Backend, config: &Path, options: AppO
     let mut child = command.spawn().expect("start crosswalk serve");
     let logs = Arc::new(Mutex::new(String::new()));
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (metrics_tx, metrics_rx) = std::sync::mpsc::channel();
     for stream in [
         Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
         Box::new(child.stderr.take().expect("stderr")),
     ] {
         let logs = Arc::clone(&logs);
         let addr_tx = addr_tx.clone();
+        let metrics_tx = metrics_tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("metrics on http://").nth(1) {
+                    let addr = rest.split('/').next().unwrap_or_default();
+                    let _ = metrics_tx.send(addr.parse::<SocketAddr>().ok());
+                }
                 if let Some(rest) = line.split("listening on https://").nth(1) {
                     let addr = rest.split_whitespace().next().unwrap_or_default();
                     let _ = addr_tx.send(addr.parse::<SocketAddr>().ok());
@@ -198,6 +208,7 @@ pub async fn spawn_app_configured(backend: Backend, config: &Path, options: AppO
         });
     }
     drop(addr_tx);
+    drop(metrics_tx);
     let Ok(Some(addr)) = addr_rx.recv_timeout(STARTUP_TIMEOUT) else {
         let _ = child.kill();
         panic!(
@@ -205,8 +216,17 @@ pub async fn spawn_app_configured(backend: Backend, config: &Path, options: AppO
             logs.lock().expect("log buffer")
         );
     };
+    // Logged before the API listener, so it has arrived by now.
+    let Ok(Some(metrics_addr)) = metrics_rx.recv_timeout(Duration::from_secs(5)) else {
+        let _ = child.kill();
+        panic!(
+            "the gateway did not say where /metrics is:\n{}",
+            logs.lock().expect("log buffer")
+        );
+    };
     TestApp {
         addr,
+        metrics_addr,
         client: client(None),
         child,
         logs,
@@ -233,6 +253,18 @@ pub fn client(partner_cert: Option<&str>) -> reqwest::Client {
 }
 
 impl TestApp {
+    /// `GET /metrics` from the metrics listener (plain HTTP): the status and
+    /// the text.
+    pub async fn metrics(&self) -> (u16, String) {
+        let response = reqwest::Client::new()
+            .get(format!("http://{}/metrics", self.metrics_addr))
+            .send()
+            .await
+            .expect("metrics request");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("metrics text"))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("https://localhost:{}{path}", self.addr.port())
     }

@@ -255,6 +255,7 @@ impl BundleCopy {
         let (key, value) = self.env();
         let mut child = Command::new(binary())
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .env("CROSSWALK_SERVER__METRICS_LISTEN", "127.0.0.1:0")
             .arg(example_keys().join("crosswalk.toml"))
             .env(
                 "DATABASE_URL",

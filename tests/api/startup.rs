@@ -13,6 +13,7 @@ fn serve_with_config(text: &str, env: &[(&str, &str)]) -> (bool, String) {
     std::fs::write(&path, text).expect("write config");
     let output = Command::new(binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .env("CROSSWALK_SERVER__METRICS_LISTEN", "127.0.0.1:0")
         .arg(&path)
         .env(
             "DATABASE_URL",

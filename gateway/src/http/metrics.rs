@@ -1,8 +1,13 @@
 //! Prometheus metrics: request counts and latency by route template,
 //! authentication refusals by reason, and deliveries to outside audit
-//! witnesses ([`crate::audit::witness`]). Labels are route templates, methods,
-//! statuses and fixed reason names — never a path, a partner secret, a URL or
-//! an identifier.
+//! witnesses ([`crate::audit::witness`]). Labels are route templates, methods
+//! (a fixed set and `OTHER`), statuses and fixed reason names — never a path,
+//! a raw method, a partner secret, a URL or an identifier — so every label set
+//! is bounded whatever clients send (issue 16: unique 20 KB methods once grew
+//! `/metrics` to 120 MB).
+//!
+//! Served by [`serve_metrics`] on its own plain-HTTP listener
+//! (`server.metrics_listen`, loopback by default), not on the API's TLS port.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -15,15 +20,27 @@ use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     route: String,
     status: u16,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
+    method: &'static str,
     route: String,
+}
+
+/// The methods counted by name; any other (a client may send any token as a
+/// method, of any length) is `OTHER`, so the label set stays bounded.
+const KNOWN_METHODS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
+
+/// The label for a request's method: one of [`KNOWN_METHODS`] or `OTHER`.
+pub fn method_label(method: &str) -> &'static str {
+    KNOWN_METHODS
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("OTHER")
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -84,17 +101,21 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a request. `route` must be a route template (or a fixed name
+    /// such as `(unmatched)`), never the path; the method is reduced to
+    /// [`method_label`]; statuses are at most a few dozen values.
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let method = method_label(method);
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_owned(),
+                method,
                 route: route.to_owned(),
                 status,
             })
             .inc();
         self.latency
             .get_or_create(&RouteLabels {
-                method: method.to_owned(),
+                method,
                 route: route.to_owned(),
             })
             .observe(elapsed.as_secs_f64());
@@ -121,5 +142,43 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
+    }
+}
+
+/// Serves `GET /metrics` (and nothing else) on `listener`, plain HTTP, until
+/// the task is aborted.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: std::sync::Arc<Metrics>,
+) -> std::io::Result<()> {
+    use axum::routing::get;
+    let router = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = std::sync::Arc::clone(&metrics);
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.encode(),
+                )
+            }
+        }),
+    );
+    axum::serve(listener, router).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::method_label;
+
+    #[test]
+    fn methods_outside_the_known_set_share_one_label() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("OPTIONS"), "OPTIONS");
+        assert_eq!(method_label("get"), "OTHER");
+        assert_eq!(method_label(&"X".repeat(20_000)), "OTHER");
     }
 }

@@ -13,7 +13,6 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
     paths(
         super::system::healthz,
         super::system::readyz,
-        super::system::metrics,
         super::system::openapi,
         super::whoami::whoami,
         super::audit::entries,

@@ -27,6 +27,9 @@ database_url = "sqlite://data/crosswalk.db"
 request_body_limit_bytes = 1048576
 request_timeout_secs = 30
 shutdown_grace_secs = 30
+# /metrics (Prometheus text format) is served here, plain HTTP, not on the TLS
+# port above: keep it on loopback or a private network for your scraper.
+metrics_listen = "127.0.0.1:9464"
 
 # Key files, relative to this file's directory.
 [keys]
