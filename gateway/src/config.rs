@@ -106,6 +106,32 @@ pub struct ServerConfig {
     /// unauthenticated endpoint beside the API is one more thing to attack.
     #[serde(default = "default_metrics_listen")]
     pub metrics_listen: SocketAddr,
+    /// A client still in the TLS handshake after this long is dropped.
+    #[serde(default = "default_tls_handshake_timeout")]
+    pub tls_handshake_timeout_secs: u64,
+    /// HTTP/1: a request's headers must arrive whole within this long of their
+    /// first byte being awaited, or the connection is closed (slowloris).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// A connection on which nothing at all is read or written for this long
+    /// is closed (an idle keep-alive connection holds a slot of the caps).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// HTTP/2: a ping after this long without frames; a peer that does not
+    /// answer within as long again is dropped (dead peers hold no slot).
+    #[serde(default = "default_http2_keep_alive_interval")]
+    pub http2_keep_alive_interval_secs: u64,
+    /// HTTP/2: the most streams (requests) one connection may have open.
+    #[serde(default = "default_http2_max_concurrent_streams")]
+    pub http2_max_concurrent_streams: u32,
+    /// The most connections open at once; beyond it new ones are closed at
+    /// once, before the TLS handshake, and counted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// The most connections open at once from one client address (one
+    /// client cannot take every slot; a partner behind a NAT needs several).
+    #[serde(default = "default_max_connections_per_client")]
+    pub max_connections_per_client: usize,
 }
 
 impl Default for ServerConfig {
@@ -117,7 +143,51 @@ impl Default for ServerConfig {
             request_timeout_secs: default_request_timeout(),
             shutdown_grace_secs: default_shutdown_grace(),
             metrics_listen: default_metrics_listen(),
+            tls_handshake_timeout_secs: default_tls_handshake_timeout(),
+            header_read_timeout_secs: default_header_read_timeout(),
+            idle_timeout_secs: default_idle_timeout(),
+            http2_keep_alive_interval_secs: default_http2_keep_alive_interval(),
+            http2_max_concurrent_streams: default_http2_max_concurrent_streams(),
+            max_connections: default_max_connections(),
+            max_connections_per_client: default_max_connections_per_client(),
         }
+    }
+}
+
+impl ServerConfig {
+    /// The connection settings' problems: the key and what is wrong. Every
+    /// one must be positive: a zero would mean "never" or "none", which is
+    /// never what an operator meant.
+    fn check_connections(&self) -> Result<(), (&'static str, &'static str)> {
+        for (key, value) in [
+            (
+                "server.tls_handshake_timeout_secs",
+                self.tls_handshake_timeout_secs,
+            ),
+            (
+                "server.header_read_timeout_secs",
+                self.header_read_timeout_secs,
+            ),
+            ("server.idle_timeout_secs", self.idle_timeout_secs),
+            (
+                "server.http2_keep_alive_interval_secs",
+                self.http2_keep_alive_interval_secs,
+            ),
+            (
+                "server.http2_max_concurrent_streams",
+                u64::from(self.http2_max_concurrent_streams),
+            ),
+            ("server.max_connections", self.max_connections as u64),
+            (
+                "server.max_connections_per_client",
+                self.max_connections_per_client as u64,
+            ),
+        ] {
+            if value == 0 {
+                return Err((key, "must be at least 1"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -481,6 +551,27 @@ fn default_listen() -> SocketAddr {
 fn default_metrics_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
 }
+fn default_tls_handshake_timeout() -> u64 {
+    10
+}
+fn default_header_read_timeout() -> u64 {
+    10
+}
+fn default_idle_timeout() -> u64 {
+    60
+}
+fn default_http2_keep_alive_interval() -> u64 {
+    30
+}
+fn default_http2_max_concurrent_streams() -> u32 {
+    64
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_connections_per_client() -> usize {
+    256
+}
 fn default_database_url() -> String {
     "sqlite://data/crosswalk.db".to_owned()
 }
@@ -627,6 +718,9 @@ impl Config {
         }
         if self.server.request_timeout_secs == 0 {
             return err("server.request_timeout_secs", "must be at least 1");
+        }
+        if let Err((key, problem)) = self.server.check_connections() {
+            return err(key, problem);
         }
         if !(self.server.database_url.starts_with("sqlite:")
             || self.server.database_url.starts_with("postgres://")

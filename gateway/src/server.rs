@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::pki_types::pem::PemObject as _;
@@ -38,8 +38,36 @@ use crate::store::Store;
 use crate::subjects::SubjectRegistry;
 use crate::vault::{RotationPolicy, Vault};
 
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+mod connections;
+
+use connections::{ConnectionGate, IdleTimeout};
+
+/// How the accept loop treats connections: the timeouts and caps of
+/// `[server]` (see [`connections`]).
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    pub tls_handshake_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub http2_keep_alive_interval: Duration,
+    pub http2_max_concurrent_streams: u32,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+}
+
+impl ConnectionSettings {
+    pub fn from_config(server: &crate::config::ServerConfig) -> Self {
+        Self {
+            tls_handshake_timeout: Duration::from_secs(server.tls_handshake_timeout_secs),
+            header_read_timeout: Duration::from_secs(server.header_read_timeout_secs),
+            idle_timeout: Duration::from_secs(server.idle_timeout_secs),
+            http2_keep_alive_interval: Duration::from_secs(server.http2_keep_alive_interval_secs),
+            http2_max_concurrent_streams: server.http2_max_concurrent_streams,
+            max_connections: server.max_connections,
+            max_connections_per_client: server.max_connections_per_client,
+        }
+    }
+}
 
 /// Everything loaded and checked before the listener opens: a gateway that starts
 /// has its keys, its registry and a migrated database.
@@ -227,8 +255,12 @@ pub async fn serve_gateway(
     let grace = Duration::from_secs(gateway.config.server.shutdown_grace_secs);
     run(
         listener,
-        gateway.tls,
-        gateway.router,
+        Serving {
+            tls: gateway.tls,
+            router: gateway.router,
+            settings: ConnectionSettings::from_config(&gateway.config.server),
+            metrics: Arc::clone(&gateway.metrics),
+        },
         shutdown_signal(),
         grace,
     )
@@ -251,23 +283,53 @@ pub async fn serve_gateway(
     Ok(())
 }
 
-/// Serves `router` over TLS on `listener` until `shutdown` resolves, then stops
-/// accepting and waits up to `grace` for in-flight requests to finish.
+/// What [`run`] serves, and how.
+pub struct Serving {
+    pub tls: Arc<rustls::ServerConfig>,
+    pub router: Router,
+    pub settings: ConnectionSettings,
+    /// Where refused and open connections are counted.
+    pub metrics: Arc<http::metrics::Metrics>,
+}
+
+/// Serves `serving.router` over TLS on `listener` until `shutdown` resolves,
+/// then stops accepting and waits up to `grace` for in-flight requests to
+/// finish.
 pub async fn run(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    router: Router,
+    serving: Serving,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
+    let Serving {
+        tls,
+        router,
+        settings,
+        metrics,
+    } = serving;
     let acceptor = TlsAcceptor::from(tls);
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(settings.http2_keep_alive_interval)
+        .keep_alive_timeout(settings.http2_keep_alive_interval)
+        .max_concurrent_streams(settings.http2_max_concurrent_streams);
+    let gate = ConnectionGate::new(
+        settings.max_connections,
+        settings.max_connections_per_client,
+        metrics,
+    );
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (tcp, _remote) = match accepted {
+                let (tcp, remote) = match accepted {
                     Ok(conn) => conn,
                     Err(e) => {
                         // Usually EMFILE: back off instead of spinning.
@@ -276,13 +338,21 @@ pub async fn run(
                         continue;
                     }
                 };
+                // Over a cap: closed before any TLS work (dropping the socket).
+                let Ok(slot) = gate.admit(remote.ip()) else {
+                    continue;
+                };
+                let tcp = IdleTimeout::new(tcp, settings.idle_timeout);
                 let acceptor = acceptor.clone();
                 let router = router.clone();
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
+                let handshake_timeout = settings.tls_handshake_timeout;
                 tokio::spawn(async move {
+                    // Held until the connection ends.
+                    let _slot = slot;
                     let tls_stream =
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                             Ok(Ok(stream)) => stream,
                             Ok(Err(e)) => {
                                 tracing::debug!(error = %e, "TLS handshake failed");

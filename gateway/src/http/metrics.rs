@@ -15,6 +15,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -55,6 +56,8 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     auth_failures: Family<ReasonLabels, Counter>,
+    connections_refused: Family<ReasonLabels, Counter>,
+    connections_open: Gauge,
     witness: crate::audit::witness::WitnessMetrics,
 }
 
@@ -88,6 +91,18 @@ impl Default for Metrics {
             "Requests refused by authentication, by reason",
             auth_failures.clone(),
         );
+        let connections_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed on accept because a cap was reached (total or per_client)",
+            connections_refused.clone(),
+        );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "TLS connections open now",
+            connections_open.clone(),
+        );
         let witness = crate::audit::witness::WitnessMetrics::default();
         witness.register(&mut registry);
         Self {
@@ -95,6 +110,8 @@ impl Default for Metrics {
             requests,
             latency,
             auth_failures,
+            connections_refused,
+            connections_open,
             witness,
         }
     }
@@ -125,6 +142,19 @@ impl Metrics {
         self.auth_failures
             .get_or_create(&ReasonLabels { reason })
             .inc();
+    }
+
+    /// A connection closed on accept: `reason` is `total` or `per_client`.
+    pub fn observe_connection_refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// How many connections are open now.
+    pub fn set_connections_open(&self, open: usize) {
+        self.connections_open
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
     }
 
     /// The outside witnesses' delivery metrics, for their delivery tasks.

@@ -30,6 +30,17 @@ shutdown_grace_secs = 30
 # /metrics (Prometheus text format) is served here, plain HTTP, not on the TLS
 # port above: keep it on loopback or a private network for your scraper.
 metrics_listen = "127.0.0.1:9464"
+# Connections: a TLS handshake, a request's headers (HTTP/1) and a silent
+# connection each get this long; HTTP/2 pings a quiet peer and drops a dead one.
+# Beyond the caps, new connections are closed at once (metric
+# crosswalk_connections_refused_total).
+tls_handshake_timeout_secs = 10
+header_read_timeout_secs = 10
+idle_timeout_secs = 60
+http2_keep_alive_interval_secs = 30
+http2_max_concurrent_streams = 64
+max_connections = 4096
+max_connections_per_client = 256
 
 # Key files, relative to this file's directory.
 [keys]
