@@ -52,3 +52,6 @@ pub mod store;
 pub mod subjects;
 pub mod telemetry;
 pub mod vault;
+
+#[cfg(test)]
+mod edge_proptests;

@@ -102,3 +102,35 @@ fn bearer_token(parts: &Parts) -> Option<&str> {
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderValue, Request, header::AUTHORIZATION};
+    use proptest::prelude::*;
+
+    use super::bearer_token;
+
+    proptest! {
+        /// Any bytes a client may put in `Authorization` (the `http` crate
+        /// takes visible ASCII, tabs, spaces and obs-text): a token or none,
+        /// never a panic, and only after a `Bearer` scheme.
+        #[test]
+        fn any_authorization_header_gives_a_token_or_none(
+            bytes in prop::collection::vec(prop_oneof![Just(b'\t'), 0x20_u8..0x7f, 0x80_u8..=0xff], 0..120),
+        ) {
+            let Ok(value) = HeaderValue::from_bytes(&bytes) else {
+                return Ok(());
+            };
+            let (parts, ()) = Request::builder()
+                .header(AUTHORIZATION, value)
+                .body(())
+                .expect("a request")
+                .into_parts();
+            if let Some(token) = bearer_token(&parts) {
+                let text = String::from_utf8_lossy(&bytes).to_ascii_lowercase();
+                prop_assert!(text.starts_with("bearer "));
+                prop_assert!(!token.is_empty());
+            }
+        }
+    }
+}
