@@ -10,6 +10,7 @@ mod audit_rows;
 mod audit_witness;
 mod auth;
 mod consents;
+mod crash;
 mod cycle;
 mod demo;
 mod endpoint_matrix;
