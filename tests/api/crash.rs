@@ -95,8 +95,8 @@ fn kill_delay() -> Duration {
 struct Cut {
     /// The ids of the acknowledged lines, in line order (lines 1..=len).
     acknowledged: Vec<String>,
-    /// Lines handed to the request body before the gateway died: nothing
-    /// beyond them can have reached it.
+    /// Lines handed (or being handed) to the request body before the gateway
+    /// died: nothing beyond them can have reached it.
     sent: usize,
 }
 
@@ -121,10 +121,12 @@ async fn stream_and_kill(app: &mut TestApp, lines: Vec<Vec<u8>>, kill_delay: Dur
                 {
                     return;
                 }
+                // Counted before it is handed over, so that `sent` is never
+                // behind what the gateway can have read.
+                sent.store(i + 1, Ordering::SeqCst);
                 if body_tx.send(Ok(line)).await.is_err() {
                     return;
                 }
-                sent.store(i + 1, Ordering::SeqCst);
             }
         }
     });
