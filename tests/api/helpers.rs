@@ -427,6 +427,21 @@ impl TestApp {
         );
     }
 
+    /// Kills the gateway with SIGKILL (`Child::kill` on Unix) and waits until it
+    /// is gone: no graceful shutdown, no last checkpoint, no WAL checkpoint —
+    /// what a crash, the OOM killer or a pulled container leaves.
+    pub async fn kill(&mut self) {
+        use std::os::unix::process::ExitStatusExt as _;
+        self.child.kill().expect("SIGKILL the gateway");
+        let status = self.wait_exit(Duration::from_secs(10)).await;
+        assert_eq!(
+            status.and_then(|s| s.signal()),
+            Some(9),
+            "killed by SIGKILL:\n{}",
+            self.logs()
+        );
+    }
+
     /// A connection pool on the gateway's database, to check what it stored.
     pub async fn db_pool(&self) -> sqlx::AnyPool {
         sqlx::any::install_default_drivers();

@@ -11,6 +11,7 @@ mod audit_witness;
 mod auth;
 mod connections;
 mod consents;
+mod crash;
 mod cycle;
 mod demo;
 mod endpoint_matrix;
