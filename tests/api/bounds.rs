@@ -228,7 +228,7 @@ fn days_from_today(days: i64) -> String {
 async fn export_and_aggregate_ranges_start_at_the_program_start(backend: Backend) {
     let app = spawn_with_program_start(backend).await;
     let evaluator = token("evaluator");
-    let after_tomorrow = days_from_today(2);
+    let beyond_a_year = days_from_today(367);
     for (body, expected) in [
         (
             json!({"study": "demo-study", "from": "0000-01-01"}),
@@ -247,7 +247,7 @@ async fn export_and_aggregate_ranges_start_at_the_program_start(backend: Backend
             vec!["to"],
         ),
         (
-            json!({"study": "demo-study", "to": after_tomorrow}),
+            json!({"study": "demo-study", "to": beyond_a_year}),
             vec!["to"],
         ),
         (
@@ -259,17 +259,23 @@ async fn export_and_aggregate_ranges_start_at_the_program_start(backend: Backend
             assert_problem(post(&app, "/v1/exports", "evaluator", &body).await, 400).await;
         assert_eq!(fields(&problem), expected, "{body}: {problem}");
     }
-    // The program start itself is inside the range: with no referral in it,
-    // the answer is "no data", not a bad request.
-    let response = app
-        .client
-        .post(app.url("/v1/exports"))
-        .bearer_auth(&evaluator)
-        .json(&json!({"study": "demo-study", "from": PROGRAM_START, "to": "2024-07-31"}))
-        .send()
-        .await
-        .expect("request");
-    assert_problem(response, 422).await;
+    // The program start and a `to` some months ahead ("this year") are inside
+    // the range: with no referral in it, the answer is "no data", not a bad
+    // request.
+    for body in [
+        json!({"study": "demo-study", "from": PROGRAM_START, "to": "2024-07-31"}),
+        json!({"study": "demo-study", "from": PROGRAM_START, "to": days_from_today(200)}),
+    ] {
+        let response = app
+            .client
+            .post(app.url("/v1/exports"))
+            .bearer_auth(&evaluator)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        assert_problem(response, 422).await;
+    }
     assert_eq!(count(&app, "SELECT COUNT(*) FROM exports").await, 0);
 
     for (query, parameter) in [

@@ -101,6 +101,8 @@ pub const DISCLOSURE_ACTION: &str = crate::reads::DISCLOSURE_ACTION;
 pub const RESOURCE: &str = "export";
 
 const DAY_MICROS: i64 = 86_400_000_000;
+/// How far ahead of today an export's `to` may be (see [`Exports::window`]).
+const MAX_TO_AHEAD_DAYS: u64 = 366;
 
 /// Why an export was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -150,8 +152,8 @@ pub struct ExportRequest {
     /// start (`exchange.program_start`); default: the program start.
     #[serde(default)]
     pub from: Option<String>,
-    /// Last contact date included (YYYY-MM-DD, UTC), not after tomorrow;
-    /// default: today.
+    /// Last contact date included (YYYY-MM-DD, UTC), at most a year from
+    /// today; default: today.
     #[serde(default)]
     pub to: Option<String>,
     /// Any of `referrals`, `outcomes`, `case_status`; default all three.
@@ -370,10 +372,12 @@ impl Exports {
     }
 
     /// The request's contact dates, from..=to: from the program start
-    /// (`exchange.program_start`, also the default) to tomorrow, UTC — a day
-    /// of slack for an evaluator east of UTC asking up to its own today, which
-    /// is the default. Nothing is recorded outside that range, and a window
-    /// reaching beyond it is a typing error (`0202` for `2026`).
+    /// (`exchange.program_start`, also the default `from`) to a year from
+    /// today (UTC; the default `to` is today). Nothing is recorded before the
+    /// program start, and a window reaching further either way is a typing
+    /// error (`0202` for `2026`, `20266`). A `to` ahead of today is allowed
+    /// because "this year" and "this fiscal year" are natural windows; the
+    /// export holds what was recorded when it was asked for, whatever `to` says.
     fn window(
         &self,
         request: &ExportRequest,
@@ -381,7 +385,9 @@ impl Exports {
         problems: &mut Vec<(String, String)>,
     ) -> (Option<NaiveDate>, Option<NaiveDate>) {
         let earliest = self.config.exchange.program_start;
-        let latest = today.succ_opt().unwrap_or(today);
+        let latest = today
+            .checked_add_days(chrono::Days::new(MAX_TO_AHEAD_DAYS))
+            .unwrap_or(today);
         let mut date = |field: &str, text: Option<&str>, default: NaiveDate| {
             let Some(text) = text else {
                 return Some(default);
@@ -400,7 +406,7 @@ impl Exports {
             if date > latest {
                 problems.push((
                     field.to_owned(),
-                    format!("is in the future: the latest date is {latest}"),
+                    format!("is more than a year ahead: the latest date is {latest}"),
                 ));
                 return None;
             }
