@@ -39,7 +39,8 @@ pub struct CaseRequest {
     pub program: String,
     #[schema(value_type = CaseStatus)]
     pub status: String,
-    /// When the status took effect (RFC 3339 with an offset).
+    /// When the status took effect (RFC 3339 with an offset): not before
+    /// `exchange.program_start`, not in the future.
     #[schema(example = "2026-03-20T08:00:00-07:00")]
     pub effective_at: String,
 }

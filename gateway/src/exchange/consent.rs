@@ -108,11 +108,12 @@ pub struct ConsentRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PeriodRequest {
-    /// RFC 3339 with an offset.
+    /// RFC 3339 with an offset: not before `exchange.program_start`, at
+    /// most a year ahead.
     #[schema(example = "2026-03-20T08:00:00-07:00")]
     pub start: String,
-    /// RFC 3339 with an offset; after `start`, not in the past. Also the
-    /// expiration a Part 2 consent must state.
+    /// RFC 3339 with an offset; after `start`, not in the past, at most 100
+    /// years ahead. Also the expiration a Part 2 consent must state.
     #[schema(example = "2027-03-20T08:00:00-07:00")]
     pub end: String,
 }

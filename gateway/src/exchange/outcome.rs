@@ -30,7 +30,8 @@ use crate::store::referrals::{lock_referral, set_status};
 pub struct OutcomeRequest {
     #[schema(value_type = OutcomeKind)]
     pub kind: String,
-    /// When the follow-up happened (RFC 3339 with an offset).
+    /// When the follow-up happened (RFC 3339 with an offset): not before
+    /// the referral was received, not in the future.
     #[schema(example = "2026-03-15T14:00:00-07:00")]
     pub occurred_at: String,
     /// Required with `service_connected`, refused otherwise.

@@ -28,7 +28,8 @@ pub struct ReferralRequest {
     #[serde(default)]
     pub officer_id: Option<String>,
     pub subject: SubjectRequest,
-    /// When the police contact happened (RFC 3339 with an offset).
+    /// When the police contact happened (RFC 3339 with an offset): not
+    /// before `exchange.program_start`, not in the future.
     #[schema(example = "2026-03-14T09:30:00-07:00")]
     pub contact_at: String,
     /// Police district or beat code: letters, digits, ` `, `-`, `_`, `.`.
