@@ -35,9 +35,10 @@
 //! ids of those kinds), `purposes` (HL7 `PurposeOfUse` codes the policy knows),
 //! `classes` (catalog classes; not `direct_identifier`), `period.start` from
 //! the program start (`exchange.program_start`) to a year ahead and before
-//! `period.end`, the end not already past and at most 100 years ahead, `method` (`written`, `verbal`,
-//! `electronic`), `evidence_hash` (`sha256:` or `blake3:` and 64 lower-case hex
-//! digits: the hash of the signed form, which itself is never sent). A consent
+//! `period.end`, the end not already past and at most 100 years ahead,
+//! `method` (`written`, `verbal`, `electronic`), `evidence_hash` (`sha256:`
+//! or `blake3:` and 64 lower-case hex digits: the hash of the signed form,
+//! which itself is never sent). A consent
 //! covering `substance_use` is a 42 CFR Part 2 consent and needs the §2.31
 //! elements: `part2.recipients` (partner ids — a kind does not name a
 //! recipient; never police, §2.32), the purposes, an expiration (`period.end`)
@@ -242,8 +243,8 @@ fn check(
 
 /// How far ahead a consent may start: it is recorded when the person gives it.
 const MAX_START_AHEAD_DAYS: i64 = 366;
-/// How far ahead a consent may end: an expiration, not "never" (42 CFR
-/// §2.31(a)(6) and HIPAA §164.508(c)(1)(v) want one), and no year-9999 typo.
+/// How far ahead a consent may end: an expiration, not "never" (42 CFR §2.31
+/// and HIPAA §164.508(c) want one), and no year-9999 typo.
 const MAX_END_AHEAD_YEARS: i64 = 100;
 
 /// `period.start` from the program start to a year ahead, `period.end` after
