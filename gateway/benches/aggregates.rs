@@ -181,6 +181,7 @@ async fn bench_backend(label: &str, url: &str, referrals: usize, runs: usize, po
         let request = AggregateRequest::parse(
             &params,
             &config,
+            crosswalk::config::EARLIEST_PROGRAM_START,
             chrono::DateTime::from(std::time::UNIX_EPOCH + Duration::from_hours(500_000)),
         )
         .expect("a valid request");
@@ -228,6 +229,7 @@ async fn settle_all(store: &Store, policy: &Policy) {
     let request = AggregateRequest::parse(
         &params,
         &config,
+        crosswalk::config::EARLIEST_PROGRAM_START,
         chrono::DateTime::from(std::time::UNIX_EPOCH + Duration::from_hours(500_000)),
     )
     .expect("a valid request");

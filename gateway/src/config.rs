@@ -30,6 +30,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::Deserialize;
 
 /// The default place `serve` looks for its configuration: the example set, so that
@@ -52,6 +53,9 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub linkage: LinkageConfig,
+    /// The range of dates the exchange accepts (see [`ExchangeConfig`]).
+    #[serde(default)]
+    pub exchange: ExchangeConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
     #[serde(default)]
@@ -270,6 +274,51 @@ impl Default for LinkageConfig {
             default_phone_region: default_phone_region(),
         }
     }
+}
+
+/// The earliest program start a configuration may name, and the default: no
+/// record in this exchange can describe an earlier contact.
+pub const EARLIEST_PROGRAM_START: NaiveDate =
+    NaiveDate::from_ymd_opt(2000, 1, 1).expect("2000-01-01 is a date");
+
+/// The dates the exchange accepts.
+///
+/// Every time a partner sends about something that happened in the program —
+/// a referral's `contact_at`, an outcome's `occurred_at`, a case's
+/// `effective_at`, a consent's `period` — must fall on or after
+/// `program_start`, and export windows and aggregate months start no earlier:
+/// a date before the program began is a typing error (`0000-01-01`, `1926`
+/// for `2026`), and a store that accepts one carries it into every count and
+/// export for good. Upper bounds are per field (README, Configuration).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeConfig {
+    /// The first day (UTC) of the program; not before
+    /// [`EARLIEST_PROGRAM_START`], which is the default.
+    #[serde(
+        default = "default_program_start",
+        deserialize_with = "crate::exports::study::date"
+    )]
+    pub program_start: NaiveDate,
+}
+
+impl ExchangeConfig {
+    /// The first instant a contact, outcome, case or consent time may name.
+    pub fn earliest_event(&self) -> DateTime<Utc> {
+        self.program_start.and_time(NaiveTime::MIN).and_utc()
+    }
+}
+
+impl Default for ExchangeConfig {
+    fn default() -> Self {
+        Self {
+            program_start: default_program_start(),
+        }
+    }
+}
+
+fn default_program_start() -> NaiveDate {
+    EARLIEST_PROGRAM_START
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -743,6 +792,12 @@ impl Config {
         if let Err((key, problem)) = self.aggregates.check() {
             return err(key, problem);
         }
+        if self.exchange.program_start < EARLIEST_PROGRAM_START {
+            return err(
+                "exchange.program_start",
+                "must not be before 2000-01-01: no earlier date is accepted anywhere",
+            );
+        }
         if parse_region(&self.linkage.default_phone_region).is_none() {
             return err(
                 "linkage.default_phone_region",
@@ -948,6 +1003,33 @@ mod tests {
 
         let e = load("[keys\n", &[]).expect_err("syntax");
         assert_eq!(e.key, "line 1");
+    }
+
+    #[test]
+    fn the_program_start_defaults_to_2000_and_is_never_earlier() {
+        let config = load(MINIMAL, &[]).expect("valid");
+        assert_eq!(config.exchange.program_start, EARLIEST_PROGRAM_START);
+        // From the environment, as a TOML date or a string.
+        for value in ["2024-07-01", "\"2024-07-01\""] {
+            let config =
+                load(MINIMAL, &[("CROSSWALK_EXCHANGE__PROGRAM_START", value)]).expect("valid");
+            assert_eq!(
+                config.exchange.earliest_event().to_rfc3339(),
+                "2024-07-01T00:00:00+00:00"
+            );
+        }
+        let e = load(
+            MINIMAL,
+            &[("CROSSWALK_EXCHANGE__PROGRAM_START", "1999-12-31")],
+        )
+        .expect_err("before 2000");
+        assert_eq!(e.key, "exchange.program_start");
+        let e = load(
+            MINIMAL,
+            &[("CROSSWALK_EXCHANGE__PROGRAM_START", "2024-13-01")],
+        )
+        .expect_err("not a date");
+        assert_eq!(e.key, "exchange.program_start");
     }
 
     /// Checkpoints every 10 s while the head moves, by default and in the

@@ -137,8 +137,13 @@ fn with_config<T>(check: impl FnOnce(&CheckContext<'_>) -> T) -> T {
             phonenumber::country::Id::US,
             NaiveDate::from_ymd_opt(2026, 12, 7).expect("a date"),
         ),
-        now,
-        leeway: TimeDelta::seconds(30),
+        window: input::EventWindow {
+            earliest: Utc
+                .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+                .single()
+                .expect("a time"),
+            latest: now + TimeDelta::seconds(30),
+        },
     };
     check(&cx)
 }
@@ -270,7 +275,8 @@ proptest! {
             .with_ymd_and_hms(2026, 12, 7, 12, 0, 0)
             .single()
             .expect("a time");
-        match crate::aggregates::AggregateRequest::parse(&pairs, &config, now) {
+        let program_start = NaiveDate::from_ymd_opt(2000, 1, 1).expect("a date");
+        match crate::aggregates::AggregateRequest::parse(&pairs, &config, program_start, now) {
             Ok(_) => {}
             Err(crate::aggregates::AggregateError::Invalid { parameter, problem }) => {
                 prop_assert!(["from", "to", "group_by", "epsilon"].contains(&parameter));

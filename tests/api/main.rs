@@ -9,6 +9,7 @@ mod audit;
 mod audit_rows;
 mod audit_witness;
 mod auth;
+mod bounds;
 mod connections;
 mod consents;
 mod crash;

@@ -254,6 +254,25 @@ impl Month {
         ((2000..=9999).contains(&year) && (1..=12).contains(&month)).then_some(Self { year, month })
     }
 
+    /// `Ok` unless this month (as `from`) is before the month the program
+    /// started in: no referral can be counted earlier.
+    fn not_before(self, program_start: NaiveDate) -> Result<(), AggregateError> {
+        let first = Self {
+            year: program_start.year(),
+            month: program_start.month(),
+        };
+        if self < first {
+            return Err(invalid(
+                "from",
+                format!(
+                    "is before the program began: the earliest month is {first} \
+                     (exchange.program_start)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn of(at: DateTime<Utc>) -> Self {
         Self {
             year: at.year(),
@@ -308,9 +327,12 @@ pub struct AggregateRequest {
 impl AggregateRequest {
     /// Reads the query parameters (`from`, `to`, `group_by`, `epsilon`; each at
     /// most once, checked by the caller) against the configuration and `now`.
+    /// `from` is not before the month of `program_start`
+    /// (`exchange.program_start`): no referral can be counted earlier.
     pub fn parse(
         params: &[(&str, &str)],
         config: &AggregatesConfig,
+        program_start: NaiveDate,
         now: DateTime<Utc>,
     ) -> Result<Self, AggregateError> {
         let get = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
@@ -326,6 +348,7 @@ impl AggregateRequest {
         };
         let from = month("from")?;
         let to = month("to")?;
+        from.not_before(program_start)?;
         if to < from {
             return Err(invalid("to", "must not be before from"));
         }

@@ -39,7 +39,8 @@ pub struct CaseRequest {
     pub program: String,
     #[schema(value_type = CaseStatus)]
     pub status: String,
-    /// When the status took effect (RFC 3339 with an offset).
+    /// When the status took effect (RFC 3339 with an offset): not before
+    /// `exchange.program_start`, not in the future.
     #[schema(example = "2026-03-20T08:00:00-07:00")]
     pub effective_at: String,
 }
@@ -98,10 +99,12 @@ fn check(body: &[u8], shared: &Shared, now: DateTime<Utc>) -> Result<CheckedCase
     let case_ref = input::reference(&mut invalid, "case_ref", &request.case_ref);
     let program = input::code::<Program>(&mut invalid, "program", &request.program);
     let status = input::code::<CaseStatus>(&mut invalid, "status", &request.status);
-    let effective_at = input::timestamp(&mut invalid, "effective_at", &request.effective_at);
-    if effective_at.is_some_and(|at| at > now + shared.leeway()) {
-        invalid.push("effective_at", "is in the future");
-    }
+    let effective_at = input::event_time(
+        &mut invalid,
+        "effective_at",
+        &request.effective_at,
+        shared.event_window(now),
+    );
     match (subject, case_ref, program, status, effective_at) {
         (Some(subject), Some(case_ref), Some(program), Some(status), Some(effective_at))
             if invalid.is_empty() =>

@@ -33,10 +33,12 @@
 //! # What is checked (400 naming each field; nothing is stored)
 //! `recipients` (partner kinds `police`, `cbo`, `health` or registered partner
 //! ids of those kinds), `purposes` (HL7 `PurposeOfUse` codes the policy knows),
-//! `classes` (catalog classes; not `direct_identifier`), `period.start` before
-//! `period.end`, the end not already past, `method` (`written`, `verbal`,
-//! `electronic`), `evidence_hash` (`sha256:` or `blake3:` and 64 lower-case hex
-//! digits: the hash of the signed form, which itself is never sent). A consent
+//! `classes` (catalog classes; not `direct_identifier`), `period.start` from
+//! the program start (`exchange.program_start`) to a year ahead and before
+//! `period.end`, the end not already past and at most 100 years ahead,
+//! `method` (`written`, `verbal`, `electronic`), `evidence_hash` (`sha256:`
+//! or `blake3:` and 64 lower-case hex digits: the hash of the signed form,
+//! which itself is never sent). A consent
 //! covering `substance_use` is a 42 CFR Part 2 consent and needs the §2.31
 //! elements: `part2.recipients` (partner ids — a kind does not name a
 //! recipient; never police, §2.32), the purposes, an expiration (`period.end`)
@@ -48,7 +50,7 @@
 //! revocation. Reads find consents at request time, so a revocation takes
 //! effect on the very next request.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -107,11 +109,12 @@ pub struct ConsentRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PeriodRequest {
-    /// RFC 3339 with an offset.
+    /// RFC 3339 with an offset: not before `exchange.program_start`, at
+    /// most a year ahead.
     #[schema(example = "2026-03-20T08:00:00-07:00")]
     pub start: String,
-    /// RFC 3339 with an offset; after `start`, not in the past. Also the
-    /// expiration a Part 2 consent must state.
+    /// RFC 3339 with an offset; after `start`, not in the past, at most 100
+    /// years ahead. Also the expiration a Part 2 consent must state.
     #[schema(example = "2027-03-20T08:00:00-07:00")]
     pub end: String,
 }
@@ -207,18 +210,7 @@ fn check(
                 )
             })
     });
-    let start = input::timestamp(&mut invalid, "period.start", &request.period.start);
-    let end = input::timestamp(&mut invalid, "period.end", &request.period.end);
-    if let (Some(start), Some(end)) = (start, end) {
-        if end <= start {
-            invalid.push("period.end", "must be after period.start");
-        } else if end <= now {
-            invalid.push(
-                "period.end",
-                "is in the past: the consent would never be in force",
-            );
-        }
-    }
+    let (start, end) = check_period(&mut invalid, &request.period, shared, now);
     let method = input::code::<ConsentMethod>(&mut invalid, "method", &request.method);
     let evidence_hash = evidence_hash(&mut invalid, &request.evidence_hash);
     // From the classes as asked, so that a refused substance_use class is not
@@ -247,6 +239,51 @@ fn check(
         }
         _ => Err(invalid),
     }
+}
+
+/// How far ahead a consent may start: it is recorded when the person gives it.
+const MAX_START_AHEAD_DAYS: i64 = 366;
+/// How far ahead a consent may end: an expiration, not "never" (42 CFR §2.31
+/// and HIPAA §164.508(c) want one), and no year-9999 typo.
+const MAX_END_AHEAD_YEARS: i64 = 100;
+
+/// `period.start` from the program start to a year ahead, `period.end` after
+/// it, not already past and at most [`MAX_END_AHEAD_YEARS`] ahead.
+fn check_period(
+    invalid: &mut Invalid,
+    period: &PeriodRequest,
+    shared: &Shared,
+    now: DateTime<Utc>,
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let start = input::event_time(
+        invalid,
+        "period.start",
+        &period.start,
+        input::EventWindow {
+            earliest: shared.config.exchange.earliest_event(),
+            latest: now + TimeDelta::days(MAX_START_AHEAD_DAYS),
+        },
+    );
+    let end = input::timestamp(invalid, "period.end", &period.end);
+    let (Some(start), Some(end)) = (start, end) else {
+        return (start, None);
+    };
+    if end <= start {
+        invalid.push("period.end", "must be after period.start");
+    } else if end <= now {
+        invalid.push(
+            "period.end",
+            "is in the past: the consent would never be in force",
+        );
+    } else if end > now + TimeDelta::days(MAX_END_AHEAD_YEARS * 365) {
+        invalid.push(
+            "period.end",
+            format!("is more than {MAX_END_AHEAD_YEARS} years ahead: a consent expires"),
+        );
+    } else {
+        return (Some(start), Some(end));
+    }
+    (Some(start), None)
 }
 
 /// The record the consent is given on: a CBO names a referral, a health

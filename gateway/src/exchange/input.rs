@@ -237,6 +237,44 @@ pub fn timestamp(invalid: &mut Invalid, field: &str, value: &str) -> Option<Date
     parsed.map(|at| at.with_timezone(&Utc))
 }
 
+/// The range a time about something that happened in the program may take: on
+/// or after the program start (`exchange.program_start`), and not after the
+/// gateway's clock plus the tolerated skew. A contact, outcome or case time
+/// outside it is a typing error (`0000-01-01`, `2062` for `2026`).
+#[derive(Debug, Clone, Copy)]
+pub struct EventWindow {
+    pub earliest: DateTime<Utc>,
+    pub latest: DateTime<Utc>,
+}
+
+/// Parses an RFC 3339 date-time inside `window`, or records why not.
+pub fn event_time(
+    invalid: &mut Invalid,
+    field: &str,
+    value: &str,
+    window: EventWindow,
+) -> Option<DateTime<Utc>> {
+    let at = timestamp(invalid, field, value)?;
+    if at < window.earliest {
+        invalid.push(field, before_program_start(window.earliest));
+        return None;
+    }
+    if at > window.latest {
+        invalid.push(field, "is in the future");
+        return None;
+    }
+    Some(at)
+}
+
+/// The problem with a date before the program began, naming the first day.
+pub fn before_program_start(earliest: DateTime<Utc>) -> String {
+    format!(
+        "is before the program began: the earliest date accepted is {} \
+         (exchange.program_start)",
+        earliest.date_naive()
+    )
+}
+
 /// A reference (CAD number, officer id, case reference): trimmed, not empty, at
 /// most [`MAX_REFERENCE_CHARS`], no control characters.
 pub fn reference(invalid: &mut Invalid, field: &str, value: &str) -> Option<String> {
@@ -360,5 +398,45 @@ mod tests {
         assert!(free_text(&mut invalid, "notes", "line one\nline two").is_some());
         let fields: Vec<&str> = invalid.errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["contact_at", "cad_number", "notes"]);
+    }
+
+    #[test]
+    fn event_times_fall_between_the_program_start_and_now() {
+        let at = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .expect("a date-time")
+                .with_timezone(&Utc)
+        };
+        let window = EventWindow {
+            earliest: at("2024-07-01T00:00:00Z"),
+            latest: at("2026-03-14T09:30:30Z"),
+        };
+        let mut invalid = Invalid::default();
+        for inside in [
+            "2024-07-01T00:00:00Z",
+            "2024-06-30T17:00:00-07:00",
+            "2026-03-14T09:30:30Z",
+        ] {
+            assert!(
+                event_time(&mut invalid, "t", inside, window).is_some(),
+                "{inside}"
+            );
+        }
+        assert!(invalid.is_empty(), "{invalid:?}");
+        for outside in [
+            "0000-01-01T00:00:00Z",
+            "2024-06-30T23:59:59Z",
+            "2026-03-14T09:30:31Z",
+            "9999-12-31T23:59:59Z",
+        ] {
+            assert!(
+                event_time(&mut invalid, "t", outside, window).is_none(),
+                "{outside}"
+            );
+        }
+        let problems: Vec<&str> = invalid.errors.iter().map(|e| e.problem.as_str()).collect();
+        assert!(problems[0].contains("2024-07-01"), "{problems:?}");
+        assert!(problems[1].contains("2024-07-01"), "{problems:?}");
+        assert_eq!(problems[2..], ["is in the future", "is in the future"]);
     }
 }

@@ -58,7 +58,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, TimeDelta, Utc};
 
 use self::idempotency::{Claim, IdempotencyKeys};
-pub use self::input::{FieldError, Invalid};
+pub use self::input::{EventWindow, FieldError, Invalid};
 use self::intake::Intake;
 pub use self::intake::{
     GROUP_LIMIT, Pending, ReferralReceipt, Submission, SubmitError, SubmitResult, Submitted,
@@ -176,8 +176,7 @@ impl Exchange {
             &CheckContext {
                 config: &self.shared.config,
                 normalize: self.shared.normalize_options(now),
-                now,
-                leeway: self.shared.leeway(),
+                window: self.shared.event_window(now),
             },
         )
     }
@@ -263,6 +262,14 @@ impl Shared {
     /// referral": the same leeway as for token times.
     fn leeway(&self) -> TimeDelta {
         TimeDelta::seconds(i64::try_from(self.config.auth.leeway_secs).unwrap_or(0))
+    }
+
+    /// Where a contact, outcome or case time may fall (see [`EventWindow`]).
+    fn event_window(&self, now: DateTime<Utc>) -> EventWindow {
+        EventWindow {
+            earliest: self.config.exchange.earliest_event(),
+            latest: now + self.leeway(),
+        }
     }
 
     fn normalize_options(&self, now: DateTime<Utc>) -> NormalizeOptions {

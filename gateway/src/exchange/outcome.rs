@@ -2,18 +2,19 @@
 //! follow-up found, and the referral's status moves (see [`super::status`]).
 //!
 //! Checks, in this order so that nothing is revealed to the wrong partner:
-//! 1. the body (kind, dates, `resource` only and always with
-//!    `service_connected`, notes length) — 400, whoever asks;
+//! 1. the body (kind, `occurred_at` from the program start to now with the
+//!    clock leeway, `resource` only and always with `service_connected`, notes
+//!    length) — 400, whoever asks;
 //! 2. the referral exists and is assigned to the requester — else 404;
-//! 3. `occurred_at` is not before the referral was received by the gateway, nor
-//!    in the future (both with the clock leeway) — 400 naming `occurred_at`;
+//! 3. `occurred_at` is not before the referral was received by the gateway
+//!    (with the clock leeway) — 400 naming `occurred_at`;
 //! 4. the referral is not closed — 409.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::input::{self, Invalid};
+use super::input::{self, EventWindow, Invalid};
 use super::status::TransitionError;
 use super::vocabulary::{Code, OutcomeKind, ReferralStatus, ResourceCategory, WorkflowState};
 use super::{ExchangeError, Shared, is_record_id, rfc3339};
@@ -29,7 +30,8 @@ use crate::store::referrals::{lock_referral, set_status};
 pub struct OutcomeRequest {
     #[schema(value_type = OutcomeKind)]
     pub kind: String,
-    /// When the follow-up happened (RFC 3339 with an offset).
+    /// When the follow-up happened (RFC 3339 with an offset): not before
+    /// the referral was received, not in the future.
     #[schema(example = "2026-03-15T14:00:00-07:00")]
     pub occurred_at: String,
     /// Required with `service_connected`, refused otherwise.
@@ -87,18 +89,11 @@ struct CheckedOutcome {
     notes: Option<String>,
 }
 
-fn check(
-    body: &[u8],
-    now: DateTime<Utc>,
-    leeway: chrono::TimeDelta,
-) -> Result<CheckedOutcome, Invalid> {
+fn check(body: &[u8], window: EventWindow) -> Result<CheckedOutcome, Invalid> {
     let request: OutcomeRequest = input::parse_json(body)?;
     let mut invalid = Invalid::default();
     let kind = input::code::<OutcomeKind>(&mut invalid, "kind", &request.kind);
-    let occurred_at = input::timestamp(&mut invalid, "occurred_at", &request.occurred_at);
-    if occurred_at.is_some_and(|at| at > now + leeway) {
-        invalid.push("occurred_at", "is in the future");
-    }
+    let occurred_at = input::event_time(&mut invalid, "occurred_at", &request.occurred_at, window);
     let resource = request
         .resource
         .as_deref()
@@ -137,7 +132,7 @@ pub(super) async fn record(
     let clock = &*shared.clock;
     let now = clock.now();
     let leeway = shared.leeway();
-    let checked = check(body, now, leeway)?;
+    let checked = check(body, shared.event_window(now))?;
     if !is_record_id(referral_id) {
         return Err(ExchangeError::NotFound);
     }

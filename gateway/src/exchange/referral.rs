@@ -7,10 +7,10 @@
 //! referral row ([`ReferralSealed`]); the person's identifiers go to the subject
 //! registry, which seals them into the identity row.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::input::{self, Invalid, MAX_DISTRICT_CHARS, MAX_RESOURCES};
+use super::input::{self, EventWindow, Invalid, MAX_DISTRICT_CHARS, MAX_RESOURCES};
 use super::routing::{self, Assignment};
 use super::subject::{CheckedSubject, SubjectRequest};
 use super::vocabulary::{FollowUpBy, ResourceCategory};
@@ -28,7 +28,8 @@ pub struct ReferralRequest {
     #[serde(default)]
     pub officer_id: Option<String>,
     pub subject: SubjectRequest,
-    /// When the police contact happened (RFC 3339 with an offset).
+    /// When the police contact happened (RFC 3339 with an offset): not
+    /// before `exchange.program_start`, not in the future.
     #[schema(example = "2026-03-14T09:30:00-07:00")]
     pub contact_at: String,
     /// Police district or beat code: letters, digits, ` `, `-`, `_`, `.`.
@@ -113,9 +114,8 @@ impl std::fmt::Debug for ReferralDraft {
 pub struct CheckContext<'a> {
     pub config: &'a Config,
     pub normalize: NormalizeOptions,
-    pub now: DateTime<Utc>,
-    /// Tolerated clock skew for dates "not in the future".
-    pub leeway: TimeDelta,
+    /// Where `contact_at` may fall: from the program start to now.
+    pub window: EventWindow,
 }
 
 /// Reads and checks a referral body; every problem found is reported.
@@ -124,10 +124,7 @@ pub fn check(body: &[u8], cx: &CheckContext<'_>) -> Result<ReferralDraft, Invali
     let mut invalid = Invalid::default();
 
     let subject = request.subject.check(&mut invalid, &cx.normalize);
-    let contact_at = input::timestamp(&mut invalid, "contact_at", &request.contact_at);
-    if contact_at.is_some_and(|at| at > cx.now + cx.leeway) {
-        invalid.push("contact_at", "is in the future");
-    }
+    let contact_at = input::event_time(&mut invalid, "contact_at", &request.contact_at, cx.window);
     let district = check_district(&mut invalid, &request.district);
     let resources = check_resources(&mut invalid, &request.resources);
     let follow_up_by = request

@@ -16,7 +16,8 @@ use crate::normalize::{Identity, IdentityInput, NormalizeOptions, normalize};
 pub struct SubjectRequest {
     pub given_name: String,
     pub surname: String,
-    /// Date of birth as typed: `1984-03-07`, `03/07/1984`, `3/7/84`, ...
+    /// Date of birth as typed: `1984-03-07`, `03/07/1984`, `3/7/84`, ...;
+    /// from 1900-01-01 to today.
     #[serde(default)]
     pub dob: Option<String>,
     #[serde(default)]

@@ -101,6 +101,8 @@ pub const DISCLOSURE_ACTION: &str = crate::reads::DISCLOSURE_ACTION;
 pub const RESOURCE: &str = "export";
 
 const DAY_MICROS: i64 = 86_400_000_000;
+/// How far ahead of today an export's `to` may be (see [`Exports::window`]).
+const MAX_TO_AHEAD_DAYS: u64 = 366;
 
 /// Why an export was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -146,10 +148,12 @@ impl From<sqlx::Error> for ExportError {
 pub struct ExportRequest {
     /// The study id (`[studies.ID]` in the configuration).
     pub study: String,
-    /// First contact date included (YYYY-MM-DD, UTC); default: everything.
+    /// First contact date included (YYYY-MM-DD, UTC), not before the program
+    /// start (`exchange.program_start`); default: the program start.
     #[serde(default)]
     pub from: Option<String>,
-    /// Last contact date included (YYYY-MM-DD, UTC); default: today.
+    /// Last contact date included (YYYY-MM-DD, UTC), at most a year from
+    /// today; default: today.
     #[serde(default)]
     pub to: Option<String>,
     /// Any of `referrals`, `outcomes`, `case_status`; default all three.
@@ -367,6 +371,57 @@ impl Exports {
             .map_err(|detail| ExportError::PlanChanged { detail })
     }
 
+    /// The request's contact dates, from..=to: from the program start
+    /// (`exchange.program_start`, also the default `from`) to a year from
+    /// today (UTC; the default `to` is today). Nothing is recorded before the
+    /// program start, and a window reaching further either way is a typing
+    /// error (`0202` for `2026`, `20266`). A `to` ahead of today is allowed
+    /// because "this year" and "this fiscal year" are natural windows; the
+    /// export holds what was recorded when it was asked for, whatever `to` says.
+    fn window(
+        &self,
+        request: &ExportRequest,
+        today: NaiveDate,
+        problems: &mut Vec<(String, String)>,
+    ) -> (Option<NaiveDate>, Option<NaiveDate>) {
+        let earliest = self.config.exchange.program_start;
+        let latest = today
+            .checked_add_days(chrono::Days::new(MAX_TO_AHEAD_DAYS))
+            .unwrap_or(today);
+        let mut date = |field: &str, text: Option<&str>, default: NaiveDate| {
+            let Some(text) = text else {
+                return Some(default);
+            };
+            let date = parse_date(field, text, problems)?;
+            if date < earliest {
+                problems.push((
+                    field.to_owned(),
+                    format!(
+                        "is before the program began: the earliest date is {earliest} \
+                         (exchange.program_start)"
+                    ),
+                ));
+                return None;
+            }
+            if date > latest {
+                problems.push((
+                    field.to_owned(),
+                    format!("is more than a year ahead: the latest date is {latest}"),
+                ));
+                return None;
+            }
+            Some(date)
+        };
+        let from = date("from", request.from.as_deref(), earliest);
+        let to = date("to", request.to.as_deref(), today);
+        if let (Some(f), Some(t)) = (from, to)
+            && f > t
+        {
+            problems.push(("to".to_owned(), "must not be before from".to_owned()));
+        }
+        (from, to)
+    }
+
     /// Checks and records the request, then starts the job.
     #[expect(
         clippy::too_many_lines,
@@ -393,21 +448,7 @@ impl Exports {
         };
         let mut problems = Vec::new();
         let today = self.clock.now().date_naive();
-        let from = request
-            .from
-            .as_deref()
-            .map_or(NaiveDate::from_ymd_opt(1970, 1, 1), |t| {
-                parse_date("from", t, &mut problems)
-            });
-        let to = request
-            .to
-            .as_deref()
-            .map_or(Some(today), |t| parse_date("to", t, &mut problems));
-        if let (Some(f), Some(t)) = (from, to)
-            && f > t
-        {
-            problems.push(("to".to_owned(), "must not be before from".to_owned()));
-        }
+        let (from, to) = self.window(&request, today, &mut problems);
         let mut tables = Vec::new();
         for (i, name) in request
             .tables

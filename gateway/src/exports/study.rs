@@ -176,7 +176,7 @@ fn optional_date<'de, D: Deserializer<'de>>(
 
 /// A date written as a TOML date (`2027-06-30`) or a string (`"2027-06-30"`):
 /// an environment override is read as TOML, so both forms arrive.
-fn date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NaiveDate, D::Error> {
+pub(crate) fn date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NaiveDate, D::Error> {
     let value = toml::Value::deserialize(deserializer)?;
     let text = match value {
         toml::Value::String(s) => s,

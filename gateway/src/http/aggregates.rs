@@ -41,7 +41,7 @@ const PARAMETERS: [&str; 4] = ["from", "to", "group_by", "epsilon"];
 #[utoipa::path(get, path = "/v1/aggregates/outcomes", tag = "aggregates",
     security(("partner_token" = [])),
     params(
-        ("from" = String, Query, description = "First month, YYYY-MM"),
+        ("from" = String, Query, description = "First month, YYYY-MM: not before the month of `exchange.program_start`"),
         ("to" = String, Query, description = "Last month, YYYY-MM: not before `from`, and settled (`aggregates.settle_days` after it ended)"),
         ("group_by" = Option<String>, Query, description = "Comma-separated: district, resource, outcome, assigned_cbo (month is always a grouping)"),
         ("epsilon" = Option<f64>, Query, description = "With differential privacy on: the epsilon each month's table is noised at (default from the configuration); spent only for tables not made before"),
@@ -63,8 +63,13 @@ pub(crate) async fn outcomes(
     let purpose = declared_purpose(&headers, DEFAULT_PURPOSE)?;
     let pairs = query_pairs(&query, &PARAMETERS)?;
     let clock = state.audit.clock.as_ref();
-    let request = AggregateRequest::parse(&pairs, &state.config.aggregates, clock.now())
-        .map_err(|e| problem(e, &state, &partner, route.as_str(), &purpose))?;
+    let request = AggregateRequest::parse(
+        &pairs,
+        &state.config.aggregates,
+        state.config.exchange.program_start,
+        clock.now(),
+    )
+    .map_err(|e| problem(e, &state, &partner, route.as_str(), &purpose))?;
     let asker = Asker {
         partner: &partner.id,
         kind: partner.kind,

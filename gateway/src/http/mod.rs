@@ -27,6 +27,7 @@ mod reads;
 mod referrals;
 mod referrals_batch;
 mod system;
+mod unread_body;
 mod whoami;
 
 use std::sync::Arc;
@@ -93,7 +94,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Every route gets the global body-size limit and request timeout
 /// (`server.request_body_limit_bytes`, `server.request_timeout_secs`) except
 /// `POST /v1/referrals/batch`, which streams without bound and applies its own
-/// per-line and idle limits (see `referrals_batch`).
+/// per-line and idle limits (see `referrals_batch`). A body answered before it
+/// was read is read to its end and discarded ([`unread_body`]), so that a
+/// `413` reaches HTTP/2 clients as it reaches HTTP/1.1 ones.
 pub fn router(state: AppState) -> Router {
     let limits = &state.config.server;
     let metrics = middleware::from_fn_with_state(state.clone(), record_metrics);
@@ -123,6 +126,8 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        // Outermost, so that it wraps the body as it came off the connection.
+        .layer(middleware::map_request(unread_body::read_unread_bodies))
         .with_state(state)
 }
 

@@ -68,6 +68,13 @@ replay_cache_per_partner = 100000
 # Region assumed for phone numbers written without a country code (ISO 3166 code).
 default_phone_region = "US"
 
+[exchange]
+# The first day (UTC) of the program. Contact, outcome and case times and
+# consent periods before it are refused (400 naming the field), and export
+# windows and aggregate months start no earlier. Not before 2000-01-01, the
+# default; set it to the day your program began.
+program_start = "2000-01-01"
+
 [policy]
 # The Rego policy bundle (an OPA bundle directory), relative to this file's
 # directory. The gateway refuses to start unless it passes its own tests; SIGHUP
