@@ -12,9 +12,10 @@ use sqlx::Row as _;
 
 use crate::backend_tests;
 use crate::helpers::{
-    AppOptions, Backend, TestApp, assert_problem, claims_for, example_keys, rfc3339_from_now,
-    sign_as, spawn_app, spawn_app_with,
+    AppOptions, Backend, TestApp, assert_problem, example_keys, rfc3339_from_now, spawn_app,
+    spawn_app_with,
 };
+use crate::reads::token;
 
 backend_tests!(
     dates_out_of_range_name_the_field_and_store_nothing,
@@ -36,10 +37,6 @@ async fn spawn_with_program_start(backend: Backend) -> TestApp {
         },
     )
     .await
-}
-
-fn token(partner: &str) -> String {
-    sign_as(partner, &claims_for(partner))
 }
 
 async fn post(app: &TestApp, path: &str, partner: &str, body: &Value) -> reqwest::Response {
