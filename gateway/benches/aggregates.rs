@@ -165,34 +165,12 @@ async fn bench_backend(label: &str, url: &str, referrals: usize, runs: usize, po
         config.dp.enabled = dp;
         config.dp.epsilon_per_month = 1000.0;
         config.dp.default_epsilon = 0.001;
-        let aggregates = Aggregates {
-            store: &store,
-            policy,
-            config: &config,
-            clock: &SystemClock,
-        };
-        let purpose: Purpose = "PERFMSR".parse().expect("a purpose");
-        let asker = Asker {
-            partner: "pd",
-            kind: PartnerKind::Police,
-            purpose: &purpose,
-        };
         let params = [("from", from), ("to", to), ("group_by", group_by)];
-        let request = AggregateRequest::parse(
-            &params,
-            &config,
-            crosswalk::config::EARLIEST_PROGRAM_START,
-            chrono::DateTime::from(std::time::UNIX_EPOCH + Duration::from_hours(500_000)),
-        )
-        .expect("a valid request");
         let mut times = Vec::with_capacity(runs);
         let mut cells = 0;
         for _ in 0..runs {
             let started = Instant::now();
-            let table = aggregates
-                .outcomes(&asker, &request)
-                .await
-                .expect("a table");
+            let table = ask_as_pd(&store, policy, &config, &params).await;
             times.push(started.elapsed());
             cells = table.rows.len();
         }
@@ -212,37 +190,51 @@ async fn bench_backend(label: &str, url: &str, referrals: usize, runs: usize, po
 /// would (issue 15 point 5), and prints what that took: every table measured
 /// afterwards is counted from the settled copy.
 async fn settle_all(store: &Store, policy: &Policy) {
-    let config = AggregatesConfig::default();
-    let aggregates = Aggregates {
+    let started = Instant::now();
+    ask_as_pd(
         store,
         policy,
-        config: &config,
-        clock: &SystemClock,
-    };
+        &AggregatesConfig::default(),
+        &[("from", "2024-01"), ("to", "2025-12")],
+    )
+    .await;
+    println!(
+        "settled 24 months (and counted them by month): {:.1}s ({})",
+        started.elapsed().as_secs_f64(),
+        load()
+    );
+}
+
+/// `GET /v1/aggregates/outcomes?params` as `pd` (purpose PERFMSR), at an
+/// instant by which every month of the data has settled.
+async fn ask_as_pd(
+    store: &Store,
+    policy: &Policy,
+    config: &AggregatesConfig,
+    params: &[(&str, &str)],
+) -> crosswalk::aggregates::AggregateTable {
     let purpose: Purpose = "PERFMSR".parse().expect("a purpose");
     let asker = Asker {
         partner: "pd",
         kind: PartnerKind::Police,
         purpose: &purpose,
     };
-    let params = [("from", "2024-01"), ("to", "2025-12")];
     let request = AggregateRequest::parse(
-        &params,
-        &config,
+        params,
+        config,
         crosswalk::config::EARLIEST_PROGRAM_START,
         chrono::DateTime::from(std::time::UNIX_EPOCH + Duration::from_hours(500_000)),
     )
     .expect("a valid request");
-    let started = Instant::now();
-    aggregates
-        .outcomes(&asker, &request)
-        .await
-        .expect("a table");
-    println!(
-        "settled 24 months (and counted them by month): {:.1}s ({})",
-        started.elapsed().as_secs_f64(),
-        load()
-    );
+    Aggregates {
+        store,
+        policy,
+        config,
+        clock: &SystemClock,
+    }
+    .outcomes(&asker, &request)
+    .await
+    .expect("a table")
 }
 
 /// Bulk rows: one subject and identity that every referral points at (the

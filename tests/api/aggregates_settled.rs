@@ -17,6 +17,7 @@ use crate::reads::token;
 backend_tests!(
     a_published_month_does_not_move_when_an_outcome_is_recorded,
     an_unsettled_month_is_refused_naming_when_it_settles,
+    a_months_table_is_the_same_whatever_range_it_is_asked_in,
 );
 
 async fn record_outcome(app: &crate::helpers::TestApp, referral: &str, kind: &str) {
@@ -149,4 +150,35 @@ async fn an_unsettled_month_is_refused_naming_when_it_settles(backend: Backend) 
             .expect("count");
         assert_eq!(n, 0, "{table}");
     }
+}
+
+/// The curious partner's second request: the same month inside a longer
+/// range (whose other month has a district this one lacks) must give the same
+/// rows as the month alone — a month's table depends on the month only.
+async fn a_months_table_is_the_same_whatever_range_it_is_asked_in(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut seeds: Vec<Seed> = uncontacted(2, "north", 20).collect();
+    seeds.extend(uncontacted(3, "east", 15));
+    seed(&app, &seeds).await;
+    let (m2, m3) = (month_text(2), month_text(3));
+    let alone = table(
+        &app,
+        "pd",
+        &format!("from={m2}&to={m2}&group_by=district,outcome"),
+    )
+    .await;
+    let ranged = table(
+        &app,
+        "county-health",
+        &format!("from={m3}&to={m2}&group_by=district,outcome"),
+    )
+    .await;
+    let of_m2: Vec<&Value> = ranged["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|r| r["month"] == json!(m2))
+        .collect();
+    let alone: Vec<&Value> = alone["rows"].as_array().expect("rows").iter().collect();
+    assert_eq!(of_m2, alone, "{m2} inside a range differs from {m2} alone");
 }

@@ -24,9 +24,7 @@ use serde_json::Value;
 use sqlx::Row as _;
 
 use crate::backend_tests;
-use crate::helpers::{
-    AppOptions, Backend, TestApp, claims_for, rfc3339_from_now, run_cli, sign_as, spawn_app_with,
-};
+use crate::helpers::{AppOptions, Backend, TestApp, run_cli, spawn_app_with};
 
 backend_tests!(a_batch_killed_mid_stream_keeps_what_it_acknowledged);
 
@@ -44,25 +42,11 @@ const MAX_KILL_DELAY: Duration = Duration::from_millis(600);
 const KEY: &str = "crash-batch-1";
 
 fn token() -> String {
-    sign_as("pd", &claims_for("pd"))
+    crate::reads::token("pd")
 }
 
 fn referral_line(person: &crosswalk::normalize::IdentityInput) -> Vec<u8> {
-    let referral = serde_json::json!({
-        "subject": {
-            "given_name": person.given_name,
-            "surname": person.surname,
-            "dob": person.dob,
-            "sex": person.sex,
-            "address": {"street": person.street, "city": person.city, "state": person.state, "zip": person.zip},
-            "phone": person.phone,
-            "email": person.email,
-        },
-        "contact_at": rfc3339_from_now(-3600),
-        "district": "d7",
-        "resources": ["homelessness"],
-    });
-    format!("{referral}\n").into_bytes()
+    format!("{}\n", crate::exchange::synthetic_referral(person)).into_bytes()
 }
 
 async fn count(pool: &sqlx::AnyPool, sql: &str) -> usize {

@@ -625,7 +625,7 @@ async fn a_batch_answers_every_line_in_order(backend: Backend) {
 }
 
 /// A referral for a synthetic person (realistic names, addresses, phones).
-fn synthetic_referral(person: &IdentityInput) -> Value {
+pub(crate) fn synthetic_referral(person: &IdentityInput) -> Value {
     json!({
         "subject": {
             "given_name": person.given_name,

@@ -56,6 +56,23 @@ fn corrupt(_: serde_json::Error) -> AggregateError {
     })
 }
 
+/// The table this request made, if it is the one kept for the key (`None`
+/// when it made none, or another request kept one first).
+async fn keep_if_first(
+    tx: &mut Tx<'static>,
+    month: &str,
+    grouping: &str,
+    epsilon_micro: i64,
+    made: Option<NoisyTable>,
+    now: i64,
+) -> Result<Option<NoisyTable>, StoreError> {
+    let Some(made) = made else {
+        return Ok(None);
+    };
+    let kept = budget::keep_noisy_table(tx, month, grouping, epsilon_micro, &made, now).await?;
+    Ok(kept.then_some(made))
+}
+
 fn parse(stored: &NoisyTable) -> Result<MonthTable, AggregateError> {
     Ok(MonthTable {
         categories: serde_json::from_str(&stored.categories).map_err(corrupt)?,
@@ -100,14 +117,8 @@ impl NoisyMonths<'_> {
         let mut spent_micro = 0;
         for (data, made) in months.iter().zip(fresh) {
             let name = data.month.to_string();
-            let kept = match &made {
-                Some(made) => {
-                    budget::keep_noisy_table(&mut tx, &name, &grouping, epsilon_micro, made, now)
-                        .await?
-                }
-                None => false,
-            };
-            if kept {
+            let kept = keep_if_first(&mut tx, &name, &grouping, epsilon_micro, made, now).await?;
+            if let Some(made) = kept {
                 let spent = match budget::spend(&mut tx, &name, epsilon_micro, cap).await? {
                     Ok(spent) => spent,
                     Err(spent) => {
@@ -139,11 +150,7 @@ impl NoisyMonths<'_> {
                     table: "made",
                     epsilon_remaining: from_micro(cap - spent),
                 });
-                tables.push(parse(made.as_ref().ok_or(AggregateError::Store(
-                    StoreError::Corrupt {
-                        what: "a kept table has no counts",
-                    },
-                ))?)?);
+                tables.push(parse(&made)?);
             } else {
                 let stored = budget::noisy_table(&mut tx, &name, &grouping, epsilon_micro)
                     .await?
