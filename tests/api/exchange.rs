@@ -36,7 +36,7 @@ fn token(partner: &str) -> String {
 }
 
 /// A referral with only the required fields.
-fn minimal(given: &str, surname: &str) -> Value {
+pub(crate) fn minimal(given: &str, surname: &str) -> Value {
     json!({
         "subject": {"given_name": given, "surname": surname},
         "contact_at": rfc3339_from_now(-3600),
@@ -69,7 +69,12 @@ fn full(given: &str, surname: &str) -> Value {
     })
 }
 
-async fn post(app: &TestApp, path: &str, partner: &str, body: &Value) -> reqwest::Response {
+pub(crate) async fn post(
+    app: &TestApp,
+    path: &str,
+    partner: &str,
+    body: &Value,
+) -> reqwest::Response {
     app.client
         .post(app.url(path))
         .bearer_auth(token(partner))
@@ -537,7 +542,7 @@ async fn only_police_submit_referrals(backend: Backend) {
 }
 
 /// Sends an NDJSON body and returns the result lines.
-async fn batch(app: &TestApp, body: String, key: Option<&str>) -> Vec<Value> {
+pub(crate) async fn batch(app: &TestApp, body: String, key: Option<&str>) -> Vec<Value> {
     let mut request = app
         .client
         .post(app.url("/v1/referrals/batch"))

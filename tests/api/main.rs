@@ -12,6 +12,7 @@ mod auth;
 mod bounds;
 mod connections;
 mod consents;
+mod contract;
 mod crash;
 mod cycle;
 mod demo;

@@ -273,6 +273,40 @@ impl Month {
         Ok(())
     }
 
+    /// The latest month whose table may be asked for at `now`: the one whose
+    /// settling cut-off (`settle_days` after it ends) has passed.
+    pub fn latest_settled(now: DateTime<Utc>, settle_days: u32) -> Self {
+        let mut month = Self::of(now);
+        while now.timestamp_micros() < month.cutoff_micros(settle_days) {
+            month = month.previous();
+        }
+        month
+    }
+
+    pub fn year(self) -> i32 {
+        self.year
+    }
+
+    /// 1 to 12.
+    pub fn month(self) -> u32 {
+        self.month
+    }
+
+    #[must_use]
+    pub fn previous(self) -> Self {
+        if self.month == 1 {
+            Self {
+                year: self.year - 1,
+                month: 12,
+            }
+        } else {
+            Self {
+                year: self.year,
+                month: self.month - 1,
+            }
+        }
+    }
+
     pub fn of(at: DateTime<Utc>) -> Self {
         Self {
             year: at.year(),

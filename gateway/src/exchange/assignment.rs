@@ -38,6 +38,7 @@ pub struct AssignmentRequest {
     pub reason: String,
     /// The CBO to move it to; without it the routing rules choose.
     #[serde(default)]
+    #[schema(pattern = r"^[a-z0-9-]{1,64}$")]
     pub assign_to: Option<String>,
 }
 

@@ -32,8 +32,13 @@ use crate::store::cases::{NewCase, insert_case};
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaseRequest {
+    #[serde(deserialize_with = "input::object")]
     pub subject: SubjectRequest,
-    /// The partner's own case or record number (sealed).
+    /// The partner's own case or record number (sealed; at most 64
+    /// characters, no control characters).
+    #[schema(
+        pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]{0,62}[^\s\x00-\x1f\x7f-\x9f])?\s*$"
+    )]
     pub case_ref: String,
     #[schema(value_type = Program)]
     pub program: String,

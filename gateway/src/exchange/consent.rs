@@ -78,30 +78,38 @@ const MAX_LIST: usize = 32;
 pub struct ConsentRequest {
     /// A CBO: the referral assigned to it that the person was referred on.
     #[serde(default)]
+    #[schema(pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub referral: Option<String>,
     /// A health partner: its own case status about the person.
     #[serde(default)]
+    #[schema(pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub case: Option<String>,
-    /// Partner kinds (`police`, `cbo`, `health`) and/or partner ids.
+    /// Partner kinds (`police`, `cbo`, `health`) and/or partner ids: 1-32.
+    #[schema(min_items = 1, max_items = 32, inline, value_type = Vec<input::PartnerIdText>)]
     pub recipients: Vec<String>,
-    /// HL7 `PurposeOfUse` codes.
-    #[schema(value_type = Vec<ConsentPurpose>)]
+    /// HL7 `PurposeOfUse` codes: 1-32 (a repeat counts once).
+    #[schema(value_type = Vec<ConsentPurpose>, min_items = 1, max_items = 32)]
     pub purposes: Vec<String>,
-    /// Catalog field classes the consent covers.
-    #[schema(value_type = Vec<ConsentClass>)]
+    /// Catalog field classes the consent covers: 1-32 (a repeat counts once).
+    #[schema(value_type = Vec<ConsentClass>, min_items = 1, max_items = 32)]
     pub classes: Vec<String>,
+    #[serde(deserialize_with = "input::object")]
     pub period: PeriodRequest,
     #[schema(value_type = ConsentMethod)]
     pub method: String,
     /// `sha256:<64 hex>` or `blake3:<64 hex>`: the hash of the signed form.
-    #[schema(example = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")]
+    #[schema(
+        example = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        pattern = r"^(?:sha256|blake3):[0-9a-f]{64}$"
+    )]
     pub evidence_hash: String,
     /// The 42 CFR Part 2 elements; required when `classes` has `substance_use`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "input::optional_object")]
     pub part2: Option<Part2Request>,
     /// The partner whose records the consent opens. Optional: it is always
     /// the recorder, and any other value is refused.
     #[serde(default)]
+    #[schema(pattern = r"^[a-z0-9-]{1,64}$")]
     pub discloser: Option<String>,
 }
 
@@ -123,7 +131,8 @@ pub struct PeriodRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Part2Request {
-    /// The partner ids named to receive substance-use information.
+    /// The partner ids named to receive substance-use information: 1-32.
+    #[schema(min_items = 1, max_items = 32, inline, value_type = Vec<input::PartnerIdText>)]
     pub recipients: Vec<String>,
     /// The person was told of their right to revoke: must be `true`.
     pub right_to_revoke: bool,

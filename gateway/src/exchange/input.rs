@@ -14,6 +14,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use serde::Deserialize as _;
 use serde::de::DeserializeOwned;
 
 use super::vocabulary::Code;
@@ -28,6 +29,25 @@ pub const MAX_IDENTIFIER_CHARS: usize = 200;
 pub const MAX_DISTRICT_CHARS: usize = 32;
 /// How many resource categories one referral may request (there are 20).
 pub const MAX_RESOURCES: usize = 20;
+
+/// The form of a partner id in the OpenAPI document, for lists of them
+/// (`crate::config::is_valid_partner_id`). Which partners exist is not
+/// published.
+pub struct PartnerIdText;
+
+/// What a partner id looks like.
+pub const PARTNER_ID_PATTERN: &str = "^[a-z0-9-]{1,64}$";
+
+impl utoipa::PartialSchema for PartnerIdText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(PARTNER_ID_PATTERN))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PartnerIdText {}
 
 /// One field that is wrong, and why. The message never quotes the value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,10 +102,11 @@ impl fmt::Display for Invalid {
 /// The path used for a problem with the document as a whole.
 pub const BODY: &str = "(body)";
 
-/// Reads `bytes` as `T`, or names the first field serde could not read.
+/// Reads `bytes` as `T`, or names the first field serde could not read. The
+/// body must be a JSON object (see [`object`]).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Invalid> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+    let Object(value) = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = sanitize_path(&e.path().to_string());
         let (field, problem) = describe(&path, e.inner());
         Invalid::field(field, problem)
@@ -94,6 +115,54 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Invalid> {
         .end()
         .map_err(|e| Invalid::field(BODY, format!("not valid JSON ({})", position(&e))))?;
     Ok(value)
+}
+
+/// A `T` read from a JSON object only.
+///
+/// serde's derived structs also accept a JSON array of the field values in
+/// order (`"address": [null, null]`), which the OpenAPI document does not allow
+/// and no client means. Request bodies and their nested objects are read
+/// through this (the body by [`parse_json`], nested fields with
+/// `#[serde(deserialize_with = "input::object")]` or [`optional_object`]).
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        object(deserializer).map(Object)
+    }
+}
+
+/// `deserialize_with` for a field holding an object: see [`Object`].
+pub fn object<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+}
+
+/// `deserialize_with` for an optional field holding an object or `null`.
+pub fn optional_object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    Ok(Option::<Object<T>>::deserialize(deserializer)?.map(|Object(value)| value))
+}
+
+struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+    }
 }
 
 /// serde's message turned into (field, problem) without the value it may quote.

@@ -38,8 +38,12 @@ pub struct OutcomeRequest {
     #[serde(default)]
     #[schema(value_type = Option<ResourceCategory>)]
     pub resource: Option<String>,
-    /// The case worker's notes (sealed; at most 2,000 characters).
+    /// The case worker's notes (sealed; at most 2,000 characters; line
+    /// breaks and tabs, no other control characters).
     #[serde(default)]
+    #[schema(
+        pattern = r"^\s*[^\s\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f](?:[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]{0,1998}[^\s\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f])?\s*$"
+    )]
     pub notes: Option<String>,
 }
 

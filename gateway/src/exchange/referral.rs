@@ -21,33 +21,50 @@ use crate::normalize::NormalizeOptions;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReferralRequest {
-    /// CAD call or report number (sealed).
+    /// CAD call or report number (sealed; at most 64 characters, no control
+    /// characters).
     #[serde(default)]
+    #[schema(
+        pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]{0,62}[^\s\x00-\x1f\x7f-\x9f])?\s*$"
+    )]
     pub cad_number: Option<String>,
-    /// The referring officer's identifier (sealed).
+    /// The referring officer's identifier (sealed; like `cad_number`).
     #[serde(default)]
+    #[schema(
+        pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]{0,62}[^\s\x00-\x1f\x7f-\x9f])?\s*$"
+    )]
     pub officer_id: Option<String>,
+    #[serde(deserialize_with = "input::object")]
     pub subject: SubjectRequest,
     /// When the police contact happened (RFC 3339 with an offset): not
-    /// before `exchange.program_start`, not in the future.
+    /// before `exchange.program_start`, not in the future. The pattern admits
+    /// whole months in that range (see `/openapi.json`'s note on dates).
     #[schema(example = "2026-03-14T09:30:00-07:00")]
     pub contact_at: String,
-    /// Police district or beat code: letters, digits, ` `, `-`, `_`, `.`.
-    #[schema(example = "south")]
+    /// Police district or beat code: 1-32 letters, digits, ` `, `-`, `_`, `.`.
+    #[schema(
+        example = "south",
+        pattern = r"^\s*[A-Za-z0-9._-](?:[A-Za-z0-9 ._-]{0,30}[A-Za-z0-9._-])?\s*$"
+    )]
     pub district: String,
     #[serde(default)]
     pub arrested: Option<bool>,
-    /// Brief description of the circumstances (sealed; at most 2,000 characters).
+    /// Brief description of the circumstances (sealed; at most 2,000
+    /// characters; line breaks and tabs, no other control characters).
     #[serde(default)]
+    #[schema(
+        pattern = r"^\s*[^\s\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f](?:[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]{0,1998}[^\s\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f])?\s*$"
+    )]
     pub circumstances: Option<String>,
-    /// One or more resource categories.
-    #[schema(value_type = Vec<ResourceCategory>)]
+    /// One to 20 resource categories, each once.
+    #[schema(value_type = Vec<ResourceCategory>, min_items = 1, max_items = 20)]
     pub resources: Vec<String>,
     #[serde(default)]
     #[schema(value_type = Option<FollowUpBy>)]
     pub follow_up_by: Option<String>,
     /// A CBO partner id; without it the routing rules choose.
     #[serde(default)]
+    #[schema(pattern = r"^[a-z0-9-]{1,64}$", example = "cbo-north")]
     pub assign_to: Option<String>,
 }
 

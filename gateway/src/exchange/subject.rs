@@ -14,19 +14,45 @@ use crate::normalize::{Identity, IdentityInput, NormalizeOptions, normalize};
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubjectRequest {
+    /// At most 200 characters, with at least one letter besides a title.
+    #[schema(max_length = 200, pattern = r"[^\W\d_]", example = "Sample")]
     pub given_name: String,
+    /// Like `given_name`.
+    #[schema(max_length = 200, pattern = r"[^\W\d_]", example = "Person-Demo")]
     pub surname: String,
     /// Date of birth as typed: `1984-03-07`, `03/07/1984`, `3/7/84`, ...;
-    /// from 1900-01-01 to today.
+    /// from 1900-01-01 to today. The pattern states the ISO form for whole
+    /// months in that range.
     #[serde(default)]
+    #[schema(example = "1990-01-01")]
     pub dob: Option<String>,
+    /// `F`, `M`, `X` (other) or `U` (unknown), or `female`, `male`, `other`,
+    /// `unknown`; the server also reads common spellings in any case
+    /// (`woman`, `nonbinary`, `unk`).
     #[serde(default)]
+    #[schema(
+        pattern = r"^(?:F|M|X|U|female|male|other|unknown)$",
+        example = "female"
+    )]
     pub sex: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::input::optional_object")]
     pub address: Option<AddressRequest>,
+    /// A US or Canadian number with an area code, as typed (`(916) 555-0142`,
+    /// `+1 916 555 0142`); the pattern states that form, and the server also
+    /// reads other countries' numbers in E.164. Numbers that do not exist
+    /// (an unassigned area code) are refused.
     #[serde(default)]
+    #[schema(
+        pattern = r"^(?:\+1 ?)?(?:\([2-9][0-9]{2}\)|[2-9][0-9]{2})[ .-]?[2-9][0-9]{2}[ .-]?[0-9]{4}$",
+        example = "(916) 555-0142"
+    )]
     pub phone: Option<String>,
     #[serde(default)]
+    #[schema(
+        max_length = 200,
+        pattern = r"^[a-z0-9]+(?:[._+-][a-z0-9]+)*@[a-z0-9]+(?:-[a-z0-9]+)*(?:\.[a-z0-9]+(?:-[a-z0-9]+)*)*\.[a-z]{2,12}$",
+        example = "sample.person@example.org"
+    )]
     pub email: Option<String>,
 }
 
@@ -34,12 +60,25 @@ pub struct SubjectRequest {
 #[serde(deny_unknown_fields)]
 pub struct AddressRequest {
     #[serde(default)]
+    #[schema(
+        max_length = 200,
+        pattern = r"[A-Za-z0-9]",
+        example = "123 N. Main St., Apt 4"
+    )]
     pub street: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 200, pattern = r"[A-Za-z]", example = "Stockton")]
     pub city: Option<String>,
+    /// A US state or territory: its USPS code (the pattern) or its name.
     #[serde(default)]
+    #[schema(max_length = 200, example = "CA")]
     pub state: Option<String>,
+    /// Five digits, or ZIP+4.
     #[serde(default)]
+    #[schema(
+        pattern = r"^\s*(?!00000)[0-9]{5}(?:[- ]?[0-9]{4})?\s*$",
+        example = "95202"
+    )]
     pub zip: Option<String>,
 }
 

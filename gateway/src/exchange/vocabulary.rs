@@ -32,7 +32,7 @@ macro_rules! vocabulary {
         $(#[$meta])*
         #[derive(
             Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord,
-            serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+            serde::Serialize, serde::Deserialize,
         )]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $code)] $variant),+
@@ -53,7 +53,29 @@ macro_rules! vocabulary {
                 f.write_str(self.as_str())
             }
         }
+
+        // Written out rather than derived: utoipa's derive does not see a
+        // `rename` that a macro passes in and documented the variant names
+        // (`Cbo`) where the wire has the codes (`cbo`). The codes come from
+        // `ALL`, the same list parsing uses, so the schema cannot drift.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                code_schema(Self::ALL.iter().map(|c| c.as_str()))
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
+}
+
+/// A string schema whose only values are `codes`.
+fn code_schema(
+    codes: impl Iterator<Item = &'static str>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(codes))
+        .into()
 }
 
 vocabulary! {

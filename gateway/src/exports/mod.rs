@@ -147,6 +147,7 @@ impl From<sqlx::Error> for ExportError {
 #[serde(deny_unknown_fields)]
 pub struct ExportRequest {
     /// The study id (`[studies.ID]` in the configuration).
+    #[schema(pattern = r"^[a-z0-9-]{1,64}$", example = "demo-study")]
     pub study: String,
     /// First contact date included (YYYY-MM-DD, UTC), not before the program
     /// start (`exchange.program_start`); default: the program start.
@@ -156,11 +157,14 @@ pub struct ExportRequest {
     /// today; default: today.
     #[serde(default)]
     pub to: Option<String>,
-    /// Any of `referrals`, `outcomes`, `case_status`; default all three.
+    /// Any of `referrals`, `outcomes`, `case_status`, each once; default all
+    /// three.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<tables::Table>>, min_items = 1, max_items = 3)]
     pub tables: Option<Vec<String>>,
     /// `csv` (default) or `ndjson`.
     #[serde(default)]
+    #[schema(value_type = Option<tables::Format>)]
     pub format: Option<String>,
 }
 
@@ -434,17 +438,20 @@ impl Exports {
     ) -> Result<Started, ExportError> {
         let request: ExportRequest = {
             let de = &mut serde_json::Deserializer::from_slice(body);
-            serde_path_to_error::deserialize(de).map_err(|e| {
-                let path = e.path().to_string();
-                let field = if path == "." { "body".to_owned() } else { path };
-                let inner = e.into_inner();
-                let problem = if inner.is_syntax() || inner.is_eof() {
-                    "is not valid JSON".to_owned()
-                } else {
-                    inner.to_string()
-                };
-                ExportError::Invalid(vec![(field, problem)])
-            })?
+            // An object only, like every request body (`input::Object`).
+            serde_path_to_error::deserialize(de)
+                .map(|crate::exchange::input::Object(request)| request)
+                .map_err(|e| {
+                    let path = e.path().to_string();
+                    let field = if path == "." { "body".to_owned() } else { path };
+                    let inner = e.into_inner();
+                    let problem = if inner.is_syntax() || inner.is_eof() {
+                        "is not valid JSON".to_owned()
+                    } else {
+                        inner.to_string()
+                    };
+                    ExportError::Invalid(vec![(field, problem)])
+                })?
         };
         let mut problems = Vec::new();
         let today = self.clock.now().date_naive();

@@ -39,7 +39,7 @@ use super::study::{QuasiIdentifier, StudyMode};
 use crate::policy::{Decision, FieldAction};
 
 /// The tables an export can contain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Table {
     Referrals,
@@ -72,7 +72,7 @@ impl Table {
 }
 
 /// The file format of the tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     Csv,

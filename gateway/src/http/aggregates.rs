@@ -41,9 +41,9 @@ const PARAMETERS: [&str; 4] = ["from", "to", "group_by", "epsilon"];
 #[utoipa::path(get, path = "/v1/aggregates/outcomes", tag = "aggregates",
     security(("partner_token" = [])),
     params(
-        ("from" = String, Query, description = "First month, YYYY-MM: not before the month of `exchange.program_start`"),
-        ("to" = String, Query, description = "Last month, YYYY-MM: not before `from`, and settled (`aggregates.settle_days` after it ended)"),
-        ("group_by" = Option<String>, Query, description = "Comma-separated: district, resource, outcome, assigned_cbo (month is always a grouping)"),
+        ("from" = String, Query, pattern = r"^[0-9]{4}-(?:0[1-9]|1[0-2])$", description = "First month, YYYY-MM: not before the month of `exchange.program_start`"),
+        ("to" = String, Query, pattern = r"^[0-9]{4}-(?:0[1-9]|1[0-2])$", description = "Last month, YYYY-MM: not before `from`, and settled (`aggregates.settle_days` after it ended)"),
+        ("group_by" = Option<String>, Query, pattern = r"^(?:month|district|resource|outcome|assigned_cbo)(?:,(?:month|district|resource|outcome|assigned_cbo))*$", description = "Comma-separated: district, resource, outcome, assigned_cbo (month is always a grouping)"),
         ("epsilon" = Option<f64>, Query, description = "With differential privacy on: the epsilon each month's table is noised at (default from the configuration); spent only for tables not made before"),
         ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default PERFMSR"),
     ),

@@ -136,12 +136,12 @@ struct EntriesQuery {
 #[utoipa::path(get, path = "/v1/audit/entries", tag = "audit",
     security(("partner_token" = [])),
     params(
-        ("from" = Option<String>, Query, description = "Entries at or after this RFC 3339 time"),
-        ("to" = Option<String>, Query, description = "Entries before this RFC 3339 time"),
-        ("actor" = Option<String>, Query, description = "Only this actor (a partner id, `gateway`, `operator` or `unauthenticated`)"),
-        ("action" = Option<String>, Query, description = "Only this action, e.g. `refusal`, `audit.read`, `partner.change`"),
-        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
-        ("limit" = Option<u32>, Query, description = "Entries per page, 1-1000 (default 100)"),
+        ("from" = Option<String>, Query, format = DateTime, description = "Entries at or after this RFC 3339 time"),
+        ("to" = Option<String>, Query, format = DateTime, description = "Entries before this RFC 3339 time; later than `from`"),
+        ("actor" = Option<String>, Query, pattern = r"^[a-z0-9-]{1,64}$", description = "Only this actor (a partner id, `gateway`, `operator` or `unauthenticated`)"),
+        ("action" = Option<String>, Query, pattern = r"^[a-z0-9._-]{1,64}$", description = "Only this action, e.g. `refusal`, `audit.read`, `partner.change`"),
+        ("cursor" = Option<i64>, Query, minimum = 0, description = "The `next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Entries per page (default 100)"),
         ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code (default HOPERAT)"),
     ),
     responses(

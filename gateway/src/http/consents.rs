@@ -72,7 +72,7 @@ pub(crate) async fn create_consent(
 #[utoipa::path(post, path = "/v1/consents/{id}/revoke", tag = "consents",
     security(("partner_token" = [])),
     params(
-        ("id" = String, Path, description = "The consent id"),
+        ("id" = String, Path, pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The consent id"),
         ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default CAREMGT"),
     ),
     responses(
@@ -119,7 +119,7 @@ fn wants_fhir(headers: &HeaderMap) -> bool {
 #[utoipa::path(get, path = "/v1/consents/{id}", tag = "consents",
     security(("partner_token" = [])),
     params(
-        ("id" = String, Path, description = "The consent id"),
+        ("id" = String, Path, pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The consent id"),
         ("Accept" = Option<String>, Header, description = "application/fhir+json for a FHIR R4 Consent"),
         ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default CAREMGT (HOPERAT for an admin)"),
     ),

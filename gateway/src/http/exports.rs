@@ -128,7 +128,7 @@ pub(crate) async fn create_export(
 #[utoipa::path(get, path = "/v1/exports/{id}", tag = "exports",
     security(("partner_token" = [])),
     params(
-        ("id" = String, Path, description = "The export id"),
+        ("id" = String, Path, pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The export id"),
         ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; checked for form only"),
     ),
     responses(
@@ -189,7 +189,7 @@ pub struct ManifestBody {
 #[utoipa::path(get, path = "/v1/exports/{id}/manifest", tag = "exports",
     security(("partner_token" = [])),
     params(
-        ("id" = String, Path, description = "The export id"),
+        ("id" = String, Path, pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The export id"),
         ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; checked for form only"),
     ),
     responses(

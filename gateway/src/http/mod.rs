@@ -21,6 +21,7 @@ mod exports;
 pub mod metrics;
 mod ndjson;
 pub mod openapi;
+mod openapi_ranges;
 pub mod problem;
 mod purpose;
 mod reads;

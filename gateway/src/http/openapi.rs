@@ -2,7 +2,10 @@
 //! `/openapi.json`. Add each new handler to `paths(...)`.
 
 use utoipa::Modify;
+use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -51,7 +54,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         crate::exports::Started,
         crate::exports::ExportRequest
     )),
-    modifiers(&PartnerToken)
+    modifiers(&PartnerToken, &PurposeHeader)
 )]
 pub struct ApiDoc;
 
@@ -71,4 +74,86 @@ impl Modify for PartnerToken {
             ),
         );
     }
+}
+
+/// What every operation shares, stated once: the `X-Purpose-Of-Use` header's
+/// schema (the form [`super::purpose`] checks, never null; which codes allow
+/// what is the policy's decision, so it lists none) and the problems any
+/// operation can answer with besides its own — 400 for a malformed purpose
+/// header, 401 without a valid token, 413 and 415 for a body too large or not
+/// of the documented type.
+struct PurposeHeader;
+
+/// What `X-Purpose-Of-Use` must look like.
+pub(crate) const PURPOSE_PATTERN: &str = "^[A-Z]{2,16}$";
+
+impl Modify for PurposeHeader {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let mut has_purpose = false;
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if parameter.parameter_in == ParameterIn::Header
+                        && parameter
+                            .name
+                            .eq_ignore_ascii_case(super::auth::PURPOSE_OF_USE)
+                    {
+                        has_purpose = true;
+                        parameter.schema = Some(
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .pattern(Some(PURPOSE_PATTERN))
+                                .examples(["CAREMGT"])
+                                .into(),
+                        );
+                    }
+                }
+                let authenticated = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let has_body = operation.request_body.is_some();
+                let responses = &mut operation.responses.responses;
+                for (status, applies, description) in [
+                    (
+                        "400",
+                        has_purpose,
+                        "The X-Purpose-Of-Use header is not valid",
+                    ),
+                    ("401", authenticated, "No valid partner token"),
+                    (
+                        "413",
+                        has_body,
+                        "The body is larger than the gateway accepts",
+                    ),
+                    (
+                        "415",
+                        has_body,
+                        "The body is not of the documented media type",
+                    ),
+                ] {
+                    if applies && !responses.contains_key(status) {
+                        responses.insert(status.to_owned(), problem_response(description));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A response whose body is a [`super::problem::Problem`].
+fn problem_response(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .into()
 }

@@ -184,9 +184,9 @@ pub struct ReferralPageBody {
 #[utoipa::path(get, path = "/v1/referrals", tag = "referrals",
     security(("partner_token" = [])),
     params(
-        ("status" = Option<String>, Query, description = "Only referrals in this status (new, contact_attempted, contacted, engaged, service_connected, declined, unable_to_locate, closed); only for partners the policy releases the status to"),
-        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
-        ("limit" = Option<u32>, Query, description = "Referrals per page, 1-200 (default 50)"),
+        ("status" = Option<crate::exchange::vocabulary::ReferralStatus>, Query, description = "Only referrals in this status; only for partners the policy releases the status to"),
+        ("cursor" = Option<String>, Query, pattern = r"^[A-Za-z0-9_-]{1,128}$", description = "The `next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Referrals per page (default 50)"),
         ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default CAREMGT (HOPERAT for an admin, HRESCH for an evaluator)"),
     ),
     responses(
@@ -246,7 +246,7 @@ pub(crate) async fn list_referrals(
 #[utoipa::path(get, path = "/v1/referrals/{id}", tag = "referrals",
     security(("partner_token" = [])),
     params(
-        ("id" = String, Path, description = "The referral id"),
+        ("id" = String, Path, pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The referral id"),
         ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default CAREMGT (HOPERAT for an admin, HRESCH for an evaluator)"),
     ),
     responses(
@@ -306,7 +306,7 @@ pub struct CaseStatusBody {
 #[utoipa::path(get, path = "/v1/referrals/{id}/case-status", tag = "referrals",
     security(("partner_token" = [])),
     params(
-        ("id" = String, Path, description = "The referral id"),
+        ("id" = String, Path, pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The referral id"),
         ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default CAREMGT"),
     ),
     responses(
@@ -369,10 +369,10 @@ pub struct DisclosurePageBody {
 #[utoipa::path(get, path = "/v1/audit/disclosures", tag = "audit",
     security(("partner_token" = [])),
     params(
-        ("referral" = Option<String>, Query, description = "A referral id: account for its person"),
-        ("case" = Option<String>, Query, description = "Or a case status id: account for its person"),
-        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
-        ("limit" = Option<u32>, Query, description = "Disclosures per page, 1-200 (default 50)"),
+        ("referral" = Option<String>, Query, pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "A referral id: account for its person"),
+        ("case" = Option<String>, Query, pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "Or a case status id: account for its person"),
+        ("cursor" = Option<i64>, Query, minimum = 0, description = "The `next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Disclosures per page (default 50)"),
         ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default HOPERAT for an admin"),
     ),
     responses(
@@ -472,8 +472,8 @@ pub struct OutcomePageBody {
 #[utoipa::path(get, path = "/v1/outcomes", tag = "outcomes",
     security(("partner_token" = [])),
     params(
-        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
-        ("limit" = Option<u32>, Query, description = "Outcomes per page, 1-200 (default 50)"),
+        ("cursor" = Option<String>, Query, pattern = r"^[A-Za-z0-9_-]{1,128}$", description = "The `next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Outcomes per page (default 50)"),
         ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default CAREMGT"),
     ),
     responses(

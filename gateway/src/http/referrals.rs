@@ -38,7 +38,7 @@ const JSON: &[&str] = &["application/json"];
 #[utoipa::path(post, path = "/v1/referrals", tag = "referrals",
     security(("partner_token" = [])),
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; scoped to the partner"),
+        ("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$", description = "1-255 visible ASCII characters; scoped to the partner"),
         ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default CAREMGT"),
     ),
     request_body(content = crate::exchange::referral::ReferralRequest, content_type = "application/json"),
@@ -128,7 +128,7 @@ fn created(receipt: &ReferralReceipt, replayed: bool) -> Response {
 #[utoipa::path(post, path = "/v1/referrals/{id}/outcomes", tag = "referrals",
     security(("partner_token" = [])),
     params(
-        ("id" = String, Path, description = "The referral id"),
+        ("id" = String, Path, pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The referral id"),
         ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default CAREMGT"),
     ),
     request_body(content = crate::exchange::outcome::OutcomeRequest, content_type = "application/json"),
@@ -164,7 +164,7 @@ pub(crate) async fn create_outcome(
 #[utoipa::path(post, path = "/v1/referrals/{id}/assignment", tag = "referrals",
     security(("partner_token" = [])),
     params(
-        ("id" = String, Path, description = "The referral id"),
+        ("id" = String, Path, pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The referral id"),
         ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default CAREMGT (HOPERAT for an admin)"),
     ),
     request_body(content = crate::exchange::assignment::AssignmentRequest, content_type = "application/json"),

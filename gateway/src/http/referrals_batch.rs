@@ -99,7 +99,7 @@ pub(crate) fn router() -> Router<AppState> {
 #[utoipa::path(post, path = "/v1/referrals/batch", tag = "referrals",
     security(("partner_token" = [])),
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Applies to each line (with its line number)"),
+        ("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$", description = "Applies to each line (with its line number)"),
         ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default CAREMGT"),
     ),
     request_body(content = crate::exchange::referral::ReferralRequest, content_type = "application/x-ndjson",

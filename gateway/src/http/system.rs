@@ -8,7 +8,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
-use utoipa::OpenApi as _;
 
 use super::AppState;
 use super::problem::Problem;
@@ -68,6 +67,9 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 /// This API's OpenAPI 3 description, generated from the code.
 #[utoipa::path(get, path = "/openapi.json", tag = "system",
     responses((status = 200, description = "OpenAPI document", content_type = "application/json")))]
-pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(super::openapi::ApiDoc::openapi())
+pub(crate) async fn openapi(State(state): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
+    Json(super::openapi_ranges::document(
+        &state.config,
+        state.audit.clock.now(),
+    ))
 }

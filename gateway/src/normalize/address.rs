@@ -108,7 +108,7 @@ pub fn normalize_state(input: &str) -> Result<String, String> {
 
 /// USPS codes of the states, DC, the territories and the armed-forces
 /// "states".
-static STATE_CODES: &[&str] = &[
+pub(crate) static STATE_CODES: &[&str] = &[
     "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS",
     "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY",
     "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV",

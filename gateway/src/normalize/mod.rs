@@ -44,6 +44,7 @@ mod text;
 #[cfg(test)]
 mod proptests;
 
+pub(crate) use address::STATE_CODES;
 pub use address::{normalize_state, normalize_street, normalize_zip};
 pub use dob::normalize_dob;
 pub use email::normalize_email;
