@@ -51,7 +51,7 @@
 //! effect on the very next request.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::input::{self, Invalid};
@@ -455,27 +455,72 @@ fn evidence_hash(invalid: &mut Invalid, value: &str) -> Option<String> {
 }
 
 /// A consent as the `consent` resource (the catalog's field names): what the
-/// recorder is told, and what reads shape with the policy.
+/// recorder is told (`201` and the revoke's `200`), and what reads shape with
+/// the policy. The OpenAPI document's schema is this type's, so the two cannot
+/// drift.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConsentRecord {
+    pub id: String,
+    /// The referral a CBO recorded it on (`null` for a health partner's).
+    pub referral_id: Option<String>,
+    /// The case a health partner recorded it on (`null` for a CBO's).
+    pub case_id: Option<String>,
+    /// Partner kinds and partner ids.
+    pub recipients: Vec<String>,
+    #[schema(value_type = Vec<ConsentPurpose>)]
+    pub purposes: Vec<String>,
+    #[schema(value_type = Vec<ConsentClass>)]
+    pub classes: Vec<String>,
+    #[schema(value_type = ConsentMethod)]
+    pub method: String,
+    pub recorded_by: String,
+    pub discloser: String,
+    /// RFC 3339, UTC.
+    pub period_start: String,
+    /// RFC 3339, UTC.
+    pub period_end: String,
+    pub evidence_hash: String,
+    /// RFC 3339, UTC; `null` while in force.
+    pub revoked_at: Option<String>,
+    /// The 42 CFR Part 2 elements; `null` unless it covers substance use.
+    pub part2: Option<Part2Record>,
+}
+
+/// The Part 2 elements of a recorded consent.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Part2Record {
+    pub recipients: Vec<String>,
+    /// Always `true`: a consent without it is refused.
+    pub right_to_revoke: bool,
+}
+
+impl ConsentRecord {
+    pub fn of(row: &ConsentRow) -> Self {
+        Self {
+            id: row.id.clone(),
+            referral_id: row.referral_id.clone(),
+            case_id: row.case_id.clone(),
+            recipients: row.recipients.clone(),
+            purposes: row.purposes.clone(),
+            classes: row.classes.clone(),
+            method: row.method.clone(),
+            recorded_by: row.recorded_by.clone(),
+            discloser: row.discloser.clone(),
+            period_start: rfc3339(row.period_start),
+            period_end: rfc3339(row.period_end),
+            evidence_hash: row.evidence_hash.clone(),
+            revoked_at: row.revoked_at.map(rfc3339),
+            part2: row.part2.then(|| Part2Record {
+                recipients: row.part2_recipients.clone(),
+                right_to_revoke: true,
+            }),
+        }
+    }
+}
+
+/// [`ConsentRecord`] as JSON, for reads that shape it with the policy.
 pub fn consent_record(row: &ConsentRow) -> Value {
-    json!({
-        "id": row.id,
-        "referral_id": row.referral_id,
-        "case_id": row.case_id,
-        "recipients": row.recipients,
-        "purposes": row.purposes,
-        "classes": row.classes,
-        "method": row.method,
-        "recorded_by": row.recorded_by,
-        "discloser": row.discloser,
-        "period_start": rfc3339(row.period_start),
-        "period_end": rfc3339(row.period_end),
-        "evidence_hash": row.evidence_hash,
-        "revoked_at": row.revoked_at.map(rfc3339),
-        "part2": row.part2.then(|| json!({
-            "recipients": row.part2_recipients,
-            "right_to_revoke": true,
-        })),
-    })
+    serde_json::to_value(ConsentRecord::of(row)).unwrap_or(Value::Null)
 }
 
 pub(super) async fn record(

@@ -15,7 +15,7 @@ use super::problem::Problem;
 use super::reads::{ReadFailure, reads};
 use super::{AppState, AuthenticatedPartner};
 use crate::config::PartnerKind;
-use crate::exchange::consent::consent_record;
+use crate::exchange::consent::ConsentRecord;
 use crate::reads::Asker;
 
 /// The media type of a FHIR resource in JSON.
@@ -43,7 +43,7 @@ pub(crate) fn router() -> Router<AppState> {
     ),
     request_body(content = crate::exchange::consent::ConsentRequest, content_type = "application/json"),
     responses(
-        (status = 201, description = "Recorded: the consent's fields (id, referral_id or case_id, recipients, purposes, classes, method, recorded_by, discloser, period_start, period_end, evidence_hash, revoked_at, part2)", body = Object),
+        (status = 201, description = "Recorded: the consent's fields (id, referral_id or case_id, recipients, purposes, classes, method, recorded_by, discloser, period_start, period_end, evidence_hash, revoked_at, part2)", body = ConsentRecord),
         (status = 400, description = "Invalid fields (including a referral or case this partner may not use); nothing stored", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a CBO or health partner", body = Problem, content_type = "application/problem+json"),
@@ -64,7 +64,7 @@ pub(crate) async fn create_consent(
         .exchange
         .record_consent(&partner.id, partner.kind, &purpose, &body)
         .await?;
-    Ok((StatusCode::CREATED, axum::Json(consent_record(&row))).into_response())
+    Ok((StatusCode::CREATED, axum::Json(ConsentRecord::of(&row))).into_response())
 }
 
 /// Revoke a consent (the partner that recorded it). Takes effect on the next
@@ -76,7 +76,7 @@ pub(crate) async fn create_consent(
         ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default CAREMGT"),
     ),
     responses(
-        (status = 200, description = "Revoked: the consent with `revoked_at`", body = Object),
+        (status = 200, description = "Revoked: the consent with `revoked_at`", body = ConsentRecord),
         (status = 400, description = "The purpose header is not valid", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such consent, or not one this partner recorded", body = Problem, content_type = "application/problem+json"),
@@ -93,7 +93,7 @@ pub(crate) async fn revoke_consent(
         .exchange
         .revoke_consent(&partner.id, &purpose, &id)
         .await?;
-    Ok(axum::Json(consent_record(&row)).into_response())
+    Ok(axum::Json(ConsentRecord::of(&row)).into_response())
 }
 
 /// Whether the client asked for FHIR (`Accept: application/fhir+json`).

@@ -172,15 +172,7 @@ const DAY: &str = "(?:0[1-9]|1[0-9]|2[0-8])";
 /// The object schema of `component`'s property `field`. Panics when either is
 /// missing: the names are this crate's own types, checked by the tests.
 fn property<'a>(doc: &'a mut OpenApi, component: &str, field: &str) -> &'a mut Object {
-    let schema = doc
-        .components
-        .as_mut()
-        .and_then(|c| c.schemas.get_mut(component))
-        .unwrap_or_else(|| panic!("no component {component}"));
-    let RefOr::T(Schema::Object(object)) = schema else {
-        panic!("component {component} is not an object schema");
-    };
-    match object.properties.get_mut(field) {
+    match component_schema(doc, component).properties.get_mut(field) {
         Some(RefOr::T(Schema::Object(property))) => property,
         _ => panic!("{component}.{field} is not an inline object schema"),
     }
@@ -188,6 +180,14 @@ fn property<'a>(doc: &'a mut OpenApi, component: &str, field: &str) -> &'a mut O
 
 /// The array schema of `component`'s property `field`.
 fn array_property<'a>(doc: &'a mut OpenApi, component: &str, field: &str) -> &'a mut Array {
+    match component_schema(doc, component).properties.get_mut(field) {
+        Some(RefOr::T(Schema::Array(array))) => array,
+        _ => panic!("{component}.{field} is not an inline array schema"),
+    }
+}
+
+/// The object schema `component`.
+fn component_schema<'a>(doc: &'a mut OpenApi, component: &str) -> &'a mut Object {
     let schema = doc
         .components
         .as_mut()
@@ -196,10 +196,7 @@ fn array_property<'a>(doc: &'a mut OpenApi, component: &str, field: &str) -> &'a
     let RefOr::T(Schema::Object(object)) = schema else {
         panic!("component {component} is not an object schema");
     };
-    match object.properties.get_mut(field) {
-        Some(RefOr::T(Schema::Array(array))) => array,
-        _ => panic!("{component}.{field} is not an inline array schema"),
-    }
+    object
 }
 
 /// The GET operation at `path`.
