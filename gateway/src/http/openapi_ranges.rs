@@ -79,6 +79,26 @@ pub(crate) fn document(config: &Config, now: DateTime<Utc>) -> OpenApi {
         array_property(&mut doc, component, field).unique_items = true;
     }
 
+    // Audit log bounds: 2000 to 2099 (`http/audit.rs`).
+    // Whole months strictly inside, like the event times: an offset on the
+    // first day of the first month could reach back into 1999.
+    let century = Months::new(
+        Month::of(
+            DateTime::<Utc>::from_timestamp_micros(super::audit::AUDIT_TIME_RANGE.start)
+                .unwrap_or_default(),
+        )
+        .next(),
+        Month::of(
+            DateTime::<Utc>::from_timestamp_micros(super::audit::AUDIT_TIME_RANGE.end)
+                .unwrap_or_default(),
+        )
+        .previous(),
+    );
+    let entries = operation(&mut doc, "/v1/audit/entries");
+    for name in ["from", "to"] {
+        query_schema(entries, name).pattern = century.date_time_pattern();
+    }
+
     // Aggregates: whole months from the program start to the latest settled.
     let aggregates = &config.aggregates;
     let settled = Months::new(started, Month::latest_settled(now, aggregates.settle_days));
