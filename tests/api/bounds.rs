@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use sqlx::Row as _;
 
 use crate::backend_tests;
+use crate::exchange::post;
 use crate::helpers::{
     AppOptions, Backend, TestApp, assert_problem, example_keys, rfc3339_from_now, spawn_app,
     spawn_app_with,
@@ -39,22 +40,8 @@ async fn spawn_with_program_start(backend: Backend) -> TestApp {
     .await
 }
 
-async fn post(app: &TestApp, path: &str, partner: &str, body: &Value) -> reqwest::Response {
-    app.client
-        .post(app.url(path))
-        .bearer_auth(token(partner))
-        .json(body)
-        .send()
-        .await
-        .expect("request reaches the gateway")
-}
-
 async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-        .fetch_one(&app.db_pool().await)
-        .await
-        .expect("count")
-        .get(0)
+    crate::exchange::count(&app.db_pool().await, sql).await
 }
 
 /// The fields a problem names.
@@ -137,23 +124,7 @@ async fn referrals_out_of_range_are_refused(app: &TestApp) -> String {
     ]
     .iter()
     .fold(String::new(), |body, line| body + &line.to_string() + "\n");
-    let response = app
-        .client
-        .post(app.url("/v1/referrals/batch"))
-        .bearer_auth(token("pd"))
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(response.status().as_u16(), 200);
-    let results: Vec<Value> = response
-        .text()
-        .await
-        .expect("body")
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("JSON line"))
-        .collect();
+    let results = crate::exchange::batch(app, body, None).await;
     assert_eq!(results.len(), 3, "{results:?}");
     assert_eq!(
         fields(&results[0]["problem"]),

@@ -12,7 +12,7 @@ use proptest::test_runner::TestRunner;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::exchange::{batch, minimal, post};
+use crate::exchange::{batch, count, minimal, post};
 use crate::helpers::{Backend, TestApp, assert_problem, spawn_app};
 
 backend_tests!(
@@ -121,12 +121,8 @@ async fn an_array_where_an_object_belongs_is_refused(backend: Backend) {
     let problem = assert_problem(post(&app, "/v1/referrals", "pd", &body).await, 400).await;
     assert_eq!(problem["errors"][0]["field"], "(body)");
 
-    let pool = app.db_pool().await;
-    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM referrals")
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-    assert_eq!(count, 0, "nothing half-written");
+    let stored = count(&app.db_pool().await, "SELECT COUNT(*) FROM referrals").await;
+    assert_eq!(stored, 0, "nothing half-written");
 }
 
 /// One generated line: a referral, a referral with one field replaced by
@@ -209,10 +205,9 @@ async fn every_line_of_a_generated_batch_gets_one_answer(backend: Backend) {
         stored > 10,
         "the generated valid lines are stored ({stored})"
     );
-    let pool = app.db_pool().await;
-    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM referrals")
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-    assert_eq!(count, stored, "exactly the acknowledged lines are stored");
+    assert_eq!(
+        count(&app.db_pool().await, "SELECT COUNT(*) FROM referrals").await,
+        stored,
+        "exactly the acknowledged lines are stored"
+    );
 }

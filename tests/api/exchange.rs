@@ -108,7 +108,7 @@ async fn created(response: reqwest::Response) -> Value {
     body
 }
 
-async fn count(pool: &sqlx::AnyPool, sql: &str) -> i64 {
+pub(crate) async fn count(pool: &sqlx::AnyPool, sql: &str) -> i64 {
     sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
         .fetch_one(pool)
         .await
