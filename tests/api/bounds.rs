@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sqlx::Row as _;
 
 use crate::backend_tests;
 use crate::exchange::post;
