@@ -12,14 +12,15 @@ use proptest::test_runner::TestRunner;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::exchange::{batch, count, minimal, post};
-use crate::helpers::{Backend, TestApp, assert_problem, spawn_app};
+use crate::exchange::{batch, count, full, minimal, post, token};
+use crate::helpers::{Backend, TestApp, assert_problem, get_with, spawn_app};
 
 backend_tests!(
     every_documented_code_is_read_by_the_server,
     documented_event_times_are_accepted_and_the_0000_date_is_not,
     an_array_where_an_object_belongs_is_refused,
     every_line_of_a_generated_batch_gets_one_answer,
+    released_records_carry_only_documented_fields,
 );
 
 async fn document(app: &TestApp) -> Value {
@@ -210,4 +211,111 @@ async fn every_line_of_a_generated_batch_gets_one_answer(backend: Backend) {
         stored,
         "exactly the acknowledged lines are stored"
     );
+}
+
+/// The members of `value` that the document's `schema` does not admit, by
+/// path: objects the document closes (`additionalProperties: false`) list
+/// every member they may carry.
+fn undocumented(doc: &Value, schema: &Value, value: &Value, path: &str, found: &mut Vec<String>) {
+    let schema = match schema["$ref"].as_str() {
+        Some(reference) => {
+            let name = reference.trim_start_matches("#/components/schemas/");
+            &doc["components"]["schemas"][name]
+        }
+        None => schema,
+    };
+    if let (Some(array), Some(items)) = (value.as_array(), schema.get("items")) {
+        for (i, item) in array.iter().enumerate() {
+            undocumented(doc, items, item, &format!("{path}[{i}]"), found);
+        }
+    }
+    let Some(object) = value.as_object() else {
+        return;
+    };
+    for (name, member) in object {
+        match schema["properties"].get(name) {
+            Some(property) => undocumented(doc, property, member, &format!("{path}.{name}"), found),
+            None if schema["additionalProperties"] == json!(false) => {
+                found.push(format!("{path}.{name}"));
+            }
+            None => {}
+        }
+    }
+}
+
+/// The document lists, for every released record, the fields it may carry
+/// (from the same field lists the policy catalog is checked against), and
+/// every problem `type`: what each partner kind reads keeps to it.
+async fn released_records_carry_only_documented_fields(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let doc = document(&app).await;
+    let created = post(
+        &app,
+        "/v1/referrals",
+        "pd",
+        &full("Contract", "Reader-Demo"),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+
+    let page_schema = &doc["components"]["schemas"]["ReferralPageBody"];
+    for partner in ["pd", "cbo-south", "admin"] {
+        let response = get_with(
+            &app.client,
+            &app.url("/v1/referrals"),
+            Some(&token(partner)),
+        )
+        .await;
+        assert_eq!(response.status(), 200, "{partner}");
+        let page: Value = response.json().await.expect("JSON");
+        let referrals = page["referrals"].as_array().expect("a list");
+        assert!(!referrals.is_empty(), "{partner} sees the referral");
+        let mut found = Vec::new();
+        undocumented(&doc, page_schema, &page, "", &mut found);
+        assert!(
+            found.is_empty(),
+            "{partner} read undocumented fields: {found:?}"
+        );
+    }
+    // The closed schema does catch a field it does not list.
+    let mut found = Vec::new();
+    let forged = json!({"referrals": [{"id": "x", "subject": {"ssn": "x"}}]});
+    undocumented(&doc, page_schema, &forged, "", &mut found);
+    assert_eq!(found, [".referrals[0].subject.ssn"]);
+
+    let response = get_with(
+        &app.client,
+        &app.url("/v1/audit/entries"),
+        Some(&token("admin")),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let entries: Value = response.json().await.expect("JSON");
+    assert!(!entries["entries"].as_array().expect("a list").is_empty());
+    let mut found = Vec::new();
+    undocumented(
+        &doc,
+        &doc["components"]["schemas"]["EntryPageBody"],
+        &entries,
+        "",
+        &mut found,
+    );
+    assert!(
+        found.is_empty(),
+        "audit entries carry undocumented fields: {found:?}"
+    );
+
+    // A refusal's `type` is one the document lists.
+    let refused = get_with(
+        &app.client,
+        &app.url("/v1/referrals"),
+        Some(&token("evaluator")),
+    )
+    .await;
+    let problem = assert_problem(refused, 403).await;
+    let types = doc["components"]["schemas"]["Problem"]["properties"]["type"]["enum"]
+        .as_array()
+        .expect("the problem types are listed");
+    assert!(types.contains(&problem["type"]), "{problem}");
+    assert!(types.contains(&json!("about:blank")));
 }

@@ -31,7 +31,7 @@ backend_tests!(
     known_identifiers_leak_nowhere,
 );
 
-fn token(partner: &str) -> String {
+pub(crate) fn token(partner: &str) -> String {
     sign_as(partner, &claims_for(partner))
 }
 
@@ -46,7 +46,7 @@ pub(crate) fn minimal(given: &str, surname: &str) -> Value {
 }
 
 /// A referral with every field.
-fn full(given: &str, surname: &str) -> Value {
+pub(crate) fn full(given: &str, surname: &str) -> Value {
     json!({
         "cad_number": "CAD-2026-004411",
         "officer_id": "OFC-7731",

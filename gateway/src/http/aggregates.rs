@@ -10,7 +10,7 @@ use axum::extract::{MatchedPath, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 
-use super::problem::Problem;
+use super::problem::{Problem, ProblemType};
 use super::purpose::declared_purpose;
 use super::reads::{invalid_query, query_pairs};
 use super::{AppState, AuthenticatedPartner};
@@ -102,7 +102,7 @@ fn problem(
                 .refusals
                 .record(Refusal::policy(&partner.id, "GET", route, purpose, &reason));
             Problem::new(StatusCode::FORBIDDEN)
-                .with_type("forbidden", "Refused by the release policy")
+                .with_type(ProblemType::Forbidden, "Refused by the release policy")
                 .with_detail(reason)
         }
         AggregateError::BudgetExhausted {
@@ -118,7 +118,10 @@ fn problem(
                 "privacy budget exhausted",
             ));
             let mut problem = Problem::new(StatusCode::FORBIDDEN)
-                .with_type("privacy-budget-exhausted", "Privacy budget exhausted")
+                .with_type(
+                    ProblemType::PrivacyBudgetExhausted,
+                    "Privacy budget exhausted",
+                )
                 .with_detail(format!(
                     "a new table of {period} would spend epsilon {requested} but {remaining} is \
                      left of that month's budget, which all partners share; nothing was \

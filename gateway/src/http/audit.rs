@@ -24,7 +24,7 @@ use axum::routing::get;
 use serde::Serialize;
 use serde_json::json;
 
-use super::problem::{FieldError, Problem};
+use super::problem::{FieldError, Problem, ProblemType};
 use super::purpose::declared_purpose;
 use super::{AppState, AuthenticatedPartner};
 use crate::audit::checkpoint::GatewayPublicKey;
@@ -76,7 +76,7 @@ pub struct EntryPageBody {
     /// `audit_entry` resource it releases: `seq`, `at`, `actor`, `action`,
     /// `purpose`, `resource`, `record_id`, `subject_ref`, `fields`,
     /// `policy_version`, `reason`, `consent_id`, `hash`.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<super::openapi_views::ReleasedAuditEntry>)]
     entries: Vec<ReleasedView>,
     /// Pass as `cursor` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,13 +105,13 @@ impl IntoResponse for EntriesError {
         match self {
             Self::BadRequest(errors) => {
                 let mut problem = Problem::new(StatusCode::BAD_REQUEST)
-                    .with_type("invalid-query", "Invalid query")
+                    .with_type(ProblemType::InvalidQuery, "Invalid query")
                     .with_detail("a query parameter or header is not valid");
                 problem.errors = errors;
                 problem.into_response()
             }
             Self::Forbidden { reason } => Problem::new(StatusCode::FORBIDDEN)
-                .with_type("forbidden", "Refused by the release policy")
+                .with_type(ProblemType::Forbidden, "Refused by the release policy")
                 .with_detail(reason)
                 .into_response(),
             Self::Internal(e) => {

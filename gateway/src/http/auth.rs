@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::problem::Problem;
+use super::problem::{Problem, ProblemType};
 use super::{AppState, ConnectionInfo};
 use crate::audit::refusals::Refusal;
 use crate::auth::AuthError;
@@ -23,7 +23,7 @@ pub struct Unauthorized(pub AuthError);
 impl IntoResponse for Unauthorized {
     fn into_response(self) -> Response {
         let mut response = Problem::new(StatusCode::UNAUTHORIZED)
-            .with_type("unauthorized", "Authentication failed")
+            .with_type(ProblemType::Unauthorized, "Authentication failed")
             .with_detail(self.0.public_detail())
             .into_response();
         response.headers_mut().insert(

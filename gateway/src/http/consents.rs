@@ -124,7 +124,10 @@ fn wants_fhir(headers: &HeaderMap) -> bool {
         ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default CAREMGT (HOPERAT for an admin)"),
     ),
     responses(
-        (status = 200, description = "The released fields, or a FHIR Consent", body = Object),
+        (status = 200, description = "The released fields, or a FHIR Consent", content(
+            (super::openapi_views::ReleasedConsent = "application/json"),
+            (super::openapi_views::FhirConsent = "application/fhir+json"),
+        )),
         (status = 400, description = "The purpose header is not valid", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such consent, or none this partner may see", body = Problem, content_type = "application/problem+json"),

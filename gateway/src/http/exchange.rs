@@ -13,7 +13,7 @@
 
 use axum::http::{HeaderMap, StatusCode, header};
 
-use super::problem::Problem;
+use super::problem::{Problem, ProblemType};
 use crate::exchange::{ExchangeError, Invalid};
 
 /// The purpose a write is made for (the one helper every handler uses).
@@ -41,7 +41,7 @@ pub(crate) fn require_content_type(headers: &HeaderMap, accepted: &[&str]) -> Re
 /// 403 for a partner whose kind may not make this write.
 pub(crate) fn forbidden(detail: &str) -> Problem {
     Problem::new(StatusCode::FORBIDDEN)
-        .with_type("forbidden", "Not allowed for this partner")
+        .with_type(ProblemType::Forbidden, "Not allowed for this partner")
         .with_detail(detail)
 }
 
@@ -49,7 +49,7 @@ pub(crate) fn forbidden(detail: &str) -> Problem {
 pub(crate) fn invalid_problem(invalid: &Invalid) -> Problem {
     invalid.errors.iter().fold(
         Problem::new(StatusCode::BAD_REQUEST)
-            .with_type("invalid-request", "The request is invalid")
+            .with_type(ProblemType::InvalidRequest, "The request is invalid")
             .with_detail("nothing was stored; see errors"),
         |problem, e| problem.with_field(&e.field, &e.problem),
     )
@@ -58,7 +58,10 @@ pub(crate) fn invalid_problem(invalid: &Invalid) -> Problem {
 /// 409 for a request that conflicts with what is stored.
 pub(crate) fn conflict(detail: impl Into<String>) -> Problem {
     Problem::new(StatusCode::CONFLICT)
-        .with_type("conflict", "The request conflicts with the record's state")
+        .with_type(
+            ProblemType::Conflict,
+            "The request conflicts with the record's state",
+        )
         .with_detail(detail)
 }
 

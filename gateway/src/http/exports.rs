@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use serde::Serialize;
 
 use super::exchange::{purpose_of, require_content_type};
-use super::problem::Problem;
+use super::problem::{Problem, ProblemType};
 use super::{AppState, AuthenticatedPartner};
 use crate::audit::refusals::Refusal;
 use crate::exports::{ExportError, Manifest, Requesting, Started};
@@ -30,32 +30,32 @@ fn problem_of(error: ExportError) -> Problem {
     match error {
         ExportError::Invalid(problems) => problems.into_iter().fold(
             Problem::new(StatusCode::BAD_REQUEST)
-                .with_type("invalid-request", "The request is invalid")
+                .with_type(ProblemType::InvalidRequest, "The request is invalid")
                 .with_detail("no export was made; see errors"),
             |p, (field, problem)| p.with_field(field, problem),
         ),
         ExportError::Forbidden { field, detail } => Problem::new(StatusCode::FORBIDDEN)
-            .with_type("export-forbidden", "This export is not allowed")
+            .with_type(ProblemType::ExportForbidden, "This export is not allowed")
             .with_detail(format!("no export was made: {detail}"))
             .with_field(field, detail),
         ExportError::Refused { reason } => Problem::new(StatusCode::FORBIDDEN)
-            .with_type("forbidden", "Refused by the release policy")
+            .with_type(ProblemType::Forbidden, "Refused by the release policy")
             .with_detail(reason),
         ExportError::PlanChanged { detail } => Problem::new(StatusCode::CONFLICT)
             .with_type(
-                "study-plan-changed",
+                ProblemType::StudyPlanChanged,
                 "The study changed since its exports were planned",
             )
             .with_detail(format!("no export was made: {detail}"))
             .with_field("study", detail),
         ExportError::NoData => Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
-            .with_type("no-data", "Nothing to export")
+            .with_type(ProblemType::NoData, "Nothing to export")
             .with_detail("no referral has a contact date in the range; no export was made")
             .with_field("from", "no referral in the range from..to")
             .with_field("to", "no referral in the range from..to"),
         ExportError::NotFound => Problem::new(StatusCode::NOT_FOUND),
         ExportError::NotReady { state } => Problem::new(StatusCode::CONFLICT)
-            .with_type("export-not-ready", "The export is not ready")
+            .with_type(ProblemType::ExportNotReady, "The export is not ready")
             .with_detail(format!("the export is {state}")),
         internal => {
             tracing::error!(error = %internal, "export failed");

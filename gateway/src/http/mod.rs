@@ -22,6 +22,7 @@ pub mod metrics;
 mod ndjson;
 pub mod openapi;
 mod openapi_ranges;
+mod openapi_views;
 pub mod problem;
 mod purpose;
 mod reads;

@@ -10,11 +10,88 @@ use serde::Serialize;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// Where the gateway's problem type URIs live (`.invalid`: they name kinds of
+/// problem, nothing is served there).
+const PROBLEM_TYPE_BASE: &str = "https://crosswalk.invalid/problems/";
+
+/// The kinds of problem the gateway names with a `type` URI; every other
+/// problem is `about:blank`, its status saying it all. Listed in the OpenAPI
+/// document from [`ProblemType::ALL`], so a client can match on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemType {
+    /// A body or a field of it is not valid (`errors` names each field).
+    InvalidRequest,
+    /// A query parameter is not valid (`errors` names it).
+    InvalidQuery,
+    /// No valid partner token.
+    Unauthorized,
+    /// The policy or the partner's kind refuses the request.
+    Forbidden,
+    /// The request conflicts with the record's state.
+    Conflict,
+    /// An aggregate request that matches no data.
+    NoData,
+    /// The month's differential-privacy budget cannot pay for a new table.
+    PrivacyBudgetExhausted,
+    /// The export's study or data-use agreement does not allow it.
+    ExportForbidden,
+    /// The export file is not built yet.
+    ExportNotReady,
+    /// The study's release plan changed since the export was started.
+    StudyPlanChanged,
+}
+
+impl ProblemType {
+    pub const ALL: [Self; 10] = [
+        Self::InvalidRequest,
+        Self::InvalidQuery,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::Conflict,
+        Self::NoData,
+        Self::PrivacyBudgetExhausted,
+        Self::ExportForbidden,
+        Self::ExportNotReady,
+        Self::StudyPlanChanged,
+    ];
+
+    fn slug(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid-request",
+            Self::InvalidQuery => "invalid-query",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::Conflict => "conflict",
+            Self::NoData => "no-data",
+            Self::PrivacyBudgetExhausted => "privacy-budget-exhausted",
+            Self::ExportForbidden => "export-forbidden",
+            Self::ExportNotReady => "export-not-ready",
+            Self::StudyPlanChanged => "study-plan-changed",
+        }
+    }
+
+    /// The `type` URI.
+    pub fn uri(self) -> String {
+        format!("{PROBLEM_TYPE_BASE}{}", self.slug())
+    }
+}
+
+/// The `type` member's schema: `about:blank` or one of [`ProblemType::ALL`].
+fn problem_type_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(
+            std::iter::once("about:blank".to_owned()).chain(ProblemType::ALL.map(ProblemType::uri)),
+        ))
+        .build()
+}
+
 /// One problem+json document.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A URI naming the kind of problem; `about:blank` when the status says it all.
     #[serde(rename = "type")]
+    #[schema(schema_with = problem_type_schema)]
     pub kind: String,
     pub title: String,
     pub status: u16,
@@ -50,8 +127,8 @@ impl Problem {
     }
 
     #[must_use]
-    pub fn with_type(mut self, kind: &str, title: &str) -> Self {
-        self.kind = format!("https://crosswalk.invalid/problems/{kind}");
+    pub fn with_type(mut self, kind: ProblemType, title: &str) -> Self {
+        self.kind = kind.uri();
         title.clone_into(&mut self.title);
         self
     }

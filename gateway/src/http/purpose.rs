@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 
 use super::AuthenticatedPartner;
 use super::auth::PURPOSE_OF_USE;
-use super::problem::Problem;
+use super::problem::{Problem, ProblemType};
 use crate::config::PartnerKind;
 use crate::policy::Purpose;
 
@@ -42,7 +42,7 @@ pub(crate) fn declared_purpose(headers: &HeaderMap, default: &str) -> Result<Pur
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| {
             Problem::new(StatusCode::BAD_REQUEST)
-                .with_type("invalid-request", "The request is invalid")
+                .with_type(ProblemType::InvalidRequest, "The request is invalid")
                 .with_detail("nothing was stored; see errors")
                 .with_field(
                     "X-Purpose-Of-Use",

@@ -22,7 +22,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use serde::Serialize;
 
-use super::problem::Problem;
+use super::problem::{Problem, ProblemType};
 use super::purpose::purpose_of;
 use super::{AppState, AuthenticatedPartner};
 use crate::audit::refusals::Refusal;
@@ -85,7 +85,7 @@ impl ReadFailure<'_> {
                     &reason,
                 ));
                 Problem::new(StatusCode::FORBIDDEN)
-                    .with_type("forbidden", "Refused by the release policy")
+                    .with_type(ProblemType::Forbidden, "Refused by the release policy")
                     .with_detail(reason)
             }
             ReadError::Invalid { parameter, problem } => invalid_query(parameter, &problem),
@@ -99,7 +99,7 @@ impl ReadFailure<'_> {
 
 pub(super) fn invalid_query(parameter: &str, problem: &str) -> Problem {
     Problem::new(StatusCode::BAD_REQUEST)
-        .with_type("invalid-query", "Invalid query")
+        .with_type(ProblemType::InvalidQuery, "Invalid query")
         .with_detail("a query parameter or header is not valid")
         .with_field(parameter, problem)
 }
@@ -114,7 +114,7 @@ pub(super) fn query_pairs<'p>(
     };
     let mut out: Vec<(&'static str, &str)> = Vec::new();
     let mut problem = Problem::new(StatusCode::BAD_REQUEST)
-        .with_type("invalid-query", "Invalid query")
+        .with_type(ProblemType::InvalidQuery, "Invalid query")
         .with_detail("a query parameter or header is not valid");
     for (name, value) in pairs {
         match known.iter().find(|k| **k == name) {
@@ -166,7 +166,7 @@ pub struct ReferralPageBody {
     /// `subject` {`given_name`, `surname`, `dob`, `sex`, `address`
     /// {`street`, `city`, `state`, `zip`}, `phone`, `email`}, `contact_at`,
     /// `district`, `arrested`, `circumstances`, `resources`, `follow_up_by`.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<super::openapi_views::ReleasedReferral>)]
     referrals: Vec<ReleasedView>,
     /// Pass as `cursor` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -250,7 +250,7 @@ pub(crate) async fn list_referrals(
         ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default CAREMGT (HOPERAT for an admin, HRESCH for an evaluator)"),
     ),
     responses(
-        (status = 200, description = "The released fields (see the list's description)", body = Object),
+        (status = 200, description = "The released fields", body = super::openapi_views::ReleasedReferral),
         (status = 400, description = "The purpose header is not valid", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such referral, or none this partner may see", body = Problem, content_type = "application/problem+json"),
@@ -291,7 +291,7 @@ pub struct CaseStatusBody {
     /// The latest status of each linked case the policy releases, each with
     /// the `case_status` fields it releases: `id`, `submitted_by`, `case_ref`,
     /// `program`, `status`, `effective_at` (and `_notices` for 42 CFR Part 2).
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<super::openapi_views::ReleasedCaseStatus>)]
     case_statuses: Vec<ReleasedView>,
 }
 
@@ -350,7 +350,7 @@ pub struct DisclosurePageBody {
     /// Oldest first: `seq`, `at`, `actor` (the recipient), `action`, `purpose`,
     /// `resource`, `record_id`, `fields` [{`field`, `how`}], `policy_version`,
     /// `consent_id`.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<super::openapi_views::ReleasedAuditEntry>)]
     disclosures: Vec<ReleasedView>,
     /// Pass as `cursor` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -454,7 +454,7 @@ pub struct OutcomePageBody {
     /// covers: `id`, `referral_id`, `recorded_by` (operational), `kind`,
     /// `resource` (health), `occurred_at` (`quasi_identifier`), `notes`
     /// (`free_text`).
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<super::openapi_views::ReleasedOutcome>)]
     outcomes: Vec<ReleasedView>,
     /// Pass as `cursor` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
