@@ -434,10 +434,16 @@ impl Checkpointer {
         let checkpoint = self.signer.sign(seq, hash, self.clock.now())?;
         repo::insert_checkpoint(&mut tx, &checkpoint.to_stored()).await?;
         tx.commit().await?;
+        // The file first, then the outside witnesses: a line an outside
+        // witness holds is then always in the file too (telling them first let
+        // one receive a line the file did not have yet). They are told even if
+        // the append failed: the checkpoint is stored, and theirs is the copy
+        // that survives the loss of this machine.
+        let appended = self.append_witness(&checkpoint).await;
         if let Some(made) = &self.made {
             made.send_replace(());
         }
-        self.append_witness(&checkpoint).await?;
+        appended?;
         tracing::info!(seq, "audit checkpoint signed");
         Ok(Some(checkpoint))
     }
