@@ -20,10 +20,10 @@ use crate::normalize::{
     Sex, normalize_city, normalize_dob, normalize_sex, normalize_state, normalize_zip,
 };
 use crate::policy::{Purpose, StudyFacts};
+use crate::store::export_rows::Window;
 use crate::store::export_rows::{
     ExportCase, ExportOutcome, ExportReader, ExportReferral, ReferralIdentity,
 };
-use crate::store::exports::Window;
 
 /// What a finished build hands to [`Exports::record_ready`].
 pub(super) struct Built {

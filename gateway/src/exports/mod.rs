@@ -85,7 +85,8 @@ use crate::policy::{
     StudyFacts,
 };
 use crate::pseudonym::Pseudonymizer;
-use crate::store::exports::{self as repo, ExportRow, Window};
+use crate::store::export_rows::{Window, any_referrals};
+use crate::store::exports::{self as repo, ExportRow};
 use crate::store::study_plans;
 use crate::store::{Store, StoreError};
 use crate::vault::Vault;
@@ -566,7 +567,7 @@ impl Exports {
             "tables": job.tables, "format": job.format,
         });
         let mut tx = self.store.begin().await?;
-        if !repo::any_referrals(&mut tx, job.window()).await? {
+        if !any_referrals(&mut tx, job.window()).await? {
             return Err(ExportError::NoData);
         }
         repo::insert(

@@ -104,6 +104,7 @@ pub fn router(state: AppState) -> Router {
     let metrics = middleware::from_fn_with_state(state.clone(), record_metrics);
     let api = Router::new()
         .merge(system::router())
+        .merge(openapi::router())
         .merge(whoami::router())
         .merge(audit::router())
         .merge(referrals::router())

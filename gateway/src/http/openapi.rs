@@ -1,5 +1,11 @@
-//! The OpenAPI document, generated from the handlers' annotations and served at
-//! `/openapi.json`. Add each new handler to `paths(...)`.
+//! The OpenAPI document, generated from the handlers' annotations, completed
+//! by [`super::openapi_ranges`] and served at `/openapi.json`. Add each new
+//! handler to `paths(...)`.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::OpenApi as _;
 
 use utoipa::Modify;
 use utoipa::openapi::path::ParameterIn;
@@ -16,7 +22,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
     paths(
         super::system::healthz,
         super::system::readyz,
-        super::system::openapi,
+        openapi,
         super::whoami::whoami,
         super::audit::entries,
         super::audit::signing_key,
@@ -57,6 +63,23 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
     modifiers(&PartnerToken, &PurposeHeader)
 )]
 pub struct ApiDoc;
+
+pub(crate) fn router() -> Router<super::AppState> {
+    Router::new().route("/openapi.json", get(openapi))
+}
+
+/// This API's OpenAPI 3 description, generated from the code.
+#[utoipa::path(get, path = "/openapi.json", tag = "system",
+    responses((status = 200, description = "OpenAPI document", content_type = "application/json")))]
+pub(crate) async fn openapi(
+    State(state): State<super::AppState>,
+) -> Json<utoipa::openapi::OpenApi> {
+    Json(super::openapi_ranges::complete(
+        ApiDoc::openapi(),
+        &state.config,
+        state.audit.clock.now(),
+    ))
+}
 
 /// Declares the bearer scheme partner tokens use.
 struct PartnerToken;
@@ -156,4 +179,51 @@ fn problem_response(description: &str) -> RefOr<Response> {
                 .build(),
         )
         .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+    use crate::config::Config;
+
+    /// The document is served without a token, so nothing in it may depend on
+    /// which partners or studies are registered: a caller could otherwise
+    /// learn the registry from it.
+    #[test]
+    fn the_document_does_not_depend_on_the_registry() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../keys-example/crosswalk.toml");
+        let example = Config::load(&path, std::iter::empty()).expect("example config");
+        let mut other = example.clone();
+        let cbo = other
+            .partners
+            .remove("cbo-south")
+            .expect("the example has cbo-south");
+        other.partners.insert("cbo-east-side".to_owned(), cbo);
+        other.partners.remove("county-health");
+        let study = other
+            .studies
+            .remove("demo-study")
+            .expect("the example has demo-study");
+        other.studies.insert("another-study".to_owned(), study);
+        let now = DateTime::parse_from_rfc3339("2026-12-07T12:00:00Z")
+            .expect("a time")
+            .with_timezone(&Utc);
+        let served = |config: &Config| {
+            let doc = super::super::openapi_ranges::complete(ApiDoc::openapi(), config, now);
+            serde_json::to_string(&doc).expect("serializes")
+        };
+        let (a, b) = (served(&example), served(&other));
+        assert_eq!(a, b, "the registry changed the document");
+        for registered in [
+            "cbo-south",
+            "county-health",
+            "cbo-east-side",
+            "another-study",
+        ] {
+            assert!(!a.contains(registered), "the document names {registered}");
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! Operational endpoints: liveness, readiness and the API description (metrics have their own listener: `http::metrics`).
+//! Operational endpoints: liveness and readiness (the API description is
+//! `http::openapi`'s, metrics have their own listener: `http::metrics`).
 //! None of them needs a token, and none reveals a record or a secret.
 
 use axum::Json;
@@ -16,7 +17,6 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/openapi.json", get(openapi))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -62,14 +62,4 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
                 .into_response()
         }
     }
-}
-
-/// This API's OpenAPI 3 description, generated from the code.
-#[utoipa::path(get, path = "/openapi.json", tag = "system",
-    responses((status = 200, description = "OpenAPI document", content_type = "application/json")))]
-pub(crate) async fn openapi(State(state): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
-    Json(super::openapi_ranges::document(
-        &state.config,
-        state.audit.clock.now(),
-    ))
 }

@@ -30,8 +30,7 @@ use sqlx::postgres::{PgConnection, PgRow};
 use tokio::sync::mpsc;
 
 use super::chain::NativeSource;
-use super::exports::Window;
-use super::{Store, StoreError};
+use super::{Store, StoreError, Tx};
 
 /// Rows per batch handed from the reader to the builder.
 pub const BATCH: usize = 1024;
@@ -92,11 +91,38 @@ pub struct ExportCase {
     pub anchor_contact_at: Option<i64>,
 }
 
+/// The export's referrals: contact in `[from, to)`, written by `cutoff`
+/// (unix microseconds).
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub from: i64,
+    pub to: i64,
+    pub cutoff: i64,
+}
+
+/// Whether any referral falls in `window`. `EXISTS` stops at the first one:
+/// a `COUNT(*)` here read the whole table through the pool connection, whose
+/// page cache (64 MiB on SQLite) then stayed full — a third of a
+/// million-referral export's peak memory — while holding the write lock.
+#[tracing::instrument(name = "db.referrals.any_in_window", skip_all)]
+pub async fn any_referrals(tx: &mut Tx<'_>, window: Window) -> Result<bool, StoreError> {
+    let sql = format!(
+        "SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM referrals r WHERE {REFERRALS_IN_WINDOW}) \
+         THEN 1 ELSE 0 END AS BIGINT)"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(window.from)
+        .bind(window.to)
+        .bind(window.cutoff)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(row.try_get::<i64, _>(0)? == 1)
+}
+
 /// `$1`, `$2`, `$3`: the window's `from`, `to` and `cutoff`. Both drivers bind
 /// them by position; SQLite numbers `$N` parameters in order of first
 /// appearance, so every statement here names them first in numeric order.
-pub(super) const REFERRALS_IN_WINDOW: &str =
-    "r.contact_at >= $1 AND r.contact_at < $2 AND r.created_at <= $3";
+const REFERRALS_IN_WINDOW: &str = "r.contact_at >= $1 AND r.contact_at < $2 AND r.created_at <= $3";
 
 fn identities_sql() -> String {
     format!(
@@ -479,9 +505,9 @@ async fn postgres_pass<T: Pass>(
 
 #[cfg(test)]
 mod tests {
+    use super::Window;
     use super::{ExportReader, ExportReferral, ReferralIdentity};
     use crate::store::Store;
-    use crate::store::exports::Window;
 
     const WINDOW: Window = Window {
         from: 0,

@@ -3,7 +3,6 @@
 
 use sqlx::Row as _;
 
-use super::export_rows::REFERRALS_IN_WINDOW;
 use super::{StoreError, Tx};
 
 /// An export as stored.
@@ -111,32 +110,4 @@ pub async fn insert_subjects(
         query.execute(&mut **tx).await?;
     }
     Ok(())
-}
-
-/// The export's referrals: contact in `[from, to)`, written by `cutoff`
-/// (unix microseconds).
-#[derive(Debug, Clone, Copy)]
-pub struct Window {
-    pub from: i64,
-    pub to: i64,
-    pub cutoff: i64,
-}
-
-/// Whether any referral falls in `window`. `EXISTS` stops at the first one:
-/// a `COUNT(*)` here read the whole table through the pool connection, whose
-/// page cache (64 MiB on SQLite) then stayed full — a third of a
-/// million-referral export's peak memory — while holding the write lock.
-#[tracing::instrument(name = "db.referrals.any_in_window", skip_all)]
-pub async fn any_referrals(tx: &mut Tx<'_>, window: Window) -> Result<bool, StoreError> {
-    let sql = format!(
-        "SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM referrals r WHERE {REFERRALS_IN_WINDOW}) \
-         THEN 1 ELSE 0 END AS BIGINT)"
-    );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(window.from)
-        .bind(window.to)
-        .bind(window.cutoff)
-        .fetch_one(&mut **tx)
-        .await?;
-    Ok(row.try_get::<i64, _>(0)? == 1)
 }
