@@ -278,7 +278,7 @@ const DECOY_ED25519_PUBLIC_KEY: [u8; 32] = [
 /// `per_partner` unexpired tokens per partner, so one partner's flood costs
 /// only that partner (its new tokens are refused until some expire), never
 /// another partner's service or unbounded memory. Per process: replicas do
-/// not share it (documented in the README).
+/// not share it (documented in docs/api.md, "Authentication").
 struct ReplayCache {
     per_partner: usize,
     /// partner id -> BLAKE3 of the jti -> the token's expiry. A std Mutex,

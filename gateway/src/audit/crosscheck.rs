@@ -46,7 +46,7 @@
 //! # Adding an audited table
 //! Add its [`RecordSet`] and query in [`crate::store::record_ids`], the action
 //! that creates its rows to [`CreateKind`] and [`create_kind`], and a line to
-//! the table above and to the README's "Audit log" section.
+//! the table above and to the "Audit log" section of docs/operations.md.
 
 use std::fmt;
 

@@ -81,6 +81,7 @@ use crate::clock::Clock;
 use crate::store::audit as repo;
 use crate::store::{StoreError, Tx};
 
+use crate::store::audit::EntryColumns;
 pub use crate::store::audit::StoredEntry;
 
 /// The hash before the first entry.
@@ -347,7 +348,7 @@ fn hashed_rows(
 ) -> (Vec<(StoredEntry, [u8; 32])>, Appended) {
     let mut rows = Vec::with_capacity(events.len());
     for (offset, event) in (0..).zip(events) {
-        let row = StoredEntry::from_event(first + offset, at, event);
+        let row = stored_entry(first + offset, at, event);
         let hash = entry_hash(&prev, &row);
         prev = hash;
         rows.push((row, hash));
@@ -368,6 +369,30 @@ pub fn entry_hash(prev: &[u8; 32], entry: &StoredEntry) -> [u8; 32] {
     columns_hash(prev, &EntryColumns::of(entry))
 }
 
+/// The row an event becomes at `seq`, stamped `at`.
+fn stored_entry(seq: i64, at: i64, event: &Event) -> StoredEntry {
+    let fields: Vec<[&str; 2]> = event
+        .fields
+        .iter()
+        .map(|(name, how)| [name.as_str(), how.as_str()])
+        .collect();
+    StoredEntry {
+        seq,
+        at,
+        actor: event.actor.clone(),
+        action: event.action.clone(),
+        purpose: event.purpose.clone(),
+        resource: event.resource.clone(),
+        record_id: event.record_id.clone(),
+        subject_ref: event.subject_ref.clone(),
+        fields: serde_json::to_string(&fields).unwrap_or_else(|_| "[]".to_owned()),
+        policy_version: event.policy_version.clone(),
+        reason: event.reason.clone(),
+        consent_id: event.consent_id.clone(),
+        detail: event.detail.as_ref().map(ToString::to_string),
+    }
+}
+
 /// [`entry_hash`] over borrowed columns, so the verifier hashes rows straight
 /// from the page it read without copying them into a [`StoredEntry`].
 pub(crate) fn columns_hash(prev: &[u8; 32], entry: &EntryColumns<'_>) -> [u8; 32] {
@@ -384,36 +409,6 @@ pub(crate) fn columns_hash(prev: &[u8; 32], entry: &EntryColumns<'_>) -> [u8; 32
 /// and bytes.
 pub fn canonical(entry: &StoredEntry, hasher: &mut blake3::Hasher) {
     feed_canonical(&EntryColumns::of(entry), hasher);
-}
-
-/// Every hashed column of an entry, borrowed: `seq`, `at` and the eleven text
-/// columns in table order.
-pub(crate) struct EntryColumns<'a> {
-    pub seq: i64,
-    pub at: i64,
-    pub texts: [Option<&'a str>; 11],
-}
-
-impl<'a> EntryColumns<'a> {
-    pub(crate) fn of(entry: &'a StoredEntry) -> Self {
-        Self {
-            seq: entry.seq,
-            at: entry.at,
-            texts: [
-                Some(&entry.actor),
-                Some(&entry.action),
-                entry.purpose.as_deref(),
-                entry.resource.as_deref(),
-                entry.record_id.as_deref(),
-                entry.subject_ref.as_deref(),
-                Some(&entry.fields),
-                entry.policy_version.as_deref(),
-                entry.reason.as_deref(),
-                entry.consent_id.as_deref(),
-                entry.detail.as_deref(),
-            ],
-        }
-    }
 }
 
 fn feed_canonical(entry: &EntryColumns<'_>, hasher: &mut blake3::Hasher) {
@@ -490,7 +485,7 @@ mod tests {
     use super::*;
 
     fn entry(seq: i64) -> StoredEntry {
-        StoredEntry::from_event(
+        stored_entry(
             seq,
             1_700_000_000_000_000,
             &Event::new("pd", "referral.create")

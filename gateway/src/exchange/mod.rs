@@ -51,7 +51,7 @@ pub mod referral;
 pub mod routing;
 pub mod status;
 pub mod subject;
-pub mod vocabulary;
+pub use crate::domain::vocabulary;
 
 use std::sync::{Arc, Mutex};
 

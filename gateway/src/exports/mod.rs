@@ -62,7 +62,7 @@ pub mod hierarchy;
 pub(crate) mod plan;
 #[cfg(test)]
 mod race_tests;
-pub mod study;
+pub use crate::config::study;
 pub mod tables;
 
 use std::collections::BTreeMap;

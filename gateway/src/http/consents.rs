@@ -113,7 +113,7 @@ fn wants_fhir(headers: &HeaderMap) -> bool {
 /// Read a consent: its recorder and administrators (as the policy decides).
 ///
 /// JSON with the catalog's field names, or an HL7 FHIR R4 `Consent` resource
-/// with `Accept: application/fhir+json` (see the README for the mapping). A
+/// with `Accept: application/fhir+json` (see docs/api.md, "Consents", for the mapping). A
 /// consent the partner may not see is a 404 like an unknown id. The read is
 /// recorded as a disclosure.
 #[utoipa::path(get, path = "/v1/consents/{id}", tag = "consents",

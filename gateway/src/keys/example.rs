@@ -94,7 +94,7 @@ checkpoint_interval_secs = 10
 # refusal.summary entries instead of queued.
 refusal_queue_capacity = 1024
 # Outside witnesses get each checkpoint's line too, retried until accepted: a
-# command on its stdin (exit 0 accepts), a URL as an HTTPS POST (README: Audit log).
+# command on its stdin (exit 0 accepts), a URL as an HTTPS POST (docs/operations.md, "Audit log").
 # witness_command = ["/usr/local/bin/ship-checkpoint"]
 # witness_url = "https://witness.example.org/crosswalk/checkpoints"
 # witness_ca_file = "tls/witness-ca.pem"   # default: the system's CA bundle
@@ -156,7 +156,7 @@ pub(super) fn example_config(partners: &[PartnerEntry], policy_dir: &str) -> Str
 /// The example study (`demo-study`, for the example `evaluator`) and where
 /// exports go.
 const STUDIES: &str = r#"
-# Evaluator studies (see README "Exports"). Each names its evaluator (whose
+# Evaluator studies (see docs/configuration.md, "Studies and exports"). Each names its evaluator (whose
 # age_recipient the exports are encrypted to), a de-identification mode
 # (safe_harbor or limited_data_set), the purpose of use, the data-use agreement
 # on file and when it ends, and the quasi-identifiers every equivalence class

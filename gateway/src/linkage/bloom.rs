@@ -24,7 +24,25 @@
 //! holds the hash of every bigram over the normalized alphabet (space, `a`–`z`,
 //! `0`–`9`) for each namespace. Anything outside that alphabet is hashed directly.
 
-use super::keys::LinkageKeys;
+/// The filter's key and the tables precomputed from it, once per key set
+/// (part of [`super::keys::LinkageKeys`]).
+pub(super) struct BloomKey {
+    /// Hashes the elements and q-grams the tables do not hold.
+    key: [u8; 32],
+    grams: GramTable,
+    elements: ElementTable,
+}
+
+impl BloomKey {
+    /// Builds the tables (about a millisecond).
+    pub(super) fn new(key: [u8; 32]) -> Self {
+        Self {
+            grams: GramTable::new(&key),
+            elements: ElementTable::new(&key),
+            key,
+        }
+    }
+}
 
 /// 64-bit words in the whole filter.
 pub(super) const WORDS: usize = 16;
@@ -274,7 +292,7 @@ impl Bloom {
     /// each word padded with a boundary on both sides: "ann" → " a", "an", "nn", "n ".
     pub(super) fn add_grams(
         &mut self,
-        keys: &LinkageKeys,
+        keys: &BloomKey,
         region: Region,
         space: GramSpace,
         text: &str,
@@ -286,7 +304,7 @@ impl Bloom {
             if !(previous == b' ' && byte == b' ') {
                 let hash = match (symbol(previous), symbol(byte)) {
                     (Some(a), Some(b)) => keys.grams.get(space, a, b),
-                    _ => gram_hash(&keys.bloom_key, space as usize, previous, byte),
+                    _ => gram_hash(&keys.key, space as usize, previous, byte),
                 };
                 self.set(region, hash, k);
             }
@@ -298,7 +316,7 @@ impl Bloom {
     /// by `tag` so that equal values of different fields land apart.
     pub(super) fn add_element(
         &mut self,
-        keys: &LinkageKeys,
+        keys: &BloomKey,
         region: Region,
         tag: u8,
         value: &[u8],
@@ -307,7 +325,7 @@ impl Bloom {
         let hash = keys
             .elements
             .get(tag, value)
-            .unwrap_or_else(|| element_hash(&keys.bloom_key, tag, value));
+            .unwrap_or_else(|| element_hash(&keys.key, tag, value));
         self.set(region, hash, k);
     }
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::bloom::{self, Bloom, GramSpace, Region, weight};
+use super::bloom::{self, Bloom, BloomKey, GramSpace, Region, weight};
 use super::keys::LinkageKeys;
 use super::tokens::{self, Parts, TOKEN_LEN, Token, TokenKind};
 use crate::normalize::{Identity, Sex};
@@ -81,7 +81,7 @@ pub fn fingerprint(identity: &Identity, keys: &LinkageKeys) -> Fingerprint {
     }
     let parts = Parts::new(identity);
     let tokens = tokens::tokens(identity, &parts, keys);
-    let bloom = encode_bloom(identity, &parts, keys);
+    let bloom = encode_bloom(identity, &parts, &keys.bloom);
     Fingerprint {
         key_version: keys.version,
         linkable: true,
@@ -91,7 +91,7 @@ pub fn fingerprint(identity: &Identity, keys: &LinkageKeys) -> Fingerprint {
     }
 }
 
-fn encode_bloom(identity: &Identity, parts: &Parts<'_>, keys: &LinkageKeys) -> Bloom {
+fn encode_bloom(identity: &Identity, parts: &Parts<'_>, keys: &BloomKey) -> Bloom {
     let mut bloom = Bloom::empty();
     if let Some(given) = identity.given_name.as_deref() {
         bloom.add_grams(

@@ -17,8 +17,8 @@
 
 use std::fmt;
 
-use super::bloom::{ElementTable, GramTable};
-use super::tokens::TokenKind;
+use super::bloom::BloomKey;
+use super::token_kind::TokenKind;
 use crate::secrets::MasterSecret;
 
 /// Keys for one key version. Derived once per process (deriving also builds the
@@ -29,14 +29,12 @@ pub struct LinkageKeys {
     pub(super) version: u32,
     /// Indexed by `TokenKind as usize`.
     pub(super) token_keys: [[u8; 32]; TokenKind::COUNT],
-    /// Hashes the Bloom filter's non-q-gram elements (dates, ZIP, phone, ...).
-    pub(super) bloom_key: [u8; 32],
-    /// The Bloom positions of every q-gram over the normalized alphabet, computed
-    /// once from `bloom_key`: hashing ~40 q-grams per identity with BLAKE3 would
-    /// cost more than everything else in a fingerprint together.
-    pub(super) grams: GramTable,
-    /// Likewise for small-domain elements (birth year, ZIP prefix, ...).
-    pub(super) elements: ElementTable,
+    /// The Bloom filter's key, with the positions of every q-gram over the
+    /// normalized alphabet and of small-domain elements (birth year, ZIP
+    /// prefix, ...) computed once from it: hashing ~40 q-grams per identity
+    /// with BLAKE3 would cost more than everything else in a fingerprint
+    /// together.
+    pub(super) bloom: BloomKey,
 }
 
 impl LinkageKeys {
@@ -48,15 +46,13 @@ impl LinkageKeys {
                 kind.name()
             ))
         });
-        let bloom_key = master.derive(&format!("crosswalk 2026-11 linkage bloom v{key_version}"));
-        let grams = GramTable::new(&bloom_key);
-        let elements = ElementTable::new(&bloom_key);
+        let bloom = BloomKey::new(
+            master.derive(&format!("crosswalk 2026-11 linkage bloom v{key_version}")),
+        );
         Self {
             version: key_version,
             token_keys,
-            bloom_key,
-            grams,
-            elements,
+            bloom,
         }
     }
 

@@ -114,6 +114,7 @@ mod keys;
 pub mod offline;
 mod rule;
 pub mod synth;
+mod token_kind;
 mod tokens;
 
 pub use fingerprint::{Fingerprint, FingerprintError, fingerprint, is_linkable};

@@ -9,14 +9,12 @@
 //! consent on file only its scope (the consent's id rides along for the caller's
 //! audit entry but is neither shown to the policy nor part of the key).
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 use super::catalog::FieldClass;
 use super::resources::Resource;
-use crate::config::PartnerKind;
+use crate::domain::PartnerKind;
+pub use crate::domain::purpose::{InvalidPurpose, Purpose};
 
 /// The policy's input document.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -200,63 +198,6 @@ impl Eq for ConsentScope {}
 impl std::hash::Hash for ConsentScope {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.scope().hash(state);
-    }
-}
-
-/// An HL7 `PurposeOfUse` code (`CAREMGT`, `PERFMSR`, ...), from the
-/// `X-Purpose-Of-Use` header or the partner's default. Only its form is checked
-/// here (2-16 upper-case letters); which codes a requester may use is the policy's
-/// decision (`vocabulary.purposes_by_kind`), so adding a purpose needs no code.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Purpose(String);
-
-impl Purpose {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A purpose of use that is not 2-16 upper-case ASCII letters.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a purpose of use is an HL7 PurposeOfUse code: 2-16 upper-case letters, e.g. CAREMGT")]
-pub struct InvalidPurpose;
-
-impl FromStr for Purpose {
-    type Err = InvalidPurpose;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if (2..=16).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_uppercase()) {
-            Ok(Self(text.to_owned()))
-        } else {
-            Err(InvalidPurpose)
-        }
-    }
-}
-
-impl TryFrom<String> for Purpose {
-    type Error = InvalidPurpose;
-
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        text.parse()
-    }
-}
-
-impl From<Purpose> for String {
-    fn from(purpose: Purpose) -> Self {
-        purpose.0
-    }
-}
-
-impl fmt::Display for Purpose {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Purpose {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Purpose({})", self.0)
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Built from the consent's **released view** (what the policy gave the
 //! asker), never from the stored row, so the FHIR form cannot say more than
-//! the JSON form. The mapping (README, "Consents"):
+//! the JSON form. The mapping (docs/api.md, "Consents"):
 //!
 //! | Crosswalk | FHIR R4 Consent |
 //! |---|---|

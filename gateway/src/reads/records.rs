@@ -154,7 +154,7 @@ pub(super) async fn case_record(
 /// never its id, and the day, not the instant. Everything else as
 /// [`disclosure_record`].
 ///
-/// Why (README, "Consents", accounting): the recorder owes the person an
+/// Why (docs/privacy.md, "Consents"): the recorder owes the person an
 /// accounting (§164.528(b)(2): date, recipient, what, why), but a partner id
 /// — or the minute of a read — would tell the recorder which other partner
 /// holds a record about the person: only a CBO assigned a police referral can

@@ -5,7 +5,6 @@
 use sqlx::Row as _;
 
 use super::{Backend, Store, StoreError, Tx};
-use crate::audit::Event;
 
 /// An audit entry as stored (and hashed): every column but the hash.
 #[derive(Clone, PartialEq, Eq)]
@@ -39,30 +38,6 @@ impl std::fmt::Debug for StoredEntry {
 }
 
 impl StoredEntry {
-    /// The row an event becomes at `seq`, stamped `at`.
-    pub fn from_event(seq: i64, at: i64, event: &Event) -> Self {
-        let fields: Vec<[&str; 2]> = event
-            .fields
-            .iter()
-            .map(|(name, how)| [name.as_str(), how.as_str()])
-            .collect();
-        Self {
-            seq,
-            at,
-            actor: event.actor.clone(),
-            action: event.action.clone(),
-            purpose: event.purpose.clone(),
-            resource: event.resource.clone(),
-            record_id: event.record_id.clone(),
-            subject_ref: event.subject_ref.clone(),
-            fields: serde_json::to_string(&fields).unwrap_or_else(|_| "[]".to_owned()),
-            policy_version: event.policy_version.clone(),
-            reason: event.reason.clone(),
-            consent_id: event.consent_id.clone(),
-            detail: event.detail.as_ref().map(ToString::to_string),
-        }
-    }
-
     /// Reads a row selected with [`COLUMNS`].
     pub fn from_row(row: &sqlx::any::AnyRow) -> Result<(Self, Vec<u8>), StoreError> {
         Ok((
@@ -469,4 +444,34 @@ fn to_hash(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
     <[u8; 32]>::try_from(bytes).map_err(|_| StoreError::Corrupt {
         what: "an audit hash is not 32 bytes",
     })
+}
+
+/// Every hashed column of an entry, borrowed: `seq`, `at` and the eleven text
+/// columns in table order.
+pub struct EntryColumns<'a> {
+    pub seq: i64,
+    pub at: i64,
+    pub texts: [Option<&'a str>; 11],
+}
+
+impl<'a> EntryColumns<'a> {
+    pub fn of(entry: &'a StoredEntry) -> Self {
+        Self {
+            seq: entry.seq,
+            at: entry.at,
+            texts: [
+                Some(&entry.actor),
+                Some(&entry.action),
+                entry.purpose.as_deref(),
+                entry.resource.as_deref(),
+                entry.record_id.as_deref(),
+                entry.subject_ref.as_deref(),
+                Some(&entry.fields),
+                entry.policy_version.as_deref(),
+                entry.reason.as_deref(),
+                entry.consent_id.as_deref(),
+                entry.detail.as_deref(),
+            ],
+        }
+    }
 }

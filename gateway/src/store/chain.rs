@@ -27,9 +27,9 @@ use futures_util::StreamExt as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::audit::COLUMNS;
+use super::audit::EntryColumns;
 use super::copy_binary::{CopyParser, CopySink, MALFORMED};
 use super::{Store, StoreError};
-use crate::audit::EntryColumns;
 
 /// Where the native readers connect, kept by [`Store::connect`] from the URL it
 /// was given (never printed: it may hold a password).

@@ -165,7 +165,7 @@ vocabulary! {
 }
 
 vocabulary! {
-    /// Where a referral stands; driven by outcomes (see [`super::status`]).
+    /// Where a referral stands; driven by outcomes (see [`crate::exchange::status`]).
     ReferralStatus {
         /// Assigned, no outcome yet.
         New = "new",

@@ -33,6 +33,12 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::Deserialize;
 
+pub use crate::domain::PartnerKind;
+
+pub mod routing;
+pub mod study;
+pub mod witness;
+
 /// The default place `serve` looks for its configuration: the example set, so that
 /// a fresh clone runs with no setup.
 pub const DEFAULT_CONFIG_PATH: &str = "keys-example/crosswalk.toml";
@@ -62,7 +68,7 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Which CBO a referral goes to when it names none (see [`crate::exchange::routing`]).
     #[serde(default)]
-    pub routing: crate::exchange::routing::RoutingConfig,
+    pub routing: routing::RoutingConfig,
     /// Small-cell suppression and the differential-privacy option of
     /// `GET /v1/aggregates/outcomes` (see [`crate::aggregates`]).
     #[serde(default)]
@@ -73,7 +79,7 @@ pub struct Config {
     pub partners: BTreeMap<String, PartnerConfig>,
     /// Evaluator studies, keyed by study id (see [`crate::exports::study`]).
     #[serde(default)]
-    pub studies: BTreeMap<String, crate::exports::study::StudyConfig>,
+    pub studies: BTreeMap<String, study::StudyConfig>,
     /// Where exports are written (see [`crate::exports`]).
     #[serde(default)]
     pub exports: ExportsConfig,
@@ -289,16 +295,13 @@ pub const EARLIEST_PROGRAM_START: NaiveDate =
 /// `program_start`, and export windows and aggregate months start no earlier:
 /// a date before the program began is a typing error (`0000-01-01`, `1926`
 /// for `2026`), and a store that accepts one carries it into every count and
-/// export for good. Upper bounds are per field (README, Configuration).
+/// export for good. Upper bounds are per field (docs/configuration.md, "Input bounds").
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExchangeConfig {
     /// The first day (UTC) of the program; not before
     /// [`EARLIEST_PROGRAM_START`], which is the default.
-    #[serde(
-        default = "default_program_start",
-        deserialize_with = "crate::exports::study::date"
-    )]
+    #[serde(default = "default_program_start", deserialize_with = "study::date")]
     pub program_start: NaiveDate,
 }
 
@@ -366,14 +369,14 @@ pub struct AuditConfig {
     /// An outside witness as an HTTPS endpoint: each checkpoint's line is sent
     /// to it in a POST request.
     #[serde(default)]
-    pub witness_url: Option<crate::audit::witness::WitnessUrl>,
+    pub witness_url: Option<witness::WitnessUrl>,
     /// The CA certificates (PEM, relative to this file) the witness server's
     /// certificate must chain to; by default the system's CA bundle.
     #[serde(default)]
     pub witness_ca_file: Option<PathBuf>,
     /// The longest wait between two attempts to deliver to a failing witness:
     /// retries start at 1 s and double up to this.
-    #[serde(default = "crate::audit::witness::default_retry_max_secs")]
+    #[serde(default = "witness::default_retry_max_secs")]
     pub witness_retry_max_secs: u64,
 }
 
@@ -386,7 +389,7 @@ impl Default for AuditConfig {
             witness_command: Vec::new(),
             witness_url: None,
             witness_ca_file: None,
-            witness_retry_max_secs: crate::audit::witness::default_retry_max_secs(),
+            witness_retry_max_secs: witness::default_retry_max_secs(),
         }
     }
 }
@@ -562,35 +565,6 @@ impl fmt::Debug for PartnerConfig {
             .field("active", &self.active)
             .field("cert_bound", &self.cert_fingerprint.is_some())
             .finish_non_exhaustive()
-    }
-}
-
-/// What a partner is. It comes from the registry, never from a token's claims.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PartnerKind {
-    Police,
-    Health,
-    Cbo,
-    Evaluator,
-    Admin,
-}
-
-impl PartnerKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Police => "police",
-            Self::Health => "health",
-            Self::Cbo => "cbo",
-            Self::Evaluator => "evaluator",
-            Self::Admin => "admin",
-        }
-    }
-}
-
-impl fmt::Display for PartnerKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -829,7 +803,7 @@ impl Config {
                 return err(&key("age_recipient"), "is not an age X25519 recipient");
             }
             if let Some(purpose) = &partner.default_purpose
-                && purpose.parse::<crate::policy::Purpose>().is_err()
+                && purpose.parse::<crate::domain::Purpose>().is_err()
             {
                 return err(
                     &key("default_purpose"),

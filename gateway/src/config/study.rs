@@ -42,7 +42,7 @@ use std::fmt;
 use chrono::NaiveDate;
 use serde::{Deserialize, Deserializer};
 
-use crate::config::{Config, PartnerKind, is_valid_partner_id};
+use super::{Config, PartnerKind, is_valid_partner_id};
 
 /// One study, as configured.
 #[derive(Debug, Clone, Deserialize)]
@@ -67,7 +67,7 @@ pub struct StudyConfig {
     pub k: u32,
     /// How many referrals (percent) the study's plan may suppress at a
     /// generalization level before it tries a coarser one; used once, when the
-    /// plan is made (see `super::plan`).
+    /// plan is made (see `crate::exports::plan`).
     #[serde(default = "default_max_suppression")]
     pub max_suppression_percent: f64,
     /// Whether 42 CFR Part 2 (substance-use) records are exported; see the
@@ -105,7 +105,7 @@ impl StudyMode {
 }
 
 /// A column k-anonymity can be enforced over, each with its hierarchy (see
-/// [`super::hierarchy`]).
+/// [`crate::exports::hierarchy`]).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
 )]
@@ -212,7 +212,7 @@ impl StudyConfig {
             }
             Some(_) => {}
         }
-        if self.purpose.parse::<crate::policy::Purpose>().is_err() {
+        if self.purpose.parse::<crate::domain::Purpose>().is_err() {
             return Err(("purpose", "must be an HL7 PurposeOfUse code".into()));
         }
         if self.dua_reference.trim().is_empty() {
