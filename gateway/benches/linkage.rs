@@ -22,7 +22,7 @@
 //! - `LINKAGE_THREADS` (default 2): threads for the link.
 //! - `FEBRL_DIR`: see above.
 //!
-//! Targets (issue 3): precision ≥ 0.995 and recall ≥ 0.98 at 10% corruption;
+//! Targets: precision ≥ 0.995 and recall ≥ 0.98 at 10% corruption;
 //! ≥ 200,000 identities/s fingerprinted on one core; 100k × 100k in < 30 s on
 //! two cores.
 

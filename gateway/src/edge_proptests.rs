@@ -1,11 +1,10 @@
 //! Property-based fuzzing, on stable Rust, of the parsers that face the
-//! network (issue 16 point 7): partner tokens, referral bodies (single or as
-//! a batch line: the same `referral::check`), consent bodies, list cursors and
-//! aggregate queries. Each must never panic, and must either parse or say
-//! precisely which field is wrong — without quoting what was sent (a value
-//! may be an identifier). The normalizers (names, dates, phones, addresses)
-//! have their own properties in `normalize/proptests.rs`; the Authorization
-//! header's in `http/auth.rs`.
+//! network: partner tokens, referral bodies (single or as a batch line: the
+//! same `referral::check`), consent bodies, list cursors and aggregate queries.
+//! Each must never panic, and must either parse or say precisely which field is
+//! wrong — without quoting what was sent (a value may be an identifier). The
+//! normalizers (names, dates, phones, addresses) have their own properties in
+//! `normalize/proptests.rs`; the Authorization header's in `http/auth.rs`.
 //!
 //! Bodies are generated two ways: arbitrary bytes and arbitrary JSON (which
 //! mostly fail at the first field), and a valid referral with one field at a

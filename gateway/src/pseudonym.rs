@@ -2,7 +2,7 @@
 //!
 //! A pseudonym is computed from a random internal id — never from identifiers —
 //! under a key of its own for each partner and each study. Which id depends on
-//! the audience (issue 15):
+//! the audience, so that no partner learns links made by others' records:
 //! - a **study** pseudonym ([`Pseudonymizer::for_study`]) from the subject: the
 //!   gateway's global grouping, which evaluators need;
 //! - a **partner** pseudonym from the partner's own cluster of the record's

@@ -129,11 +129,11 @@ impl std::fmt::Debug for SubjectRegistry {
 /// Time-ordered so that each table's primary key (and `identities_subject`)
 /// grows at its end: with random v4 ids every new row dirtied a page somewhere
 /// in the middle of each of those B-trees, which SQLite's commit then wrote out
-/// (issue 6: most of a referral's write cost is such pages). These ids never
-/// leave the gateway — partners and studies see keyed pseudonyms of the
-/// subject id — and the time in them is the row's `created_at`, which the
-/// database holds anyway. They are still not derived from anything about the
-/// person, which study pseudonyms rely on (issue 8, §164.514(c)).
+/// (most of a referral's write cost was such pages). These ids never leave the
+/// gateway — partners and studies see keyed pseudonyms of the subject id — and
+/// the time in them is the row's `created_at`, which the database holds anyway.
+/// They are still not derived from anything about the person, which study
+/// pseudonyms rely on (§164.514(c)).
 pub(crate) fn internal_id(now: i64) -> String {
     let seconds = u64::try_from(now).unwrap_or(0);
     uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, seconds, 0)).to_string()

@@ -190,11 +190,11 @@ consent_used(_, "program") := false
 # passes only active consents (in their period, not revoked) recorded by the
 # record's holder; null or absent means none. A consent opens only the records
 # of the partner that recorded it, its discloser (42 CFR §2.31 names the
-# program that discloses; issue 15): a CBO's consent never opens county
-# health's cases, whatever recipients and classes it lists. So the policy
-# checks it too, and a consent whose discloser is not the record's holder (or
-# a record with no holder, or an input missing either) counts as none. A list
-# that is not an array counts as empty.
+# program that discloses): a CBO's consent never opens county health's cases,
+# whatever recipients and classes it lists. So the policy checks it too, and a
+# consent whose discloser is not the record's holder (or a record with no
+# holder, or an input missing either) counts as none. A list that is not an
+# array counts as empty.
 consent := input.consent if {
 	is_object(input.consent)
 	is_string(input.record.holder)

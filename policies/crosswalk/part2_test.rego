@@ -47,7 +47,7 @@ test_part2_consent_not_covering_purpose_absent if {
 
 # §2.31: the consent names the program that discloses. A Part 2 consent
 # recorded by anyone but the record's holder opens nothing of it, however it
-# names the recipient (issue 15: a CBO granted itself county health's
+# names the recipient (otherwise a CBO could grant itself county health's
 # substance-use cases this way).
 test_part2_consent_of_another_discloser_absent if {
 	c := object.union(t_part2_consent(["cbo-north"], ["CAREMGT"]), {"discloser": "cbo-north"})

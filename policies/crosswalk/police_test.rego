@@ -143,7 +143,7 @@ test_police_own_part2_referral_absent if {
 	t_deny_shape(d)
 }
 
-# A consent opens only the records of the partner that recorded it (issue 15):
+# A consent opens only the records of the partner that recorded it:
 # the same consent recorded by a CBO does not open a case status county health
 # holds, and a record with no holder (or an input without one) is opened by no
 # consent.

@@ -1,8 +1,7 @@
-//! Published months are fixed (issue 15, finding 5): a month's table is
-//! counted once, from the month as it stood at its cut-off
-//! (`aggregates.settle_days` after it ends), and served unchanged to every
-//! asker; before the cut-off the month is refused, naming `to` and saying
-//! when it settles.
+//! Published months are fixed: a month's table is counted once, from the
+//! month as it stood at its cut-off (`aggregates.settle_days` after it ends),
+//! and served unchanged to every asker; before the cut-off the month is
+//! refused, naming `to` and saying when it settles.
 //!
 //! The attack: ask an ended month by district x outcome, record one outcome
 //! on one of its referrals, ask again, and see which withheld cell moved.

@@ -1,4 +1,4 @@
-//! Issue 15, finding 6: the audit log's tail cut between two checkpoints.
+//! The audit log's tail cut between two checkpoints.
 //!
 //! Records are made through the real server (referrals, their assignments and
 //! a reassignment, outcomes, case statuses, consents and a revocation, an

@@ -1,9 +1,9 @@
-//! Outside audit witnesses (issue 15, build point 6): the signed checkpoint
-//! lines reach a real HTTPS server started here (TLS with the example
-//! server certificate), a witness that is down at first gets them once it is
-//! up, a gateway restarted before its witness came up sends what was not
-//! accepted, and a witness command gets them on stdin, without the gateway's
-//! database credentials or settings in its environment.
+//! Outside audit witnesses (copies a database owner cannot rewrite): the
+//! signed checkpoint lines reach a real HTTPS server started here (TLS with
+//! the example server certificate), a witness that is down at first gets them
+//! once it is up, a gateway restarted before its witness came up sends what
+//! was not accepted, and a witness command gets them on stdin, without the
+//! gateway's database credentials or settings in its environment.
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -1,5 +1,5 @@
-//! Input bounds (issue 16 point 4): every date the API takes has a range —
-//! contact, outcome and case times and consent periods from the program start
+//! Input bounds: every date the API takes has a range — contact, outcome and
+//! case times and consent periods from the program start
 //! (`exchange.program_start`) to now, dates of birth from 1900 to today,
 //! export windows and aggregate months from the program start — and a body
 //! over `server.request_body_limit_bytes` is the same `413` problem over

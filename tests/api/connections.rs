@@ -1,4 +1,4 @@
-//! Connection limits (issue 16, finding 2: no header-read timeout, no idle or
+//! Connection limits (before them: no header-read timeout, no idle or
 //! connection limits; 300 TLS connections, half with a partial header, were
 //! all open after 70 s). Raw TLS clients against the real server: a slowloris
 //! header is cut off, a silent connection is closed, and over the per-client

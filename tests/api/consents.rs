@@ -1,10 +1,9 @@
-//! Consents over the real binary (issue 7 items 1, 2 and 5): police see
-//! nothing record-level before a consent, the covered fields under one, and
-//! nothing again after it is revoked; a consent recorded on a health case
-//! follows the person to the linked referral and opens that partner's case
-//! there (and nothing of anyone else's: issue 15); bad consents are refused
-//! naming the field with nothing written; every change and release is audited
-//! with the consent's id.
+//! Consents over the real binary: police see nothing record-level before a
+//! consent, the covered fields under one, and nothing again after it is
+//! revoked; a consent recorded on a health case follows the person to the
+//! linked referral and opens that partner's case there (and nothing of anyone
+//! else's); bad consents are refused naming the field with nothing written;
+//! every change and release is audited with the consent's id.
 
 use serde_json::{Value, json};
 use sqlx::Row as _;

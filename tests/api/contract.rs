@@ -1,9 +1,9 @@
-//! The OpenAPI document against the server it describes (issue 16, point 5):
-//! what the document lists, the server reads, and what the document rules out
-//! that a client could still send is refused naming the field. The outside
-//! fuzzer (`.ci/fuzz-api`) checks the same at scale; these tests pin the
-//! findings it made. Also the NDJSON batch fed generated lines (point 6), which
-//! the fuzzer cannot judge: the batch answers a bad line in a 200 stream.
+//! The OpenAPI document against the server it describes: what the document
+//! lists, the server reads, and what the document rules out that a client could
+//! still send is refused naming the field. The outside fuzzer (`.ci/fuzz-api`)
+//! checks the same at scale; these tests pin the findings it made. Also the
+//! NDJSON batch fed generated lines, which the fuzzer cannot judge: the batch
+//! answers a bad line in a 200 stream.
 
 use chrono::Datelike as _;
 use proptest::prelude::*;

@@ -1,4 +1,4 @@
-//! The full cycle of issue 6, over the real binary: police refer → the CBO sees
+//! The full exchange cycle, over the real binary: police refer → the CBO sees
 //! its queue with contact details and without CAD/officer/arrest → the CBO
 //! reports outcomes → police see the workflow state, not the outcome → health
 //! posts a case → the records link to one internal subject, which neither
@@ -160,9 +160,8 @@ async fn a_referral_goes_round_the_whole_cycle(backend: Backend) {
         "no consent: nothing"
     );
     responses.push(("pd", police_cases.to_string()));
-    // Without a consent on file the CBO sees no case status either (issue 7
-    // brings consents); an admin's operational view shows the link, without
-    // identities.
+    // Without a consent on file the CBO sees no case status either; an admin's
+    // operational view shows the link, without identities.
     let cbo_cases =
         ok_json(read_as(&app, "cbo-north", &format!("{referral}/case-status"), None).await).await;
     assert_eq!(cbo_cases["case_statuses"], json!([]));

@@ -1,4 +1,4 @@
-//! Issue 15, findings 4 and 2 (the export half), over the real binary:
+//! Exports against joins and hollow rows, over the real binary:
 //!
 //! - **The join attack.** Twelve exports of one study over overlapping, nested
 //!   and shifted windows, decrypted with the stock `age` tool and joined on

@@ -1,9 +1,8 @@
-//! Privacy against inference (issue 15), as a curious partner would try it over
-//! the real binary: a consent opens only the records of the partner that
-//! recorded it (its discloser); a Part 2 record a requester may not see is
-//! absent, never a hollow row whose blanks mark the person as a patient; and
-//! the accounting a recorder reads names what received its records only by
-//! kind.
+//! Privacy against inference, as a curious partner would try it over the real
+//! binary: a consent opens only the records of the partner that recorded it
+//! (its discloser); a Part 2 record a requester may not see is absent, never a
+//! hollow row whose blanks mark the person as a patient; and the accounting a
+//! recorder reads names what received its records only by kind.
 
 use serde_json::{Value, json};
 use sqlx::Row as _;

@@ -1,4 +1,4 @@
-//! Partner pseudonyms over the real binary (issue 15, finding 3 and point 3):
+//! Partner pseudonyms over the real binary:
 //! a partner's pseudonym of a person groups only what its own records link.
 //! Receipts, reads and the FHIR `patient` of consents must not tell police,
 //! a CBO or county health whether someone else's record links two of theirs.

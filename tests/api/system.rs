@@ -125,9 +125,9 @@ async fn errors_are_problem_json_with_a_request_id() {
     assert_problem(wrong_method, 405).await;
 }
 
-/// Issue 16, finding 1: 300 requests with unique 20 KB methods once grew
-/// `/metrics` from 33 KB to 120 MB. Now a method outside the known set is
-/// `OTHER`, and `/metrics` is not on the partners' TLS port at all.
+/// 300 requests with unique 20 KB methods once grew `/metrics` from 33 KB to
+/// 120 MB. Now a method outside the known set is `OTHER`, and `/metrics` is not
+/// on the partners' TLS port at all.
 #[tokio::test]
 async fn a_flood_of_unique_methods_leaves_metrics_bounded() {
     let app = spawn_app(Backend::Sqlite).await;

@@ -1,6 +1,6 @@
 //! Settling months: a month's tables are counted once from a fixed copy of its
 //! referrals as they stood at its cut-off (`aggregates.settle_days` after the
-//! month ends), so a published month never moves (issue 15 point 5).
+//! month ends), so a published month never moves.
 //!
 //! Before its cut-off a month is refused like the current one (the request
 //! parser names `to` and says when it settles). The first request after the

@@ -428,8 +428,8 @@ pub struct AggregatesConfig {
     /// How many days after a month ends its tables are settled (computed
     /// once from the data as it stood then, kept and served unchanged):
     /// outcomes of the month's referrals arrive for a while after it ends, and
-    /// a published month must never move (issue 15 point 5). Before then the
-    /// month is refused like the current one.
+    /// a published month must never move (two differing releases would tell
+    /// what changed). Before then the month is refused like the current one.
     #[serde(default = "default_settle_days")]
     pub settle_days: u32,
     #[serde(default)]
@@ -1007,7 +1007,8 @@ mod tests {
     }
 
     /// Checkpoints every 10 s while the head moves, by default and in the
-    /// example configuration (issue 15: a tail cut between checkpoints).
+    /// example configuration: a tail cut after the last checkpoint goes
+    /// unnoticed, so that window stays short.
     #[test]
     fn checkpoints_default_to_every_ten_seconds() {
         assert_eq!(AuditConfig::default().checkpoint_interval_secs, 10);

@@ -1,5 +1,5 @@
 //! `POST /v1/consents` and `POST /v1/consents/{id}/revoke`: the person's consent
-//! to share, recorded by the partner they gave it to (issue 7, item 1).
+//! to share, recorded by the partner they gave it to.
 //!
 //! # Who records it, and on what
 //! - A **CBO** names a referral assigned to it (`"referral": id`).
@@ -11,7 +11,7 @@
 //! Either way the consent is stored on the record's *subject* (the gateway's
 //! internal reference for the person), so it follows the person to every
 //! record linked to them (reads follow subject merges) — but it opens only
-//! the records its recorder holds (issue 15).
+//! the records its recorder holds (see the discloser below).
 //!
 //! # The discloser
 //! A consent authorizes its *discloser* — the partner whose records it opens —

@@ -394,7 +394,8 @@ async fn build_rows(
             status,
             assigned_cbo: draft.assignment.cbo.clone(),
             // The submitter's own cluster of the person: only its own
-            // submissions group it (issue 15), never another partner's.
+            // submissions group it, never another partner's (whose links it
+            // must not learn).
             subject_pseudonym: shared
                 .pseudonyms
                 .for_partner_cluster(&item.submitter, &link.cluster_id)

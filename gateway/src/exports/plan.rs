@@ -1,7 +1,7 @@
 //! A study's plan: the generalization every export of the study uses, chosen
 //! once, and k-anonymity counted over distinct people.
 //!
-//! # Why one plan per study (issue 15, finding 4)
+//! # Why one plan per study
 //! An evaluator can ask for as many exports of a study as it likes, over any
 //! windows, and join them on the study pseudonyms they share (the same
 //! referral, the same person). When each export chose its own levels, one

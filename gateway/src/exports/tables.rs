@@ -2,7 +2,7 @@
 //! policy decision admits it), how rows are written as CSV or NDJSON, and the
 //! data dictionary.
 //!
-//! # Which columns (issue 15, finding 4)
+//! # Which columns
 //! Every column that could single a person out in combination with others is
 //! either one of the study's declared quasi-identifiers, generalized by the
 //! study's plan inside the k classes, or not written at all:

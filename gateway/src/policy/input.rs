@@ -122,9 +122,9 @@ pub struct RecordFacts {
     /// The partner that holds the record: the police partner that submitted a
     /// referral, the CBO that recorded an outcome, the health partner that
     /// submitted a case status, the recorder of a consent. A consent opens only
-    /// records whose holder is its discloser (issue 15); `None` (an audit
-    /// entry, a question about a whole table) is held by no partner, so no
-    /// consent opens it.
+    /// records whose holder is its discloser; `None` (an audit entry, a
+    /// question about a whole table) is held by no partner, so no consent opens
+    /// it.
     #[serde(default)]
     pub holder: Option<String>,
 }

@@ -1,5 +1,6 @@
-//! Connection limits (issue 16 point 2): caps on open connections, in all and
-//! per client address, and an idle timeout on the socket.
+//! Connection limits, so that slow or idle clients cannot hold every socket:
+//! caps on open connections, in all and per client address, and an idle
+//! timeout on the socket.
 //!
 //! The caps are checked when a TCP connection is accepted, before any TLS
 //! work: over either cap the socket is closed at once and

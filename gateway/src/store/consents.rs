@@ -18,7 +18,7 @@ pub struct ConsentRow {
     pub case_id: Option<String>,
     pub recorded_by: String,
     /// The partner whose records the consent opens: always its recorder
-    /// (migration 0016; issue 15). Reads use a consent only on records this
+    /// (migration 0016). Reads use a consent only on records this
     /// partner holds.
     pub discloser: String,
     pub method: String,

@@ -2,7 +2,7 @@
 //! referral, the CBO that recorded an outcome, the health partner that
 //! submitted a case status, the recorder of a consent. A consent opens only its
 //! recorder's records, and a recorder's accounting of disclosures lists only
-//! disclosures of records it holds (issue 15).
+//! disclosures of records it holds.
 
 use std::collections::HashSet;
 

@@ -3,11 +3,11 @@
 //!
 //! Clusters cannot be computed in SQL: the match rule is the linkage engine's,
 //! in Rust. Nor would a default do: "each identity its own cluster" would give
-//! every old record of a person a pseudonym of its own, and "the subject"
-//! would keep the very linkage issue 15 removes. So the gateway replays what
-//! registration would have done: it takes the identities without a cluster,
-//! oldest first, in batches, looks up their candidates with the intake's own
-//! statement, and resolves them with the intake's own code
+//! every old record of a person a pseudonym of its own, and "the subject" would
+//! keep the very cross-partner linkage that clusters remove. So the gateway
+//! replays what registration would have done: it takes the identities without a
+//! cluster, oldest first, in batches, looks up their candidates with the
+//! intake's own statement, and resolves them with the intake's own code
 //! ([`super::register_many::resolve`]) — of which it keeps only the clusters.
 //! Identities not reached yet have no cluster and count as held by nobody, so
 //! each batch sees exactly the earlier identities, as the intake would have.

@@ -1,8 +1,8 @@
-//! Partner clusters on real databases (issue 15 point 3): a partner's grouping
-//! of its own records does not depend on anybody else's submissions (a
-//! property over random submissions by three partners), a referral moving to
-//! another CBO joins that CBO's own clusters, and rows from before migration
-//! 0017 get, from the backfill, the clusters registration would have given them.
+//! Partner clusters on real databases: a partner's grouping of its own records
+//! does not depend on anybody else's submissions (a property over random
+//! submissions by three partners), a referral moving to another CBO joins that
+//! CBO's own clusters, and rows from before migration 0017 get, from the
+//! backfill, the clusters registration would have given them.
 
 use std::collections::HashMap;
 

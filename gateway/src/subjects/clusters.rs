@@ -1,5 +1,4 @@
-//! Partner clusters: what a partner's pseudonym of a person groups (issue 15
-//! point 3).
+//! Partner clusters: what a partner's pseudonym of a person groups.
 //!
 //! # Why not the subject
 //! Subjects are the gateway's global grouping: an identity links to every

@@ -5,7 +5,7 @@
 //!
 //! Counts are read from `aggregate_settled_referrals`, the copy made when a
 //! month settles, never from the live `referrals`: a published month must not
-//! move when a later outcome is recorded (issue 15 point 5).
+//! move when a later outcome is recorded.
 //!
 //! Month boundaries come in as unix-microsecond parameters (computed in Rust),
 //! so the same SQL runs on both backends and the `aggregate_settled_referrals_month` index
