@@ -509,7 +509,8 @@ struct FillRows {
 
 /// A time-ordered id like the gateway's.
 fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
+    use crosswalk::clock::Clock as _;
+    crosswalk::domain::ids::stamped_id(crosswalk::clock::SystemClock.now())
 }
 
 /// Entry `i` of the mixed fill, and the rows it creates. `cycle_referrals`

@@ -130,7 +130,7 @@ impl NoisyMonths<'_> {
                         });
                     }
                 };
-                let id = uuid::Uuid::now_v7().to_string();
+                let id = crate::domain::ids::stamped_id(self.clock.now());
                 budget::record_spend(
                     &mut tx,
                     &LedgerEntry {

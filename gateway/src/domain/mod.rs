@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
+pub mod ids;
 pub mod purpose;
 pub mod vocabulary;
 

@@ -1,5 +1,5 @@
 //! The exchange itself: police referrals, their routing to a CBO, CBO follow-up
-//! outcomes and reassignments, and health case statuses (issue 6, write side).
+//! outcomes and reassignments, and health case statuses (the write side).
 //!
 //! Handlers in `http/` authenticate, read headers and hand the raw body here;
 //! this module checks it, decides, and writes through the store in one
@@ -53,7 +53,7 @@ pub mod status;
 pub mod subject;
 pub use crate::domain::vocabulary;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -66,6 +66,7 @@ pub use self::intake::{
 use self::referral::{CheckContext, ReferralDraft};
 use crate::clock::Clock;
 use crate::config::Config;
+pub(crate) use crate::domain::ids::{RecordIds, is_record_id};
 use crate::normalize::NormalizeOptions;
 use crate::policy::Purpose;
 use crate::pseudonym::Pseudonymizer;
@@ -275,28 +276,6 @@ impl Shared {
     fn normalize_options(&self, now: DateTime<Utc>) -> NormalizeOptions {
         NormalizeOptions::new(self.config.linkage.phone_region(), now.date_naive())
     }
-}
-
-/// Record ids: UUID v7 stamped by the gateway's clock, monotonic within the
-/// process (so a batch's referrals sort in line order), random across replicas.
-#[derive(Default)]
-pub(crate) struct RecordIds {
-    context: Mutex<uuid::ContextV7>,
-}
-
-impl RecordIds {
-    pub(crate) fn next(&self, at: DateTime<Utc>) -> String {
-        let seconds = u64::try_from(at.timestamp()).unwrap_or(0);
-        let timestamp =
-            uuid::Timestamp::from_unix(&self.context, seconds, at.timestamp_subsec_nanos());
-        uuid::Uuid::new_v7(timestamp).to_string()
-    }
-}
-
-/// Whether `id` could be a record id: anything else is "not found" without a
-/// database round trip.
-pub(crate) fn is_record_id(id: &str) -> bool {
-    uuid::Uuid::try_parse(id).is_ok()
 }
 
 /// RFC 3339 with the offset `Z`, to the second (or finer when given finer).

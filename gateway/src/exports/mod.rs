@@ -1,4 +1,4 @@
-//! De-identified exports for evaluator studies (issues 8 and 15).
+//! De-identified exports for evaluator studies.
 //!
 //! `POST /v1/exports` (the study's evaluator, purpose as the study says) is
 //! checked in the request — study, data-use agreements, the study's plan,
@@ -548,7 +548,7 @@ impl Exports {
         }
         let now = self.clock.now();
         let job = Job {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: crate::domain::ids::stamped_id(now),
             study_id: request.study.clone(),
             evaluator: who.partner.to_owned(),
             purpose: who.purpose.as_str().to_owned(),

@@ -131,7 +131,7 @@ async fn job(exports: &Exports) -> Job {
     let now = exports.clock.now();
     let today = now.date_naive();
     let job = Job {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: crate::domain::ids::stamped_id(now),
         study_id: "demo-study".to_owned(),
         evaluator: "evaluator".to_owned(),
         purpose: "HRESCH".to_owned(),
