@@ -113,9 +113,10 @@ async fn run() {
     let referrals = env("AGG_BENCH_REFERRALS", 1_000_000);
     let runs = env("AGG_BENCH_RUNS", 10);
     let backends = std::env::var("AGG_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
-    let policy =
+    let policy = std::sync::Arc::new(
         Policy::load(&std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies"))
-            .expect("the policy bundle loads");
+            .expect("the policy bundle loads"),
+    );
     println!(
         "referrals: {referrals}; outcomes: {}; runs per table: {runs}",
         referrals * 3
@@ -148,7 +149,13 @@ async fn run() {
     }
 }
 
-async fn bench_backend(label: &str, url: &str, referrals: usize, runs: usize, policy: &Policy) {
+async fn bench_backend(
+    label: &str,
+    url: &str,
+    referrals: usize,
+    runs: usize,
+    policy: &std::sync::Arc<Policy>,
+) {
     println!("\n== {label} ==");
     let store = Store::connect(url).await.expect("connect");
     store.migrate().await.expect("migrate");
@@ -187,9 +194,9 @@ async fn bench_backend(label: &str, url: &str, referrals: usize, runs: usize, po
 }
 
 /// Settles the 24 months once, as the first request after their cut-offs
-/// would (issue 15 point 5), and prints what that took: every table measured
-/// afterwards is counted from the settled copy.
-async fn settle_all(store: &Store, policy: &Policy) {
+/// would, and prints what that took: every table measured afterwards is
+/// counted from the settled copy.
+async fn settle_all(store: &Store, policy: &std::sync::Arc<Policy>) {
     let started = Instant::now();
     ask_as_pd(
         store,
@@ -209,7 +216,7 @@ async fn settle_all(store: &Store, policy: &Policy) {
 /// instant by which every month of the data has settled.
 async fn ask_as_pd(
     store: &Store,
-    policy: &Policy,
+    policy: &std::sync::Arc<Policy>,
     config: &AggregatesConfig,
     params: &[(&str, &str)],
 ) -> crosswalk::aggregates::AggregateTable {
@@ -227,10 +234,10 @@ async fn ask_as_pd(
     )
     .expect("a valid request");
     Aggregates {
-        store,
-        policy,
-        config,
-        clock: &SystemClock,
+        store: store.clone(),
+        policy: std::sync::Arc::clone(policy),
+        config: config.clone(),
+        clock: std::sync::Arc::new(SystemClock),
     }
     .outcomes(&asker, &request)
     .await

@@ -151,17 +151,18 @@ impl Gateway {
             },
             &keys.master,
         ));
-        let exports = Arc::new(crate::exports::Exports {
+        let shared = Shared {
             config: Arc::clone(&config),
             store: store.clone(),
             vault: vault.clone(),
             policy: Arc::clone(&policy),
             pseudonyms: Arc::clone(&pseudonyms),
-            signer,
             clock: Arc::clone(&clock),
-        });
+        };
         let state = AppState {
-            exports,
+            exports: shared.exports(signer),
+            reads: shared.reads(),
+            aggregates: shared.aggregates(),
             registry: subjects,
             pseudonyms,
             vault,
@@ -190,6 +191,51 @@ impl Gateway {
             metrics,
             refusal_writer,
             exchange,
+        })
+    }
+}
+
+/// The handles the request-serving services share (cheap to clone), so that
+/// each service is built once here and lives in [`AppState`].
+struct Shared {
+    config: Arc<Config>,
+    store: Store,
+    vault: Vault,
+    policy: Arc<Policy>,
+    pseudonyms: Arc<Pseudonymizer>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Shared {
+    fn exports(&self, signer: Arc<CheckpointSigner>) -> Arc<crate::exports::Exports> {
+        Arc::new(crate::exports::Exports {
+            config: Arc::clone(&self.config),
+            store: self.store.clone(),
+            vault: self.vault.clone(),
+            policy: Arc::clone(&self.policy),
+            pseudonyms: Arc::clone(&self.pseudonyms),
+            signer,
+            clock: Arc::clone(&self.clock),
+        })
+    }
+
+    fn reads(&self) -> Arc<crate::reads::Reads> {
+        Arc::new(crate::reads::Reads {
+            store: self.store.clone(),
+            vault: self.vault.clone(),
+            policy: Arc::clone(&self.policy),
+            pseudonyms: Arc::clone(&self.pseudonyms),
+            clock: Arc::clone(&self.clock),
+            config: Arc::clone(&self.config),
+        })
+    }
+
+    fn aggregates(&self) -> Arc<crate::aggregates::Aggregates> {
+        Arc::new(crate::aggregates::Aggregates {
+            store: self.store.clone(),
+            policy: Arc::clone(&self.policy),
+            config: self.config.aggregates.clone(),
+            clock: Arc::clone(&self.clock),
         })
     }
 }

@@ -1,4 +1,4 @@
-//! Aggregate releases: `GET /v1/aggregates/outcomes` (issue 7 items 3-5; settled months, issue 15 point 5).
+//! Aggregate releases: `GET /v1/aggregates/outcomes`, over settled months.
 //!
 //! Counts of referrals by calendar month and any of `district`, `resource`,
 //! `outcome` and `assigned_cbo`, with the median time to first contact per
@@ -105,6 +105,8 @@ pub(crate) mod suppression;
 mod table;
 
 pub use settle::SETTLE_ACTION;
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Datelike as _, NaiveDate, TimeZone as _, Utc};
 use serde::Serialize;
@@ -535,12 +537,20 @@ pub struct AggregateTable {
     pub privacy: Option<PrivacySpend>,
 }
 
-/// The aggregate side's services for one request. Cheap: it only borrows.
-pub struct Aggregates<'a> {
-    pub store: &'a Store,
-    pub policy: &'a Policy,
-    pub config: &'a AggregatesConfig,
-    pub clock: &'a dyn Clock,
+/// The aggregate side's services, built once with the gateway and shared by
+/// every request (cheap to clone: handles and `Arc`s).
+#[derive(Clone)]
+pub struct Aggregates {
+    pub store: Store,
+    pub policy: Arc<Policy>,
+    pub config: AggregatesConfig,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Aggregates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Aggregates").finish_non_exhaustive()
+    }
 }
 
 /// One month's counts and medians as read.
@@ -568,7 +578,7 @@ fn from_micro(micro: i64) -> f64 {
     micro as f64 / MICRO
 }
 
-impl Aggregates<'_> {
+impl Aggregates {
     /// Asks the policy whether `asker` may have aggregates of referrals and
     /// their outcomes; returns the decision to record.
     fn decide(
@@ -610,14 +620,20 @@ impl Aggregates<'_> {
     ) -> Result<AggregateTable, AggregateError> {
         let decision = self.decide(asker)?;
         let wanted = request.months();
-        settle::settle_months(self.store, self.clock, self.config.settle_days, &wanted).await?;
+        settle::settle_months(
+            &self.store,
+            self.clock.as_ref(),
+            self.config.settle_days,
+            &wanted,
+        )
+        .await?;
         let dp = self.config.dp.enabled;
         let columns = request.columns();
         let bounds: Vec<(i64, i64)> = wanted
             .iter()
             .map(|m| (m.start_micros(), m.next().start_micros()))
             .collect();
-        let read = repo::read_months(self.store, &columns, &bounds, !dp).await?;
+        let read = repo::read_months(&self.store, &columns, &bounds, !dp).await?;
         let months: Vec<MonthData> = wanted
             .into_iter()
             .zip(read)
@@ -634,9 +650,9 @@ impl Aggregates<'_> {
         let mut detail = request.shape();
         let (tx, privacy) = if dp {
             let noisy = dp::NoisyMonths {
-                store: self.store,
-                config: self.config,
-                clock: self.clock,
+                store: &self.store,
+                config: &self.config,
+                clock: self.clock.as_ref(),
             }
             .tables(asker, request, &months)
             .await?;
@@ -703,7 +719,7 @@ impl Aggregates<'_> {
             .with_resource(Resource::Outcome.as_str())
             .with_decision(&*decision.policy_version, &decision.reason)
             .with_detail(detail);
-        audit::append(&mut tx, &[entry], self.clock).await?;
+        audit::append(&mut tx, &[entry], self.clock.as_ref()).await?;
         tx.commit().await?;
         Ok(())
     }

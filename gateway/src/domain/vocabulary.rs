@@ -1,6 +1,6 @@
 //! The exchange's closed vocabularies: resource categories, outcome kinds, health
-//! programs and case statuses (design.md §4 and issue 6), and the codes the
-//! gateway adds (follow-up, reassignment reasons).
+//! programs and case statuses (design.md §4), and the codes the gateway adds
+//! (follow-up, reassignment reasons).
 //!
 //! Each is an enum with its wire code, so that the domain never handles a raw
 //! string after parsing. Parsing is [`Code::parse`]; an unknown code is rejected

@@ -1,24 +1,19 @@
 //! `GET /v1/aggregates/outcomes`: counts with small-cell suppression (and,
-//! when configured, differential privacy). Thin: authenticate, parse the
-//! purpose (default `PERFMSR`) and the query, then [`crate::aggregates`]
-//! decides, counts, protects and audits.
+//! when configured, differential privacy). Thin: the caller (purpose
+//! default `PERFMSR`) and the query, then [`crate::aggregates`] decides,
+//! counts, protects and audits.
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{MatchedPath, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
 use axum::routing::get;
 
-use super::problem::{Problem, ProblemType};
-use super::purpose::declared_purpose;
-use super::reads::{invalid_query, query_pairs};
-use super::{AppState, AuthenticatedPartner};
-use crate::aggregates::{
-    AggregateError, AggregateRequest, AggregateTable, Aggregates, DEFAULT_PURPOSE,
-};
-use crate::audit::refusals::Refusal;
-use crate::reads::Asker;
+use super::AppState;
+use super::caller::{Caller, Measuring};
+use super::error::ApiError;
+use super::problem::Problem;
+use super::query::Params;
+use crate::aggregates::{AggregateRequest, AggregateTable};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/v1/aggregates/outcomes", get(outcomes))
@@ -55,84 +50,17 @@ const PARAMETERS: [&str; 4] = ["from", "to", "group_by", "epsilon"];
     ))]
 pub(crate) async fn outcomes(
     State(state): State<AppState>,
-    partner: AuthenticatedPartner,
-    route: MatchedPath,
-    headers: HeaderMap,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Json<AggregateTable>, Problem> {
-    let purpose = declared_purpose(&headers, DEFAULT_PURPOSE)?;
-    let pairs = query_pairs(&query, &PARAMETERS)?;
-    let clock = state.audit.clock.as_ref();
+    caller: Caller<Measuring>,
+    query: Params,
+) -> Result<Json<AggregateTable>, ApiError> {
+    let pairs = query.known(&PARAMETERS)?;
     let request = AggregateRequest::parse(
         &pairs,
         &state.config.aggregates,
         state.config.exchange.program_start,
-        clock.now(),
-    )
-    .map_err(|e| problem(e, &state, &partner, route.as_str(), &purpose))?;
-    let asker = Asker {
-        partner: &partner.id,
-        kind: partner.kind,
-        purpose: &purpose,
-    };
-    let aggregates = Aggregates {
-        store: &state.store,
-        policy: &state.policy,
-        config: &state.config.aggregates,
-        clock,
-    };
-    aggregates
-        .outcomes(&asker, &request)
-        .await
-        .map(Json)
-        .map_err(|e| problem(e, &state, &partner, route.as_str(), &purpose))
-}
-
-fn problem(
-    error: AggregateError,
-    state: &AppState,
-    partner: &AuthenticatedPartner,
-    route: &str,
-    purpose: &crate::policy::Purpose,
-) -> Problem {
-    match error {
-        AggregateError::Invalid { parameter, problem } => invalid_query(parameter, &problem),
-        AggregateError::Refused { reason } => {
-            state
-                .refusals
-                .record(Refusal::policy(&partner.id, "GET", route, purpose, &reason));
-            Problem::new(StatusCode::FORBIDDEN)
-                .with_type(ProblemType::Forbidden, "Refused by the release policy")
-                .with_detail(reason)
-        }
-        AggregateError::BudgetExhausted {
-            period,
-            requested,
-            remaining,
-        } => {
-            state.refusals.record(Refusal::policy(
-                &partner.id,
-                "GET",
-                route,
-                purpose,
-                "privacy budget exhausted",
-            ));
-            let mut problem = Problem::new(StatusCode::FORBIDDEN)
-                .with_type(
-                    ProblemType::PrivacyBudgetExhausted,
-                    "Privacy budget exhausted",
-                )
-                .with_detail(format!(
-                    "a new table of {period} would spend epsilon {requested} but {remaining} is \
-                     left of that month's budget, which all partners share; nothing was \
-                     released or spent"
-                ));
-            problem.epsilon_remaining = Some(remaining);
-            problem
-        }
-        internal => {
-            tracing::error!(error = %internal, "aggregate failed");
-            Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
-        }
-    }
+        state.audit.clock.now(),
+    )?;
+    Ok(Json(
+        state.aggregates.outcomes(&caller.asker(), &request).await?,
+    ))
 }

@@ -3,10 +3,9 @@
 //! `GET /.well-known/crosswalk-signing-key` publishes the key that verifies the
 //! gateway's signed checkpoints.
 //!
-//! Reading the log is itself audited: the page is read and its `audit.read`
-//! entry appended in one transaction, so no page leaves without its record. The
-//! entries are shaped by [`release_view`] under the policy's `audit_entry`
-//! decision like any other record.
+//! Reading the log is a read like any other ([`crate::reads`]): decided under
+//! the policy's `audit_entry` resource, shaped by `release_view`, and audited
+//! in the transaction that reads the page. This file parses the query.
 //!
 //! The accounting of disclosures (`GET /v1/audit/disclosures`) is built on
 //! [`crate::audit::read::disclosures`] and is wired where referrals live, since
@@ -16,28 +15,21 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{MatchedPath, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::State;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
-use serde_json::json;
 
-use super::problem::{FieldError, Problem, ProblemType};
-use super::purpose::declared_purpose;
-use super::{AppState, AuthenticatedPartner};
+use super::AppState;
+use super::caller::{Caller, Operating};
+use super::error::ApiError;
+use super::problem::Problem;
+use super::query::{Params, field, invalid};
 use crate::audit::checkpoint::GatewayPublicKey;
-use crate::audit::read::{READ_ACTION, entry_record, list_entries};
-use crate::audit::refusals::Refusal;
-use crate::audit::{Event, append, released_fields};
 use crate::clock::Clock;
-use crate::policy::{
-    Action, DecisionInput, Effect, FieldShaper, RecordFacts, Relationship, ReleasedView, Requester,
-    Resource, release_view,
-};
-use crate::store::StoreError;
-use crate::store::audit::EntryFilter;
+use crate::policy::ReleasedView;
+use crate::reads::EntriesRequest;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -61,9 +53,8 @@ impl std::fmt::Debug for AuditContext {
     }
 }
 
-/// The purpose assumed when the request declares none, whoever asks: operating
-/// the gateway (HL7 `HOPERAT`), which is what reading its log is for.
-const DEFAULT_PURPOSE: &str = "HOPERAT";
+/// The parameters `GET /v1/audit/entries` takes.
+const PARAMETERS: [&str; 6] = ["from", "to", "actor", "action", "cursor", "limit"];
 
 /// Entries per page when `limit` is not given, and the most a page may hold.
 const DEFAULT_LIMIT: u32 = 100;
@@ -81,55 +72,6 @@ pub struct EntryPageBody {
     /// Pass as `cursor` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     next_cursor: Option<String>,
-}
-
-/// Why `GET /v1/audit/entries` did not answer with a page.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum EntriesError {
-    #[error("invalid query")]
-    BadRequest(Vec<FieldError>),
-    #[error("refused by the policy")]
-    Forbidden { reason: String },
-    #[error(transparent)]
-    Internal(#[from] StoreError),
-}
-
-impl From<sqlx::Error> for EntriesError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Internal(StoreError::from(e))
-    }
-}
-
-impl IntoResponse for EntriesError {
-    fn into_response(self) -> Response {
-        match self {
-            Self::BadRequest(errors) => {
-                let mut problem = Problem::new(StatusCode::BAD_REQUEST)
-                    .with_type(ProblemType::InvalidQuery, "Invalid query")
-                    .with_detail("a query parameter or header is not valid");
-                problem.errors = errors;
-                problem.into_response()
-            }
-            Self::Forbidden { reason } => Problem::new(StatusCode::FORBIDDEN)
-                .with_type(ProblemType::Forbidden, "Refused by the release policy")
-                .with_detail(reason)
-                .into_response(),
-            Self::Internal(e) => {
-                tracing::error!(error = %e, "audit entries: internal error");
-                Problem::new(StatusCode::INTERNAL_SERVER_ERROR).into_response()
-            }
-        }
-    }
-}
-
-/// The parsed query.
-#[derive(Debug, Default)]
-struct EntriesQuery {
-    filter: EntryFilter,
-    cursor: Option<i64>,
-    limit: u32,
-    /// Which filters were given, for the `audit.read` entry (names, not values).
-    given: Vec<&'static str>,
 }
 
 /// Pages through the audit log, oldest first.
@@ -154,118 +96,33 @@ struct EntriesQuery {
             content_type = "application/problem+json")))]
 pub(crate) async fn entries(
     State(state): State<AppState>,
-    partner: AuthenticatedPartner,
-    route: MatchedPath,
-    headers: HeaderMap,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Json<EntryPageBody>, EntriesError> {
-    let Query(pairs) = query.map_err(|_| {
-        EntriesError::BadRequest(vec![field_error(
-            "query",
-            "is not a valid URL query string",
-        )])
-    })?;
-    let purpose = declared_purpose(&headers, DEFAULT_PURPOSE)
-        .map_err(|problem| EntriesError::BadRequest(problem.errors))?;
-    let query = parse_query(&pairs)?;
-
-    let decision = state.policy.decide(&DecisionInput {
-        requester: Requester {
-            id: partner.id.clone(),
-            kind: partner.kind,
-        },
-        purpose: purpose.clone(),
-        action: Action::List,
-        resource: Resource::AuditEntry,
-        relationship: Relationship::None,
-        record: RecordFacts::default(),
-        consent: None,
-        study: None,
-    });
-    if decision.effect != Effect::Allow {
-        state.refusals.record(Refusal::policy(
-            &partner.id,
-            "GET",
-            route.as_str(),
-            &purpose,
-            &decision.reason,
-        ));
-        return Err(EntriesError::Forbidden {
-            reason: decision.reason.clone(),
-        });
-    }
-
-    let mut tx = state.store.begin().await?;
-    let page = list_entries(&mut tx, &query.filter, query.cursor, query.limit).await?;
-    let shaper = FieldShaper::for_partner(&state.pseudonyms, &partner.id);
-    let views: Vec<ReleasedView> = page
-        .entries
-        .iter()
-        .filter_map(|(entry, hash)| {
-            release_view(&decision, &entry_record(entry, hash), &shaper).ok()
-        })
-        .collect();
-    let read = Event::new(&partner.id, READ_ACTION)
-        .with_purpose(purpose.as_str())
-        .with_resource(Resource::AuditEntry.as_str())
-        .with_fields(released_fields(&decision))
-        .with_decision(&*decision.policy_version, &decision.reason)
-        .with_detail(json!({"returned": views.len(), "filters": query.given}));
-    append(&mut tx, &[read], state.audit.clock.as_ref()).await?;
-    tx.commit().await?;
-
+    caller: Caller<Operating>,
+    query: Params,
+) -> Result<Json<EntryPageBody>, ApiError> {
+    let request = parse_query(&query)?;
+    let page = state.reads.audit_entries(&caller.asker(), &request).await?;
     Ok(Json(EntryPageBody {
-        entries: views,
+        entries: page.entries,
         next_cursor: page.next_cursor.map(|seq| seq.to_string()),
     }))
 }
 
-fn field_error(field: &str, problem: &str) -> FieldError {
-    FieldError {
-        field: field.to_owned(),
-        problem: problem.to_owned(),
-    }
-}
-
 /// Parses every parameter, collecting every problem rather than the first.
 /// Messages name the parameter and never quote its value.
-fn parse_query(pairs: &[(String, String)]) -> Result<EntriesQuery, EntriesError> {
-    let mut query = EntriesQuery {
+fn parse_query(params: &Params) -> Result<EntriesRequest, ApiError> {
+    let mut query = EntriesRequest {
         limit: DEFAULT_LIMIT,
-        ..EntriesQuery::default()
+        ..EntriesRequest::default()
     };
     let mut errors = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
-    for (name, value) in pairs {
-        let Some(known) = ["from", "to", "actor", "action", "cursor", "limit"]
-            .into_iter()
-            .find(|k| k == name)
-        else {
-            let field = if name.len() <= 32
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            {
-                name.as_str()
-            } else {
-                "query"
-            };
-            errors.push(field_error(
-                field,
-                "is not a parameter of this endpoint (from, to, actor, action, cursor, limit)",
-            ));
-            continue;
-        };
-        if seen.contains(&known) {
-            errors.push(field_error(known, "is given more than once"));
-            continue;
-        }
+    for (known, value) in params.known_collecting(&PARAMETERS, &mut errors)? {
         seen.push(known);
         match known {
             "from" | "to" => match parse_time(value) {
                 Some(micros) if known == "from" => query.filter.from = Some(micros),
                 Some(micros) => query.filter.to = Some(micros),
-                None => errors.push(field_error(
+                None => errors.push(field(
                     known,
                     "must be an RFC 3339 time from 2000-01-01 to 2099-12-31, e.g. \
                      2026-11-23T00:00:00Z",
@@ -273,9 +130,9 @@ fn parse_query(pairs: &[(String, String)]) -> Result<EntriesQuery, EntriesError>
             },
             "actor" => {
                 if crate::config::is_valid_partner_id(value) {
-                    query.filter.actor = Some(value.clone());
+                    query.filter.actor = Some(value.to_owned());
                 } else {
-                    errors.push(field_error(
+                    errors.push(field(
                         "actor",
                         "must be a partner id, gateway, operator or unauthenticated",
                     ));
@@ -283,9 +140,9 @@ fn parse_query(pairs: &[(String, String)]) -> Result<EntriesQuery, EntriesError>
             }
             "action" => {
                 if is_valid_action(value) {
-                    query.filter.action = Some(value.clone());
+                    query.filter.action = Some(value.to_owned());
                 } else {
-                    errors.push(field_error(
+                    errors.push(field(
                         "action",
                         "must be an action name: 1-64 of a-z, 0-9, '.', '_' and '-'",
                     ));
@@ -293,27 +150,27 @@ fn parse_query(pairs: &[(String, String)]) -> Result<EntriesQuery, EntriesError>
             }
             "cursor" => match value.parse::<i64>() {
                 Ok(cursor) if cursor >= 0 => query.cursor = Some(cursor),
-                _ => errors.push(field_error(
+                _ => errors.push(field(
                     "cursor",
                     "must be the next_cursor of a previous page",
                 )),
             },
             _ => match value.parse::<u32>() {
                 Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => query.limit = limit,
-                _ => errors.push(field_error(
-                    "limit",
-                    "must be a whole number from 1 to 1000",
-                )),
+                _ => errors.push(field("limit", "must be a whole number from 1 to 1000")),
             },
         }
     }
     if let (Some(from), Some(to)) = (query.filter.from, query.filter.to)
         && from >= to
     {
-        errors.push(field_error("to", "must be later than from"));
+        errors.push(field("to", "must be later than from"));
     }
     if !errors.is_empty() {
-        return Err(EntriesError::BadRequest(errors));
+        // In the order the caller wrote the parameters (a stable sort keeps
+        // a parameter's own problems in the order found).
+        errors.sort_by_key(|e| params.position(&e.field));
+        return Err(invalid(errors));
     }
     query.given = seen
         .into_iter()
@@ -328,7 +185,7 @@ fn parse_query(pairs: &[(String, String)]) -> Result<EntriesQuery, EntriesError>
     Ok(query)
 }
 
-/// The range `from` and `to` may take (issue 16, point 4): no entry predates
+/// The range `from` and `to` may take: no entry predates
 /// the earliest program start, and a bound past this century is a typing
 /// error, not a question.
 pub(crate) const AUDIT_TIME_RANGE: std::ops::Range<i64> =
@@ -365,16 +222,14 @@ pub(crate) async fn signing_key(State(state): State<AppState>) -> Response {
 mod tests {
     use super::*;
 
-    fn pairs(query: &[(&str, &str)]) -> Vec<(String, String)> {
-        query
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+    fn pairs(query: &[(&str, &str)]) -> Params {
+        Params::from_pairs(query)
     }
 
-    fn fields_of(result: Result<EntriesQuery, EntriesError>) -> Vec<String> {
+    /// The fields a refused query names.
+    fn fields_of(result: Result<EntriesRequest, ApiError>) -> Vec<String> {
         match result {
-            Err(EntriesError::BadRequest(errors)) => errors.into_iter().map(|e| e.field).collect(),
+            Err(ApiError::Invalid { errors, .. }) => errors.into_iter().map(|e| e.field).collect(),
             other => panic!("expected a bad request, got {other:?}"),
         }
     }

@@ -1,9 +1,10 @@
 //! The authentication extractor: a handler that takes an [`AuthenticatedPartner`]
-//! argument only runs for a request with a valid partner token. A refused one is
-//! recorded in the audit log (through [`crate::audit::refusals`], never
-//! blocking the request).
+//! argument (or a [`super::caller::Caller`]) only runs for a request with a
+//! valid partner token. A refused one answers 401, and the refusal layer
+//! ([`super::record_refusals`]) records it in the audit log from the
+//! [`AuthRefused`] the response carries.
 
-use axum::extract::{FromRequestParts, MatchedPath};
+use axum::extract::FromRequestParts;
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
@@ -11,25 +12,39 @@ use axum::response::{IntoResponse, Response};
 
 use super::problem::{Problem, ProblemType};
 use super::{AppState, ConnectionInfo};
-use crate::audit::refusals::Refusal;
 use crate::auth::AuthError;
 pub use crate::auth::AuthenticatedPartner;
-use crate::policy::Purpose;
 
 /// A refused token: 401 problem+json with a `WWW-Authenticate` challenge.
 #[derive(Debug)]
-pub struct Unauthorized(pub AuthError);
+pub struct Unauthorized {
+    pub error: AuthError,
+    /// The registered partner whose key verified the signature, when one did
+    /// (an expired or replayed token), for the refusal log.
+    pub signed_by: Option<String>,
+}
+
+/// What the refusal layer records of a refused token: never the token.
+#[derive(Debug, Clone)]
+pub(crate) struct AuthRefused {
+    pub(crate) signed_by: Option<String>,
+    pub(crate) reason: &'static str,
+}
 
 impl IntoResponse for Unauthorized {
     fn into_response(self) -> Response {
         let mut response = Problem::new(StatusCode::UNAUTHORIZED)
             .with_type(ProblemType::Unauthorized, "Authentication failed")
-            .with_detail(self.0.public_detail())
+            .with_detail(self.error.public_detail())
             .into_response();
         response.headers_mut().insert(
             WWW_AUTHENTICATE,
             HeaderValue::from_static(r#"Bearer realm="crosswalk", error="invalid_token""#),
         );
+        response.extensions_mut().insert(AuthRefused {
+            signed_by: self.signed_by,
+            reason: self.error.reason(),
+        });
         response
     }
 }
@@ -58,37 +73,13 @@ impl FromRequestParts<AppState> for AuthenticatedPartner {
                 // The reason is logged; the token never is.
                 tracing::warn!(reason = e.reason(), "authentication refused: {e}");
                 state.metrics.observe_auth_failure(e.reason());
-                state.refusals.record(Refusal::authentication(
-                    signed_by.as_deref(),
-                    e.reason(),
-                    parts.method.as_str(),
-                    route_template(parts),
-                    purpose_header(parts).as_ref(),
-                ));
-                Err(Unauthorized(e))
+                Err(Unauthorized {
+                    error: e,
+                    signed_by,
+                })
             }
         }
     }
-}
-
-/// The route template (`/v1/referrals/{id}`), never the path itself.
-pub(crate) fn route_template(parts: &Parts) -> &str {
-    parts
-        .extensions
-        .get::<MatchedPath>()
-        .map_or("(unmatched)", MatchedPath::as_str)
-}
-
-/// The `X-Purpose-Of-Use` code when it is a well-formed one; anything else the
-/// caller put there is not recorded.
-fn purpose_header(parts: &Parts) -> Option<Purpose> {
-    parts
-        .headers
-        .get(PURPOSE_OF_USE)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
 }
 
 /// The header a request declares its purpose of use in (design.md §4).

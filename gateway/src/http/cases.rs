@@ -7,9 +7,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
-use super::exchange::{forbidden, purpose_of, require_content_type};
+use super::AppState;
+use super::caller::Caller;
+use super::error::ApiError;
+use super::exchange::require_content_type;
 use super::problem::Problem;
-use super::{AppState, AuthenticatedPartner};
 use crate::config::PartnerKind;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -36,14 +38,17 @@ pub(crate) fn router() -> Router<AppState> {
     ))]
 pub(crate) async fn create_case(
     State(state): State<AppState>,
-    partner: AuthenticatedPartner,
+    Caller {
+        partner, purpose, ..
+    }: Caller,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, Problem> {
+) -> Result<Response, ApiError> {
     if partner.kind != PartnerKind::Health {
-        return Err(forbidden("only health partners record case statuses"));
+        return Err(ApiError::WrongKind {
+            detail: "only health partners record case statuses",
+        });
     }
-    let purpose = purpose_of(&headers, &partner)?;
     require_content_type(&headers, &["application/json"])?;
     let recorded = state
         .exchange

@@ -5,18 +5,18 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{MatchedPath, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use super::exchange::{forbidden, purpose_of, require_content_type};
+use super::AppState;
+use super::caller::Caller;
+use super::error::ApiError;
+use super::exchange::require_content_type;
 use super::problem::Problem;
-use super::reads::{ReadFailure, reads};
-use super::{AppState, AuthenticatedPartner};
 use crate::config::PartnerKind;
 use crate::exchange::consent::ConsentRecord;
-use crate::reads::Asker;
 
 /// The media type of a FHIR resource in JSON.
 pub const FHIR_JSON: &str = "application/fhir+json";
@@ -51,18 +51,20 @@ pub(crate) fn router() -> Router<AppState> {
     ))]
 pub(crate) async fn create_consent(
     State(state): State<AppState>,
-    partner: AuthenticatedPartner,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, Problem> {
+) -> Result<Response, ApiError> {
+    let partner = &caller.partner;
     if !matches!(partner.kind, PartnerKind::Cbo | PartnerKind::Health) {
-        return Err(forbidden("only CBOs and health partners record consents"));
+        return Err(ApiError::WrongKind {
+            detail: "only CBOs and health partners record consents",
+        });
     }
-    let purpose = purpose_of(&headers, &partner)?;
     require_content_type(&headers, &["application/json"])?;
     let row = state
         .exchange
-        .record_consent(&partner.id, partner.kind, &purpose, &body)
+        .record_consent(&partner.id, partner.kind, &caller.purpose, &body)
         .await?;
     Ok((StatusCode::CREATED, axum::Json(ConsentRecord::of(&row))).into_response())
 }
@@ -84,14 +86,12 @@ pub(crate) async fn create_consent(
     ))]
 pub(crate) async fn revoke_consent(
     State(state): State<AppState>,
-    partner: AuthenticatedPartner,
+    caller: Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, Problem> {
-    let purpose = purpose_of(&headers, &partner)?;
+) -> Result<Response, ApiError> {
     let row = state
         .exchange
-        .revoke_consent(&partner.id, &purpose, &id)
+        .revoke_consent(&caller.partner.id, &caller.purpose, &id)
         .await?;
     Ok(axum::Json(ConsentRecord::of(&row)).into_response())
 }
@@ -134,33 +134,18 @@ fn wants_fhir(headers: &HeaderMap) -> bool {
     ))]
 pub(crate) async fn read_consent(
     State(state): State<AppState>,
-    partner: AuthenticatedPartner,
-    route: MatchedPath,
+    caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, Problem> {
-    let purpose = purpose_of(&headers, &partner)?;
-    let asker = Asker {
-        partner: &partner.id,
-        kind: partner.kind,
-        purpose: &purpose,
-    };
-    match reads(&state).read_consent(&asker, &id).await {
-        Ok(consent) if wants_fhir(&headers) => {
-            let mut response = axum::Json(consent.fhir).into_response();
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
-            Ok(response)
-        }
-        Ok(consent) => Ok(axum::Json(consent.view).into_response()),
-        Err(error) => Err(ReadFailure {
-            error,
-            partner: &partner.id,
-            route: route.as_str(),
-            purpose: &purpose,
-            state: &state,
-        }
-        .into_problem()),
+) -> Result<Response, ApiError> {
+    let consent = state.reads.read_consent(&caller.asker(), &id).await?;
+    if wants_fhir(&headers) {
+        let mut response = axum::Json(consent.fhir).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+        Ok(response)
+    } else {
+        Ok(axum::Json(consent.view).into_response())
     }
 }

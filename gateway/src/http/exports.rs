@@ -7,61 +7,24 @@
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 
-use super::exchange::{purpose_of, require_content_type};
-use super::problem::{Problem, ProblemType};
-use super::{AppState, AuthenticatedPartner};
-use crate::audit::refusals::Refusal;
-use crate::exports::{ExportError, Manifest, Requesting, Started};
+use super::AppState;
+use super::caller::Caller;
+use super::error::ApiError;
+use super::exchange::require_content_type;
+use super::problem::Problem;
+use crate::exports::{Manifest, Requesting, Started};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/exports", post(create_export))
         .route("/v1/exports/{id}", get(export_file))
         .route("/v1/exports/{id}/manifest", get(export_manifest))
-}
-
-fn problem_of(error: ExportError) -> Problem {
-    match error {
-        ExportError::Invalid(problems) => problems.into_iter().fold(
-            Problem::new(StatusCode::BAD_REQUEST)
-                .with_type(ProblemType::InvalidRequest, "The request is invalid")
-                .with_detail("no export was made; see errors"),
-            |p, (field, problem)| p.with_field(field, problem),
-        ),
-        ExportError::Forbidden { field, detail } => Problem::new(StatusCode::FORBIDDEN)
-            .with_type(ProblemType::ExportForbidden, "This export is not allowed")
-            .with_detail(format!("no export was made: {detail}"))
-            .with_field(field, detail),
-        ExportError::Refused { reason } => Problem::new(StatusCode::FORBIDDEN)
-            .with_type(ProblemType::Forbidden, "Refused by the release policy")
-            .with_detail(reason),
-        ExportError::PlanChanged { detail } => Problem::new(StatusCode::CONFLICT)
-            .with_type(
-                ProblemType::StudyPlanChanged,
-                "The study changed since its exports were planned",
-            )
-            .with_detail(format!("no export was made: {detail}"))
-            .with_field("study", detail),
-        ExportError::NoData => Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
-            .with_type(ProblemType::NoData, "Nothing to export")
-            .with_detail("no referral has a contact date in the range; no export was made")
-            .with_field("from", "no referral in the range from..to")
-            .with_field("to", "no referral in the range from..to"),
-        ExportError::NotFound => Problem::new(StatusCode::NOT_FOUND),
-        ExportError::NotReady { state } => Problem::new(StatusCode::CONFLICT)
-            .with_type(ProblemType::ExportNotReady, "The export is not ready")
-            .with_detail(format!("the export is {state}")),
-        internal => {
-            tracing::error!(error = %internal, "export failed");
-            Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
-        }
-    }
 }
 
 /// Start a de-identified export of a study (the study's evaluator only).
@@ -87,41 +50,22 @@ fn problem_of(error: ExportError) -> Problem {
     ))]
 pub(crate) async fn create_export(
     State(state): State<AppState>,
-    partner: AuthenticatedPartner,
-    route: MatchedPath,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, Problem> {
-    let purpose = purpose_of(&headers, &partner)?;
+) -> Result<Response, ApiError> {
     require_content_type(&headers, &["application/json"])?;
     let who = Requesting {
-        partner: &partner.id,
-        kind: partner.kind,
-        purpose: &purpose,
+        partner: &caller.partner.id,
+        kind: caller.partner.kind,
+        purpose: &caller.purpose,
     };
-    match state.exports.start(who, &body).await {
-        Ok(started) => {
-            let mut response = (StatusCode::ACCEPTED, axum::Json(&started)).into_response();
-            if let Ok(location) = HeaderValue::from_str(&format!("/v1/exports/{}", started.id)) {
-                response.headers_mut().insert(header::LOCATION, location);
-            }
-            Ok(response)
-        }
-        Err(error) => {
-            if let ExportError::Refused { reason } | ExportError::Forbidden { detail: reason, .. } =
-                &error
-            {
-                state.refusals.record(Refusal::policy(
-                    &partner.id,
-                    "POST",
-                    route.as_str(),
-                    &purpose,
-                    reason,
-                ));
-            }
-            Err(problem_of(error))
-        }
+    let started = state.exports.start(who, &body).await?;
+    let mut response = (StatusCode::ACCEPTED, axum::Json(&started)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/exports/{}", started.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
     }
+    Ok(response)
 }
 
 /// Download the age-encrypted export (`age -d -i KEY`; a ZIP inside).
@@ -139,22 +83,15 @@ pub(crate) async fn create_export(
     ))]
 pub(crate) async fn export_file(
     State(state): State<AppState>,
-    partner: AuthenticatedPartner,
-    headers: HeaderMap,
+    // Its purpose is checked like every read's, though the export's purpose
+    // was fixed when it was requested.
+    caller: Caller,
     Path(id): Path<String>,
-) -> Result<Response, Problem> {
-    // Checked like every read's, though the export's purpose was fixed when
-    // it was requested.
-    purpose_of(&headers, &partner)?;
-    let path = state
-        .exports
-        .file(&partner.id, &id)
+) -> Result<Response, ApiError> {
+    let path = state.exports.file(&caller.partner.id, &id).await?;
+    let file = tokio::fs::File::open(&path)
         .await
-        .map_err(problem_of)?;
-    let file = tokio::fs::File::open(&path).await.map_err(|e| {
-        tracing::error!(error = %e, "an export file is missing");
-        Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
-    })?;
+        .map_err(|e| ApiError::internal("opening an export file", e))?;
     let length = file.metadata().await.map(|m| m.len()).ok();
     // Streamed from disk: the response never holds the file in memory.
     let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024));
@@ -200,16 +137,10 @@ pub struct ManifestBody {
     ))]
 pub(crate) async fn export_manifest(
     State(state): State<AppState>,
-    partner: AuthenticatedPartner,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
-) -> Result<axum::Json<ManifestBody>, Problem> {
-    purpose_of(&headers, &partner)?;
-    let jws = state
-        .exports
-        .manifest(&partner.id, &id)
-        .await
-        .map_err(problem_of)?;
+) -> Result<axum::Json<ManifestBody>, ApiError> {
+    let jws = state.exports.manifest(&caller.partner.id, &id).await?;
     let manifest = jws
         .split('.')
         .nth(1)
@@ -220,8 +151,7 @@ pub(crate) async fn export_manifest(
         })
         .and_then(|bytes| serde_json::from_slice::<Manifest>(&bytes).ok())
         .ok_or_else(|| {
-            tracing::error!("a stored manifest does not decode");
-            Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
+            ApiError::internal("reading a stored manifest", "its payload does not decode")
         })?;
     Ok(axum::Json(ManifestBody { jws, manifest }))
 }

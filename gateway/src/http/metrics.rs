@@ -3,8 +3,8 @@
 //! witnesses ([`crate::audit::witness`]). Labels are route templates, methods
 //! (a fixed set and `OTHER`), statuses and fixed reason names — never a path,
 //! a raw method, a partner secret, a URL or an identifier — so every label set
-//! is bounded whatever clients send (issue 16: unique 20 KB methods once grew
-//! `/metrics` to 120 MB).
+//! is bounded whatever clients send (when the raw method was a label, requests
+//! with unique 20 KB methods grew `/metrics` to 120 MB).
 //!
 //! Served by [`serve_metrics`] on its own plain-HTTP listener
 //! (`server.metrics_listen`, loopback by default), not on the API's TLS port.

@@ -8,14 +8,19 @@
 //! # Adding a resource
 //! 1. Add `http/<resource>.rs` with its handlers, each annotated with
 //!    `#[utoipa::path(...)]`, and a `pub(crate) fn router() -> Router<AppState>`.
-//! 2. Give it one error enum implementing `IntoResponse` via [`Problem`].
+//! 2. Each handler takes a [`caller::Caller`] (or [`AuthenticatedPartner`] where
+//!    no purpose applies), calls one domain service and shapes its answer;
+//!    errors are [`error::ApiError`] (the domain's errors convert with `?`),
+//!    and refusals are recorded by the refusal layer, not by the handler.
 //! 3. Merge its router in [`router`] and list its paths in [`openapi::ApiDoc`].
 
 mod aggregates;
 mod audit;
 pub mod auth;
+mod caller;
 mod cases;
 mod consents;
+mod error;
 mod exchange;
 mod exports;
 pub mod metrics;
@@ -25,6 +30,7 @@ mod openapi_ranges;
 mod openapi_views;
 pub mod problem;
 mod purpose;
+mod query;
 mod reads;
 mod referrals;
 mod referrals_batch;
@@ -45,7 +51,7 @@ use tower_http::trace::TraceLayer;
 
 pub use self::audit::AuditContext;
 pub use self::auth::AuthenticatedPartner;
-use crate::audit::refusals::Refusals;
+use crate::audit::refusals::{Refusal, Refusals};
 use crate::auth::Verifier;
 use crate::config::Config;
 use crate::policy::Policy;
@@ -70,9 +76,8 @@ pub struct AppState {
     /// The release policy in force: every read asks it, and shapes its response
     /// with [`crate::policy::release_view`]. Swapped on SIGHUP.
     pub policy: Arc<Policy>,
-    /// Records refused requests in the audit log without making them wait
-    /// (`state.refusals.record(Refusal::policy(...))`; see
-    /// [`crate::audit::refusals`]).
+    /// Records refused requests in the audit log without making them wait;
+    /// only the refusal layer ([`record_refusals`]) writes to it.
     pub refusals: Refusals,
     /// What the audit endpoints need: the clock and the gateway's public key.
     pub audit: AuditContext,
@@ -80,6 +85,10 @@ pub struct AppState {
     pub exchange: Arc<crate::exchange::Exchange>,
     /// Evaluators' de-identified study exports.
     pub exports: Arc<crate::exports::Exports>,
+    /// Every record-level read: decide, unseal, release, audit.
+    pub reads: Arc<crate::reads::Reads>,
+    /// Counts safe to publish.
+    pub aggregates: Arc<crate::aggregates::Aggregates>,
 }
 
 /// What the TLS layer learned about the connection a request came on.
@@ -102,6 +111,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let limits = &state.config.server;
     let metrics = middleware::from_fn_with_state(state.clone(), record_metrics);
+    let refusals = middleware::from_fn_with_state(state.clone(), record_refusals);
     let api = Router::new()
         .merge(system::router())
         .merge(openapi::router())
@@ -113,8 +123,9 @@ pub fn router(state: AppState) -> Router {
         .merge(consents::router())
         .merge(aggregates::router())
         .merge(exports::router())
+        .layer(refusals.clone())
         .layer(metrics.clone());
-    let streaming = referrals_batch::router().layer(metrics);
+    let streaming = referrals_batch::router().layer(refusals).layer(metrics);
     // Each `layer` wraps everything added before it: the last one is outermost.
     api.fallback(not_found)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
@@ -157,6 +168,55 @@ fn request_span(request: &Request) -> tracing::Span {
 
 async fn not_found() -> problem::Problem {
     problem::Problem::new(axum::http::StatusCode::NOT_FOUND)
+}
+
+/// Records every refused request in the audit log, in one place: a token the
+/// extractor refused ([`auth::AuthRefused`]), and a refusal a handler returned
+/// ([`error::RefusedBecause`], from [`error::ApiError`]) with the caller and
+/// purpose its [`caller::Caller`] saw. The record is queued
+/// ([`crate::audit::refusals`]): the response never waits for it.
+async fn record_refusals(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "(unmatched)".to_owned(), |p| p.as_str().to_owned());
+    // A well-formed declared purpose, for a refused token; anything else the
+    // caller put there is not recorded.
+    let declared: Option<crate::policy::Purpose> = request
+        .headers()
+        .get(auth::PURPOSE_OF_USE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let seen = caller::CallerSeen::default();
+    request.extensions_mut().insert(seen.clone());
+    let response = next.run(request).await;
+    if let Some(refused) = response.extensions().get::<auth::AuthRefused>() {
+        state.refusals.record(Refusal::authentication(
+            refused.signed_by.as_deref(),
+            refused.reason,
+            method.as_str(),
+            &route,
+            declared.as_ref(),
+        ));
+    }
+    if let (Some(error::RefusedBecause(reason)), Some((partner, purpose))) = (
+        response.extensions().get::<error::RefusedBecause>(),
+        seen.get(),
+    ) {
+        state.refusals.record(Refusal::policy(
+            partner,
+            method.as_str(),
+            &route,
+            purpose,
+            reason,
+        ));
+    }
+    response
 }
 
 async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -12,11 +12,10 @@
 //! purposes allow what is the policy's decision. A malformed code is a 400
 //! naming the header.
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 
-use super::AuthenticatedPartner;
 use super::auth::PURPOSE_OF_USE;
-use super::problem::{Problem, ProblemType};
+use super::error::{ApiError, Place};
 use crate::config::PartnerKind;
 use crate::policy::Purpose;
 
@@ -30,36 +29,21 @@ pub(crate) fn default_for(kind: PartnerKind) -> &'static str {
 }
 
 /// The declared purpose, or `default` (a well-formed code).
-pub(crate) fn declared_purpose(headers: &HeaderMap, default: &str) -> Result<Purpose, Problem> {
+pub(crate) fn declared_purpose(headers: &HeaderMap, default: &str) -> Result<Purpose, ApiError> {
     let Some(value) = headers.get(PURPOSE_OF_USE) else {
         return default
             .parse()
-            .map_err(|_| Problem::new(StatusCode::INTERNAL_SERVER_ERROR));
+            .map_err(|e| ApiError::internal("the endpoint's default purpose", e));
     };
     value
         .to_str()
         .ok()
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| {
-            Problem::new(StatusCode::BAD_REQUEST)
-                .with_type(ProblemType::InvalidRequest, "The request is invalid")
-                .with_detail("nothing was stored; see errors")
-                .with_field(
-                    "X-Purpose-Of-Use",
-                    "must be an HL7 PurposeOfUse code: 2-16 upper-case letters, e.g. CAREMGT",
-                )
+            ApiError::invalid(
+                Place::Body,
+                "X-Purpose-Of-Use",
+                "must be an HL7 PurposeOfUse code: 2-16 upper-case letters, e.g. CAREMGT",
+            )
         })
-}
-
-/// The declared purpose, or the partner's default from the registry, or its
-/// kind's.
-pub(crate) fn purpose_of(
-    headers: &HeaderMap,
-    partner: &AuthenticatedPartner,
-) -> Result<Purpose, Problem> {
-    let default = partner
-        .default_purpose
-        .as_deref()
-        .unwrap_or_else(|| default_for(partner.kind));
-    declared_purpose(headers, default)
 }

@@ -2,34 +2,30 @@
 //! `GET /v1/referrals/{id}/case-status` and the accounting of disclosures,
 //! `GET /v1/audit/disclosures?referral=`.
 //!
-//! Thin: authenticate, parse (the purpose of use through the one shared helper,
-//! [`super::purpose`]: the `X-Purpose-Of-Use` header or the partner kind's
-//! default; a malformed code is a 400 naming the header), then
-//! [`crate::reads`] decides, shapes and audits.
+//! Thin: the [`Caller`] (authenticated, with its purpose of use), the query,
+//! then [`crate::reads`] decides, shapes and audits; errors are
+//! [`ApiError`]s.
 //!
 //! # 404, not 403, for a record the policy hides
 //! A record the requester may not see (`deny` or `aggregate_only`) gets exactly
 //! the body a nonexistent id gets, so that existence is not revealed; the
-//! refusal goes to the audit log through `state.refusals`. A list the policy
+//! refusal layer records the policy's reason in the audit log. A list the policy
 //! refuses as a whole is a 403 with the policy's reason: a collection's
 //! existence is no secret.
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{MatchedPath, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use serde::Serialize;
 
-use super::problem::{Problem, ProblemType};
-use super::purpose::purpose_of;
-use super::{AppState, AuthenticatedPartner};
-use crate::audit::refusals::Refusal;
-use crate::policy::{Purpose, ReleasedView};
-use crate::reads::{
-    AccountFor, Asker, Cursor, DEFAULT_LIMIT, ListRequest, MAX_LIMIT, ReadError, Reads,
-};
+use super::AppState;
+use super::caller::Caller;
+use super::error::ApiError;
+use super::problem::Problem;
+use super::query::{Params, invalid_parameter, limit};
+use crate::policy::ReleasedView;
+use crate::reads::{AccountFor, Cursor, DEFAULT_LIMIT, ListRequest, MAX_LIMIT};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -38,123 +34,6 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/referrals/{id}/case-status", get(case_status))
         .route("/v1/audit/disclosures", get(disclosures))
         .route("/v1/outcomes", get(police_outcomes))
-}
-
-pub(super) fn reads(state: &AppState) -> Reads<'_> {
-    Reads {
-        store: &state.store,
-        vault: &state.vault,
-        policy: &state.policy,
-        pseudonyms: &state.pseudonyms,
-        clock: state.audit.clock.as_ref(),
-        partners: &state.config.partners,
-    }
-}
-
-/// A failed read, with what the refusal log needs.
-pub(super) struct ReadFailure<'a> {
-    pub(super) error: ReadError,
-    pub(super) partner: &'a str,
-    pub(super) route: &'a str,
-    pub(super) purpose: &'a Purpose,
-    pub(super) state: &'a AppState,
-}
-
-impl ReadFailure<'_> {
-    pub(super) fn into_problem(self) -> Problem {
-        match self.error {
-            ReadError::NotFound { refused } => {
-                if let Some(reason) = refused {
-                    self.state.refusals.record(Refusal::policy(
-                        self.partner,
-                        "GET",
-                        self.route,
-                        self.purpose,
-                        &reason,
-                    ));
-                }
-                // The very body the fallback gives an unknown path or id.
-                Problem::new(StatusCode::NOT_FOUND)
-            }
-            ReadError::Refused { reason } => {
-                self.state.refusals.record(Refusal::policy(
-                    self.partner,
-                    "GET",
-                    self.route,
-                    self.purpose,
-                    &reason,
-                ));
-                Problem::new(StatusCode::FORBIDDEN)
-                    .with_type(ProblemType::Forbidden, "Refused by the release policy")
-                    .with_detail(reason)
-            }
-            ReadError::Invalid { parameter, problem } => invalid_query(parameter, &problem),
-            internal => {
-                tracing::error!(error = %internal, "read failed");
-                Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
-            }
-        }
-    }
-}
-
-pub(super) fn invalid_query(parameter: &str, problem: &str) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST)
-        .with_type(ProblemType::InvalidQuery, "Invalid query")
-        .with_detail("a query parameter or header is not valid")
-        .with_field(parameter, problem)
-}
-
-/// The query's parameters, each at most once and each one this endpoint knows.
-pub(super) fn query_pairs<'p>(
-    query: &'p Result<Query<Vec<(String, String)>>, QueryRejection>,
-    known: &[&'static str],
-) -> Result<Vec<(&'static str, &'p str)>, Problem> {
-    let Ok(Query(pairs)) = query else {
-        return Err(invalid_query("query", "is not a valid URL query string"));
-    };
-    let mut out: Vec<(&'static str, &str)> = Vec::new();
-    let mut problem = Problem::new(StatusCode::BAD_REQUEST)
-        .with_type(ProblemType::InvalidQuery, "Invalid query")
-        .with_detail("a query parameter or header is not valid");
-    for (name, value) in pairs {
-        match known.iter().find(|k| **k == name) {
-            Some(k) if out.iter().any(|(seen, _)| seen == k) => {
-                problem = problem.with_field(*k, "is given more than once");
-            }
-            Some(k) => out.push((k, value.as_str())),
-            None => {
-                // Name the parameter when it looks like one; never echo junk.
-                let shown = if name.len() <= 32
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-                {
-                    name.as_str()
-                } else {
-                    "query"
-                };
-                problem = problem.with_field(
-                    shown,
-                    format!("is not a parameter of this endpoint ({})", known.join(", ")),
-                );
-            }
-        }
-    }
-    if problem.errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(problem)
-    }
-}
-
-pub(super) fn parse_limit(value: &str) -> Result<u32, Problem> {
-    match value.parse::<u32>() {
-        Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
-        _ => Err(invalid_query(
-            "limit",
-            &format!("must be a whole number from 1 to {MAX_LIMIT}"),
-        )),
-    }
 }
 
 /// A page of referrals.
@@ -197,46 +76,32 @@ pub struct ReferralPageBody {
     ))]
 pub(crate) async fn list_referrals(
     State(state): State<AppState>,
-    partner: AuthenticatedPartner,
-    route: MatchedPath,
-    headers: HeaderMap,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Json<ReferralPageBody>, Problem> {
-    let purpose = purpose_of(&headers, &partner)?;
+    caller: Caller,
+    query: Params,
+) -> Result<Json<ReferralPageBody>, ApiError> {
     let mut request = ListRequest {
         limit: DEFAULT_LIMIT,
         ..ListRequest::default()
     };
-    for (name, value) in query_pairs(&query, &["status", "cursor", "limit"])? {
+    for (name, value) in query.known(&["status", "cursor", "limit"])? {
         match name {
             "status" => request.status = Some(value.to_owned()),
             "cursor" => {
                 request.cursor = Some(Cursor::decode(value).ok_or_else(|| {
-                    invalid_query("cursor", "must be the next_cursor of a previous page")
+                    invalid_parameter("cursor", "must be the next_cursor of a previous page")
                 })?);
             }
-            _ => request.limit = parse_limit(value)?,
+            _ => request.limit = limit(value, MAX_LIMIT)?,
         }
     }
-    let asker = Asker {
-        partner: &partner.id,
-        kind: partner.kind,
-        purpose: &purpose,
-    };
-    match reads(&state).list_referrals(&asker, &request).await {
-        Ok(page) => Ok(Json(ReferralPageBody {
-            referrals: page.referrals,
-            next_cursor: page.next_cursor.map(|c| c.encode()),
-        })),
-        Err(error) => Err(ReadFailure {
-            error,
-            partner: &partner.id,
-            route: route.as_str(),
-            purpose: &purpose,
-            state: &state,
-        }
-        .into_problem()),
-    }
+    let page = state
+        .reads
+        .list_referrals(&caller.asker(), &request)
+        .await?;
+    Ok(Json(ReferralPageBody {
+        referrals: page.referrals,
+        next_cursor: page.next_cursor.map(|c| c.encode()),
+    }))
 }
 
 /// Read one referral: the fields the release policy gives this partner.
@@ -257,31 +122,10 @@ pub(crate) async fn list_referrals(
     ))]
 pub(crate) async fn read_referral(
     State(state): State<AppState>,
-    partner: AuthenticatedPartner,
-    route: MatchedPath,
+    caller: Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Json<ReleasedView>, Problem> {
-    let purpose = purpose_of(&headers, &partner)?;
-    let asker = Asker {
-        partner: &partner.id,
-        kind: partner.kind,
-        purpose: &purpose,
-    };
-    reads(&state)
-        .read_referral(&asker, &id)
-        .await
-        .map(Json)
-        .map_err(|error| {
-            ReadFailure {
-                error,
-                partner: &partner.id,
-                route: route.as_str(),
-                purpose: &purpose,
-                state: &state,
-            }
-            .into_problem()
-        })
+) -> Result<Json<ReleasedView>, ApiError> {
+    Ok(Json(state.reads.read_referral(&caller.asker(), &id).await?))
 }
 
 /// The health case statuses linked to a referral.
@@ -317,31 +161,14 @@ pub struct CaseStatusBody {
     ))]
 pub(crate) async fn case_status(
     State(state): State<AppState>,
-    partner: AuthenticatedPartner,
-    route: MatchedPath,
+    caller: Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Json<CaseStatusBody>, Problem> {
-    let purpose = purpose_of(&headers, &partner)?;
-    let asker = Asker {
-        partner: &partner.id,
-        kind: partner.kind,
-        purpose: &purpose,
-    };
-    match reads(&state).case_statuses(&asker, &id).await {
-        Ok(case_statuses) => Ok(Json(CaseStatusBody {
-            referral_id: id,
-            case_statuses,
-        })),
-        Err(error) => Err(ReadFailure {
-            error,
-            partner: &partner.id,
-            route: route.as_str(),
-            purpose: &purpose,
-            state: &state,
-        }
-        .into_problem()),
-    }
+) -> Result<Json<CaseStatusBody>, ApiError> {
+    let case_statuses = state.reads.case_statuses(&caller.asker(), &id).await?;
+    Ok(Json(CaseStatusBody {
+        referral_id: id,
+        case_statuses,
+    }))
 }
 
 /// A page of the accounting of disclosures.
@@ -384,19 +211,16 @@ pub struct DisclosurePageBody {
     ))]
 pub(crate) async fn disclosures(
     State(state): State<AppState>,
-    partner: AuthenticatedPartner,
-    route: MatchedPath,
-    headers: HeaderMap,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Json<DisclosurePageBody>, Problem> {
-    let purpose = purpose_of(&headers, &partner)?;
+    caller: Caller,
+    query: Params,
+) -> Result<Json<DisclosurePageBody>, ApiError> {
     let mut about = None;
     let mut cursor = None;
-    let mut limit = DEFAULT_LIMIT;
-    for (name, value) in query_pairs(&query, &["referral", "case", "cursor", "limit"])? {
+    let mut page_size = DEFAULT_LIMIT;
+    for (name, value) in query.known(&["referral", "case", "cursor", "limit"])? {
         match name {
             "referral" | "case" if about.is_some() => {
-                return Err(invalid_query(
+                return Err(invalid_parameter(
                     name,
                     "give either referral or case, not both",
                 ));
@@ -410,41 +234,30 @@ pub(crate) async fn disclosures(
                         .ok()
                         .filter(|c| *c >= 0)
                         .ok_or_else(|| {
-                            invalid_query("cursor", "must be the next_cursor of a previous page")
+                            invalid_parameter(
+                                "cursor",
+                                "must be the next_cursor of a previous page",
+                            )
                         })?,
                 );
             }
-            _ => limit = parse_limit(value)?,
+            _ => page_size = limit(value, MAX_LIMIT)?,
         }
     }
     let about = about.ok_or_else(|| {
-        invalid_query(
+        invalid_parameter(
             "referral",
             "is required (or case): the referral or case whose person to account for",
         )
     })?;
-    let asker = Asker {
-        partner: &partner.id,
-        kind: partner.kind,
-        purpose: &purpose,
-    };
-    match reads(&state)
-        .disclosures(&asker, &about, cursor, limit)
-        .await
-    {
-        Ok(page) => Ok(Json(DisclosurePageBody {
-            disclosures: page.disclosures,
-            next_cursor: page.next_cursor.map(|c| c.to_string()),
-        })),
-        Err(error) => Err(ReadFailure {
-            error,
-            partner: &partner.id,
-            route: route.as_str(),
-            purpose: &purpose,
-            state: &state,
-        }
-        .into_problem()),
-    }
+    let page = state
+        .reads
+        .disclosures(&caller.asker(), &about, cursor, page_size)
+        .await?;
+    Ok(Json(DisclosurePageBody {
+        disclosures: page.disclosures,
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+    }))
 }
 
 /// A page of outcomes released to police under consent.
@@ -484,41 +297,27 @@ pub struct OutcomePageBody {
     ))]
 pub(crate) async fn police_outcomes(
     State(state): State<AppState>,
-    partner: AuthenticatedPartner,
-    route: MatchedPath,
-    headers: HeaderMap,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Json<OutcomePageBody>, Problem> {
-    let purpose = purpose_of(&headers, &partner)?;
+    caller: Caller,
+    query: Params,
+) -> Result<Json<OutcomePageBody>, ApiError> {
     let mut cursor = None;
-    let mut limit = DEFAULT_LIMIT;
-    for (name, value) in query_pairs(&query, &["cursor", "limit"])? {
+    let mut page_size = DEFAULT_LIMIT;
+    for (name, value) in query.known(&["cursor", "limit"])? {
         match name {
             "cursor" => {
                 cursor = Some(Cursor::decode(value).ok_or_else(|| {
-                    invalid_query("cursor", "must be the next_cursor of a previous page")
+                    invalid_parameter("cursor", "must be the next_cursor of a previous page")
                 })?);
             }
-            _ => limit = parse_limit(value)?,
+            _ => page_size = limit(value, MAX_LIMIT)?,
         }
     }
-    let asker = Asker {
-        partner: &partner.id,
-        kind: partner.kind,
-        purpose: &purpose,
-    };
-    match reads(&state).police_outcomes(&asker, cursor, limit).await {
-        Ok(page) => Ok(Json(OutcomePageBody {
-            outcomes: page.outcomes,
-            next_cursor: page.next_cursor.map(|c| c.encode()),
-        })),
-        Err(error) => Err(ReadFailure {
-            error,
-            partner: &partner.id,
-            route: route.as_str(),
-            purpose: &purpose,
-            state: &state,
-        }
-        .into_problem()),
-    }
+    let page = state
+        .reads
+        .police_outcomes(&caller.asker(), cursor, page_size)
+        .await?;
+    Ok(Json(OutcomePageBody {
+        outcomes: page.outcomes,
+        next_cursor: page.next_cursor.map(|c| c.encode()),
+    }))
 }

@@ -9,15 +9,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
-use super::exchange::{
-    IDEMPOTENCY_HEADER, REPLAYED_HEADER, conflict, forbidden, invalid_problem, purpose_of,
-    require_content_type,
-};
+use super::AppState;
+use super::caller::Caller;
+use super::error::{ApiError, Place};
+use super::exchange::{IDEMPOTENCY_HEADER, REPLAYED_HEADER, require_content_type};
 use super::problem::Problem;
-use super::{AppState, AuthenticatedPartner};
 use crate::config::PartnerKind;
 use crate::exchange::idempotency::IdempotencyKeys;
-use crate::exchange::{Invalid, ReferralReceipt, Submission, SubmitError, Submitted};
+use crate::exchange::{ReferralReceipt, Submission, SubmitError, Submitted};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -53,20 +52,20 @@ const JSON: &[&str] = &["application/json"];
     ))]
 pub(crate) async fn create_referral(
     State(state): State<AppState>,
-    partner: AuthenticatedPartner,
+    Caller {
+        partner, purpose, ..
+    }: Caller,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, Problem> {
+) -> Result<Response, ApiError> {
     if partner.kind != PartnerKind::Police {
-        return Err(forbidden("only police partners submit referrals"));
+        return Err(ApiError::WrongKind {
+            detail: "only police partners submit referrals",
+        });
     }
-    let purpose = purpose_of(&headers, &partner)?;
     let key = idempotency_key(&headers)?;
     require_content_type(&headers, JSON)?;
-    let draft = state
-        .exchange
-        .check_referral(&body)
-        .map_err(|e| invalid_problem(&e))?;
+    let draft = state.exchange.check_referral(&body)?;
     let claim = key.map(|key| state.exchange.claim(&partner.id, key.as_bytes(), &body));
     let mut results = state
         .exchange
@@ -80,17 +79,18 @@ pub(crate) async fn create_referral(
     match results.pop() {
         Some(Ok(Submitted::Created(receipt))) => Ok(created(&receipt, false)),
         Some(Ok(Submitted::Replayed(receipt))) => Ok(created(&receipt, true)),
-        Some(Err(SubmitError::KeyReused)) => Err(conflict(
+        Some(Err(SubmitError::KeyReused)) => Err(ApiError::conflict(
             "this Idempotency-Key was used with a different body; use a new key for a new referral",
         )),
-        Some(Err(SubmitError::Failed)) | None => {
-            Err(Problem::new(StatusCode::INTERNAL_SERVER_ERROR))
-        }
+        Some(Err(SubmitError::Failed)) | None => Err(ApiError::internal(
+            "a referral submission",
+            "the intake writer gave no result",
+        )),
     }
 }
 
 /// The `Idempotency-Key` header, checked.
-pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_HEADER) else {
         return Ok(None);
     };
@@ -99,10 +99,11 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Pro
         .and_then(|()| value.to_str().ok())
         .map(|v| Some(v.to_owned()))
         .ok_or_else(|| {
-            invalid_problem(&Invalid::field(
+            ApiError::invalid(
+                Place::Body,
                 "Idempotency-Key",
                 "must be 1-255 visible ASCII characters",
-            ))
+            )
         })
 }
 
@@ -142,12 +143,13 @@ fn created(receipt: &ReferralReceipt, replayed: bool) -> Response {
     ))]
 pub(crate) async fn create_outcome(
     State(state): State<AppState>,
-    partner: AuthenticatedPartner,
+    Caller {
+        partner, purpose, ..
+    }: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, Problem> {
-    let purpose = purpose_of(&headers, &partner)?;
+) -> Result<Response, ApiError> {
     require_content_type(&headers, JSON)?;
     let recorded = state
         .exchange
@@ -178,12 +180,13 @@ pub(crate) async fn create_outcome(
     ))]
 pub(crate) async fn reassign(
     State(state): State<AppState>,
-    partner: AuthenticatedPartner,
+    Caller {
+        partner, purpose, ..
+    }: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, Problem> {
-    let purpose = purpose_of(&headers, &partner)?;
+) -> Result<Response, ApiError> {
     require_content_type(&headers, JSON)?;
     let moved = state
         .exchange

@@ -58,11 +58,13 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
-use super::exchange::{conflict, forbidden, invalid_problem, purpose_of, require_content_type};
+use super::AppState;
+use super::caller::Caller;
+use super::error::ApiError;
+use super::exchange::require_content_type;
 use super::ndjson::{Line, LineReader};
 use super::problem::Problem;
 use super::referrals::idempotency_key;
-use super::{AppState, AuthenticatedPartner};
 use crate::config::PartnerKind;
 use crate::exchange::{
     Exchange, GROUP_LIMIT, Invalid, Pending, ReferralReceipt, Submission, SubmitError,
@@ -114,14 +116,17 @@ pub(crate) fn router() -> Router<AppState> {
     ))]
 pub(crate) async fn create_batch(
     State(state): State<AppState>,
-    partner: AuthenticatedPartner,
+    Caller {
+        partner, purpose, ..
+    }: Caller,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, Problem> {
+) -> Result<Response, ApiError> {
     if partner.kind != PartnerKind::Police {
-        return Err(forbidden("only police partners submit referrals"));
+        return Err(ApiError::WrongKind {
+            detail: "only police partners submit referrals",
+        });
     }
-    let purpose = purpose_of(&headers, &partner)?;
     let key = idempotency_key(&headers)?;
     require_content_type(&headers, NDJSON)?;
     let (chunks, queued) = mpsc::channel::<Output>(PIPELINE_DEPTH);
@@ -390,7 +395,7 @@ impl Batch {
             Line::TooLong => {
                 return Err(line_problem(
                     number,
-                    &Invalid::field("(line)", format!("is longer than {MAX_LINE_BYTES} bytes")),
+                    Invalid::field("(line)", format!("is longer than {MAX_LINE_BYTES} bytes")),
                 ));
             }
             Line::Text(text) => text,
@@ -398,13 +403,13 @@ impl Batch {
         if text.iter().all(u8::is_ascii_whitespace) {
             return Err(line_problem(
                 number,
-                &Invalid::field("(line)", "is empty; expected a referral JSON object"),
+                Invalid::field("(line)", "is empty; expected a referral JSON object"),
             ));
         }
         let draft = self
             .exchange
             .check_referral(&text)
-            .map_err(|e| line_problem(number, &e))?;
+            .map_err(|e| line_problem(number, e))?;
         let claim = self.key.as_ref().map(|key| {
             self.exchange
                 .line_claim(&self.submitter, key.as_bytes(), number, &text)
@@ -457,10 +462,11 @@ impl Chunk {
                     }
                     Some(Err(SubmitError::KeyReused)) => BatchResultLine::problem(
                         Some(number),
-                        conflict(
+                        ApiError::conflict(
                             "this line's Idempotency-Key (batch key and line number) was used \
                              with a different line",
-                        ),
+                        )
+                        .into_problem(),
                     ),
                     Some(Err(SubmitError::Failed)) => BatchResultLine::problem(
                         Some(number),
@@ -479,6 +485,8 @@ impl Chunk {
     }
 }
 
-fn line_problem(number: u64, invalid: &Invalid) -> Problem {
-    invalid_problem(invalid).with_detail(format!("line {number} was not stored; see errors"))
+fn line_problem(number: u64, invalid: Invalid) -> Problem {
+    ApiError::from(invalid)
+        .into_problem()
+        .with_detail(format!("line {number} was not stored; see errors"))
 }

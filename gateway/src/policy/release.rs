@@ -47,6 +47,29 @@ pub const NOTICES_KEY: &str = "_notices";
 /// ```compile_fail
 /// let view = crosswalk::policy::ReleasedView(serde_json::json!({"ssn": "..."}));
 /// ```
+///
+/// nor can it be read from JSON, converted from a value or defaulted:
+///
+/// ```compile_fail
+/// let view: crosswalk::policy::ReleasedView =
+///     serde_json::from_value(serde_json::json!({"ssn": "..."})).unwrap();
+/// ```
+/// ```compile_fail
+/// let view = crosswalk::policy::ReleasedView::from(serde_json::json!({"ssn": "..."}));
+/// ```
+/// ```compile_fail
+/// let view = crosswalk::policy::ReleasedView::default();
+/// ```
+///
+/// and what the read services hand the HTTP layer holds only released views,
+/// so a handler cannot answer with a record it shaped itself:
+///
+/// ```compile_fail
+/// let page = crosswalk::reads::ReferralPage {
+///     referrals: vec![serde_json::json!({"subject": {"given_name": "..."}})],
+///     next_cursor: None,
+/// };
+/// ```
 #[derive(Clone, PartialEq, Serialize)]
 #[serde(transparent)]
 pub struct ReleasedView(Value);

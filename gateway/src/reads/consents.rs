@@ -10,9 +10,9 @@
 //! consents (every subject of theirs, merges followed) that are **active at the
 //! reader's clock** (in their period, not revoked):
 //! 1. only those whose discloser holds the record being decided: a consent
-//!    opens only the records of the partner that recorded it (issue 15; 42
-//!    CFR §2.31 names the program that discloses) — a CBO's consent never
-//!    opens county health's case, and the policy checks the same;
+//!    opens only the records of the partner that recorded it (42 CFR §2.31
+//!    names the program that discloses) — a CBO's consent never opens county
+//!    health's case, and the policy checks the same;
 //! 2. only those that name the asker — by partner id or by kind in
 //!    `recipients`, or by id in the Part 2 recipients — and cover the declared
 //!    purpose: any other consent cannot open anything for this asker;
@@ -177,7 +177,7 @@ pub struct ReadableConsent {
     pub fhir: Value,
 }
 
-impl Reads<'_> {
+impl Reads {
     /// `GET /v1/consents/{id}`: the consent as the policy releases it to the
     /// asker (the baseline: its recorder and administrators). Anything else is
     /// the same not-found as an unknown id. Recorded as a disclosure.
@@ -219,7 +219,7 @@ impl Reads<'_> {
                 refused: Some(decided.1.reason.clone()),
             });
         }
-        let shaper = crate::policy::FieldShaper::for_partner(self.pseudonyms, asker.partner);
+        let shaper = crate::policy::FieldShaper::for_partner(&self.pseudonyms, asker.partner);
         let record: Value = consent_record(&row);
         let released = Self::release(asker, &shaper, &record, &decided, &row.id, &row.subject_id)
             .ok_or(ReadError::NotFound { refused: None })?;
@@ -228,7 +228,7 @@ impl Reads<'_> {
         let holding = holding.ok_or(ReadError::Corrupt {
             what: "a consent's record has no identity",
         })?;
-        let pseudonym = partner_pseudonym(self.pseudonyms, asker.partner, &holding);
+        let pseudonym = partner_pseudonym(&self.pseudonyms, asker.partner, &holding);
         let fhir =
             super::fhir::consent_resource(released.view.as_json(), active, pseudonym.as_str());
         Ok(ReadableConsent {

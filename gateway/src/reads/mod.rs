@@ -1,5 +1,5 @@
-//! The read side, in one place: every record a partner reads goes through here
-//! (issue 4 point 5, issue 6 point 3).
+//! The read side, in one place: every record a partner reads goes through here,
+//! so that every read is decided, released and audited the same way.
 //!
 //! A read flows:
 //! 1. load the rows in a read snapshot ([`crate::store::Store::begin_read`]);
@@ -49,11 +49,13 @@
 //! entries. Then a handler in `http/`, its path in `http/openapi.rs`, a row in
 //! the endpoint matrix (`tests/api/endpoint_matrix.rs`).
 
+mod audit_entries;
 mod consents;
 pub mod fhir;
 mod outcomes;
 mod records;
 
+pub use self::audit_entries::{EntriesPage, EntriesRequest};
 pub use self::consents::ReadableConsent;
 pub use self::outcomes::OutcomePage;
 
@@ -67,7 +69,7 @@ use self::records::{case_record, referral_record};
 use crate::audit::read::{READ_ACTION, disclosures_under};
 use crate::audit::{self, Event, released_fields};
 use crate::clock::Clock;
-use crate::config::{PartnerConfig, PartnerKind};
+use crate::config::{Config, PartnerKind};
 use crate::exchange::vocabulary::{Code as _, ReferralStatus};
 use crate::policy::{
     Action, ConsentScope, Decision, DecisionInput, FieldShaper, Policy, Purpose, RecordFacts,
@@ -188,16 +190,24 @@ pub struct DisclosurePage {
     pub next_cursor: Option<i64>,
 }
 
-/// The read side's services for one request. Cheap: it only borrows.
-pub struct Reads<'a> {
-    pub store: &'a Store,
-    pub vault: &'a Vault,
-    pub policy: &'a Policy,
-    pub pseudonyms: &'a Pseudonymizer,
-    pub clock: &'a dyn Clock,
+/// The read side's services, built once with the gateway and shared by every
+/// request (cheap to clone: handles and `Arc`s).
+#[derive(Clone)]
+pub struct Reads {
+    pub store: Store,
+    pub vault: Vault,
+    pub policy: Arc<Policy>,
+    pub pseudonyms: Arc<Pseudonymizer>,
+    pub clock: Arc<dyn Clock>,
     /// The registry, for the kind of a partner named in an audit entry (a
     /// recorder's accounting names recipients by kind only).
-    pub partners: &'a BTreeMap<String, PartnerConfig>,
+    pub config: Arc<Config>,
+}
+
+impl std::fmt::Debug for Reads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reads").finish_non_exhaustive()
+    }
 }
 
 /// The partner kinds that may read the accounting of disclosures as the
@@ -223,7 +233,7 @@ struct Released {
     entry: Event,
 }
 
-impl Reads<'_> {
+impl Reads {
     fn requester(asker: &Asker<'_>) -> Requester {
         Requester {
             id: asker.partner.to_owned(),
@@ -284,7 +294,7 @@ impl Reads<'_> {
             return Ok(());
         }
         let mut tx = self.store.begin().await?;
-        audit::append(&mut tx, entries, self.clock).await?;
+        audit::append(&mut tx, entries, self.clock.as_ref()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -405,7 +415,7 @@ impl Reads<'_> {
                 })
             })
             .flatten();
-        let shaper = FieldShaper::for_partner(self.pseudonyms, asker.partner);
+        let shaper = FieldShaper::for_partner(&self.pseudonyms, asker.partner);
         let mut views = Vec::with_capacity(page.len());
         let mut entries = Vec::with_capacity(page.len());
         for (row, consent) in page {
@@ -473,7 +483,7 @@ impl Reads<'_> {
         id: &str,
     ) -> Result<ReleasedView, ReadError> {
         let (row, decided) = self.readable_referral(asker, id).await?;
-        let shaper = FieldShaper::for_partner(self.pseudonyms, asker.partner);
+        let shaper = FieldShaper::for_partner(&self.pseudonyms, asker.partner);
         let record = referral_record(self, asker, &row, &decided.1).await?;
         let released = Self::release(asker, &shaper, &record, &decided, &row.id, &row.subject_id)
             .ok_or(ReadError::NotFound { refused: None })?;
@@ -519,7 +529,7 @@ impl Reads<'_> {
         }
         snapshot.commit().await?;
 
-        let shaper = FieldShaper::for_partner(self.pseudonyms, asker.partner);
+        let shaper = FieldShaper::for_partner(&self.pseudonyms, asker.partner);
         let mut views = Vec::new();
         let mut entries = Vec::new();
         for (case, consent) in latest.iter().zip(consents) {
@@ -651,7 +661,7 @@ impl Reads<'_> {
             .with_fields(released_fields(&decision))
             .with_decision(&*decision.policy_version, &decision.reason)
             .with_detail(json!({"returned": views.len(), "accounting": accounting}));
-        audit::append(&mut tx, &[read], self.clock).await?;
+        audit::append(&mut tx, &[read], self.clock.as_ref()).await?;
         tx.commit().await?;
         Ok(DisclosurePage {
             disclosures: views,
@@ -677,12 +687,12 @@ impl Reads<'_> {
             disclosures
                 .iter()
                 .map(|d| {
-                    let kind = self.partners.get(&d.recipient).map(|p| p.kind);
+                    let kind = self.config.partners.get(&d.recipient).map(|p| p.kind);
                     records::recorder_disclosure_record(d, kind)
                 })
                 .collect()
         };
-        let shaper = FieldShaper::for_partner(self.pseudonyms, asker.partner);
+        let shaper = FieldShaper::for_partner(&self.pseudonyms, asker.partner);
         Ok(records
             .iter()
             .filter_map(|record| release_view(decision, record, &shaper).ok())
@@ -691,9 +701,9 @@ impl Reads<'_> {
 
     /// Keeps only disclosures of records `asker` holds. Disclosures under its
     /// consents are of its own records anyway (a consent opens only its
-    /// recorder's records); this also drops any made before that rule
-    /// (issue 15), under a consent that then opened another partner's
-    /// record, which would tell the recorder that the other partner holds one.
+    /// recorder's records); this also drops any made before that rule, under a
+    /// consent that then opened another partner's record, which would tell the
+    /// recorder that the other partner holds one.
     async fn keep_held(
         &self,
         tx: &mut crate::store::Tx<'_>,

@@ -1,5 +1,5 @@
 //! `GET /v1/outcomes`: police see record-level outcomes of their own referrals
-//! only where the person's consent covers them (issue 7, item 2).
+//! only where the person's consent covers them.
 //!
 //! Each outcome of a referral the police partner submitted is decided as
 //! `outcome` (action `list`, relationship `none`: police did not record it)
@@ -45,7 +45,7 @@ pub struct OutcomePage {
     pub next_cursor: Option<Cursor>,
 }
 
-impl Reads<'_> {
+impl Reads {
     /// `GET /v1/outcomes` (police only; see the module docs).
     pub async fn police_outcomes(
         &self,
@@ -79,7 +79,7 @@ impl Reads<'_> {
         let batch = limit + 1;
         let now = self.clock.now().timestamp_micros();
         let mut finder = ConsentFinder::new(asker, now);
-        let shaper = FieldShaper::for_partner(self.pseudonyms, asker.partner);
+        let shaper = FieldShaper::for_partner(&self.pseudonyms, asker.partner);
         let mut released: Vec<Released> = Vec::new();
         let mut before = cursor;
         let mut scanned = 0;

@@ -45,7 +45,7 @@ pub(super) fn time(micros: i64) -> Value {
 /// the person further, never because of another partner's — or, for an asker
 /// that does not hold the referral, from the referral alone.
 pub(super) async fn referral_record(
-    reads: &Reads<'_>,
+    reads: &Reads,
     asker: &Asker<'_>,
     row: &ReferralRow,
     decision: &Decision,
@@ -61,7 +61,7 @@ pub(super) async fn referral_record(
         "created_at": time(row.created_at),
         "submitted_by": row.submitted_by,
         "assigned_cbo": row.assigned_cbo,
-        "subject_pseudonym": partner_pseudonym(reads.pseudonyms, asker.partner, &row.holding).as_str(),
+        "subject_pseudonym": partner_pseudonym(&reads.pseudonyms, asker.partner, &row.holding).as_str(),
         "contact_at": time(row.contact_at),
         "district": row.district,
         "arrested": row.arrested,
@@ -96,7 +96,8 @@ pub(super) async fn referral_record(
         object.insert("circumstances".into(), json!(sealed.circumstances));
     }
     if discloses(decision, |f| f.starts_with("subject.")) {
-        let identity = unseal_identity(reads.vault, &row.identity_id, &row.identity_sealed).await?;
+        let identity =
+            unseal_identity(&reads.vault, &row.identity_id, &row.identity_sealed).await?;
         object.insert(
             "subject".into(),
             json!({
@@ -120,7 +121,7 @@ pub(super) async fn referral_record(
 
 /// A case status report as the `case_status` resource.
 pub(super) async fn case_record(
-    reads: &Reads<'_>,
+    reads: &Reads,
     case: &CaseRow,
     decision: &Decision,
 ) -> Result<Value, ReadError> {
