@@ -8,8 +8,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{Map, Value, json};
 
+use super::request::invalid;
 use super::suppression::Cube;
-use super::{AggregateError, AggregateRequest, MAX_CELLS, Month, MonthData, invalid};
+use super::{AggregateError, AggregateRequest, MAX_CELLS, Month, MonthData};
 use crate::store::aggregates::{GroupCount, GroupMedian};
 
 /// Each grouping's categories for one month: the fixed list, or the codes

@@ -10,6 +10,7 @@ use chrono::{TimeZone as _, Utc};
 use serde_json::json;
 use sqlx::Row as _;
 
+use super::chain::hashed_rows;
 use super::checkpoint::{CheckpointSigner, Checkpointer, GatewayPublicKey, When};
 use super::read::{disclosures, list_entries};
 use super::refusals::{Refusal, Refusals, SUMMARY_ACTION, UNAUTHENTICATED_ACTOR};

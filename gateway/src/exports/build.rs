@@ -11,9 +11,10 @@ use chrono::{DateTime, NaiveDate, SecondsFormat};
 use super::container::{Hashing, ZipStream};
 use super::hierarchy::{self, Interner, QiValues};
 use super::plan::{self, Entry, People, Population, StudyPlan};
+use super::request::Job;
 use super::study::{QuasiIdentifier, StudyConfig, StudyMode};
 use super::tables::{self, Cell, Column, Derivation, Sink, Table};
-use super::{DAY_MICROS, ExportError, Exports, Job, Manifest, PlanInfo, Requesting};
+use super::{DAY_MICROS, ExportError, Exports, Manifest, PlanInfo, Requesting};
 use crate::audit::Released;
 use crate::config::PartnerKind;
 use crate::normalize::{

@@ -59,21 +59,26 @@
 mod build;
 pub mod container;
 pub mod hierarchy;
+mod job;
 pub(crate) mod plan;
 #[cfg(test)]
 mod race_tests;
+mod request;
 pub use crate::config::study;
 pub mod tables;
+
+pub use self::request::ExportRequest;
+use self::request::micros_of;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrono::{NaiveDate, SecondsFormat};
+use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 
-use self::build::Built;
 use self::plan::StudyPlan;
+use self::request::{Job, WindowSer};
 use self::study::StudyConfig;
 use self::tables::{Format, Table};
 use crate::audit::checkpoint::CheckpointSigner;
@@ -85,7 +90,7 @@ use crate::policy::{
     StudyFacts,
 };
 use crate::pseudonym::Pseudonymizer;
-use crate::store::export_rows::{Window, any_referrals};
+use crate::store::export_rows::any_referrals;
 use crate::store::exports::{self as repo, ExportRow};
 use crate::store::study_plans;
 use crate::store::{Store, StoreError};
@@ -102,9 +107,6 @@ pub const DISCLOSURE_ACTION: &str = crate::reads::DISCLOSURE_ACTION;
 pub const RESOURCE: &str = "export";
 
 const DAY_MICROS: i64 = 86_400_000_000;
-/// How far ahead of today an export's `to` may be (see [`Exports::window`]).
-const MAX_TO_AHEAD_DAYS: u64 = 366;
-
 /// Why an export was refused or failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -140,64 +142,6 @@ pub enum ExportError {
 impl From<sqlx::Error> for ExportError {
     fn from(e: sqlx::Error) -> Self {
         Self::Store(StoreError::from(e))
-    }
-}
-
-/// The body of `POST /v1/exports`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExportRequest {
-    /// The study id (`[studies.ID]` in the configuration).
-    #[schema(pattern = r"^[a-z0-9-]{1,64}$", example = "demo-study")]
-    pub study: String,
-    /// First contact date included (YYYY-MM-DD, UTC), not before the program
-    /// start (`exchange.program_start`); default: the program start.
-    #[serde(default)]
-    pub from: Option<String>,
-    /// Last contact date included (YYYY-MM-DD, UTC), at most a year from
-    /// today; default: today.
-    #[serde(default)]
-    pub to: Option<String>,
-    /// Any of `referrals`, `outcomes`, `case_status`, each once; default all
-    /// three.
-    #[serde(default)]
-    #[schema(value_type = Option<Vec<tables::Table>>, min_items = 1, max_items = 3)]
-    pub tables: Option<Vec<String>>,
-    /// `csv` (default) or `ndjson`.
-    #[serde(default)]
-    #[schema(value_type = Option<tables::Format>)]
-    pub format: Option<String>,
-}
-
-/// A validated request.
-#[derive(Debug, Clone, Serialize)]
-struct Job {
-    id: String,
-    study_id: String,
-    evaluator: String,
-    purpose: String,
-    from: NaiveDate,
-    to: NaiveDate,
-    tables: Vec<Table>,
-    format: Format,
-    #[serde(skip)]
-    window: WindowSer,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct WindowSer {
-    from: i64,
-    to: i64,
-    cutoff: i64,
-}
-
-impl Job {
-    fn window(&self) -> Window {
-        Window {
-            from: self.window.from,
-            to: self.window.to,
-            cutoff: self.window.cutoff,
-        }
     }
 }
 
@@ -314,19 +258,6 @@ pub struct Requesting<'a> {
     pub purpose: &'a Purpose,
 }
 
-fn parse_date(field: &str, text: &str, problems: &mut Vec<(String, String)>) -> Option<NaiveDate> {
-    let parsed = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok();
-    if parsed.is_none() {
-        problems.push((field.to_owned(), "must be a date, YYYY-MM-DD".to_owned()));
-    }
-    parsed
-}
-
-fn micros_of(date: NaiveDate) -> i64 {
-    date.and_hms_opt(0, 0, 0)
-        .map_or(0, |d| d.and_utc().timestamp_micros())
-}
-
 impl Exports {
     fn study(&self, id: &str) -> Option<&StudyConfig> {
         self.config.studies.get(id)
@@ -374,57 +305,6 @@ impl Exports {
         row.map(|row| StudyPlan::from_row(&row, study))
             .transpose()
             .map_err(|detail| ExportError::PlanChanged { detail })
-    }
-
-    /// The request's contact dates, from..=to: from the program start
-    /// (`exchange.program_start`, also the default `from`) to a year from
-    /// today (UTC; the default `to` is today). Nothing is recorded before the
-    /// program start, and a window reaching further either way is a typing
-    /// error (`0202` for `2026`, `20266`). A `to` ahead of today is allowed
-    /// because "this year" and "this fiscal year" are natural windows; the
-    /// export holds what was recorded when it was asked for, whatever `to` says.
-    fn window(
-        &self,
-        request: &ExportRequest,
-        today: NaiveDate,
-        problems: &mut Vec<(String, String)>,
-    ) -> (Option<NaiveDate>, Option<NaiveDate>) {
-        let earliest = self.config.exchange.program_start;
-        let latest = today
-            .checked_add_days(chrono::Days::new(MAX_TO_AHEAD_DAYS))
-            .unwrap_or(today);
-        let mut date = |field: &str, text: Option<&str>, default: NaiveDate| {
-            let Some(text) = text else {
-                return Some(default);
-            };
-            let date = parse_date(field, text, problems)?;
-            if date < earliest {
-                problems.push((
-                    field.to_owned(),
-                    format!(
-                        "is before the program began: the earliest date is {earliest} \
-                         (exchange.program_start)"
-                    ),
-                ));
-                return None;
-            }
-            if date > latest {
-                problems.push((
-                    field.to_owned(),
-                    format!("is more than a year ahead: the latest date is {latest}"),
-                ));
-                return None;
-            }
-            Some(date)
-        };
-        let from = date("from", request.from.as_deref(), earliest);
-        let to = date("to", request.to.as_deref(), today);
-        if let (Some(f), Some(t)) = (from, to)
-            && f > t
-        {
-            problems.push(("to".to_owned(), "must not be before from".to_owned()));
-        }
-        (from, to)
     }
 
     /// Checks and records the request, then starts the job.
@@ -607,140 +487,6 @@ impl Exports {
         Ok(started)
     }
 
-    /// Runs the job to its end, recording either outcome.
-    async fn run(self: Arc<Self>, job: Job) {
-        let dir = self.dir();
-        let partial = dir.join(format!("{}.zip.age.partial", job.id));
-        // Twice at most: a build that made the study's plan but lost the race
-        // to store it is built again with the plan that won.
-        let mut outcome = self.attempt(&job, &partial).await;
-        if matches!(outcome, Ok(Recorded::PlanSuperseded)) {
-            let _ = std::fs::remove_file(&partial);
-            outcome = self.attempt(&job, &partial).await;
-        }
-        let failure = match outcome {
-            Ok(Recorded::Ready) => return,
-            Ok(Recorded::PlanSuperseded) => {
-                ExportError::Build("the study's plan changed twice during one export".into())
-            }
-            Err(e) => e,
-        };
-        tracing::error!(export = %job.id, error = %failure, "export failed");
-        let _ = std::fs::remove_file(&partial);
-        let _ = std::fs::remove_file(dir.join(format!("{}.zip.age", job.id)));
-        if let Err(e) = self.record_failed(&job).await {
-            tracing::error!(export = %job.id, error = %e, "recording the failed export failed");
-        }
-    }
-
-    /// One build with the study's plan as stored now (or a new one), and its
-    /// recording.
-    async fn attempt(&self, job: &Job, partial: &std::path::Path) -> Result<Recorded, ExportError> {
-        let study = self
-            .study(&job.study_id)
-            .ok_or_else(|| ExportError::Build("the study is no longer configured".into()))?;
-        let stored = self.stored_plan(&job.study_id, study).await?;
-        let built = self.build(job, partial, stored).await?;
-        self.record_ready(job, built).await
-    }
-
-    async fn record_failed(&self, job: &Job) -> Result<(), ExportError> {
-        let mut tx = self.store.begin().await?;
-        repo::finish(
-            &mut tx,
-            &job.id,
-            "failed",
-            self.clock.now().timestamp_micros(),
-            None,
-            None,
-        )
-        .await?;
-        let event = Event::new(audit::GATEWAY_ACTOR, FAILED_ACTION).with_record(RESOURCE, &job.id);
-        audit::append(&mut tx, &[event], self.clock.as_ref()).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Publishes a built export: in one transaction, the study's plan if this
-    /// build made it (and no other export stored one first), the export's
-    /// state and signed manifest, its subjects and its audit entries.
-    async fn record_ready(&self, job: &Job, mut built: Built) -> Result<Recorded, ExportError> {
-        let study = self
-            .study(&job.study_id)
-            .ok_or_else(|| ExportError::Build("the study is no longer configured".into()))?;
-        let mut tx = self.store.begin().await?;
-        let mut events = Vec::new();
-        if built.plan.planned_by == job.id {
-            let row = built.plan.to_row(&job.study_id, study);
-            if study_plans::insert_if_absent(&mut tx, &row).await? {
-                events.push(
-                    Event::new(audit::GATEWAY_ACTOR, PLAN_ACTION)
-                        .with_purpose(&job.purpose)
-                        .with_record("study", &job.study_id)
-                        .with_detail(serde_json::json!({
-                            "export": job.id,
-                            "mode": row.mode,
-                            "quasi_identifiers": row.quasi_identifiers,
-                            "k": row.k,
-                            "levels": built.plan.levels(study),
-                            "reference_date": row.reference_date,
-                        })),
-                );
-            } else {
-                // Another export stored the study's plan first. Publishing
-                // this one with other levels would break the guarantee; with
-                // the same levels and reference date it is the same file.
-                let stored = study_plans::get(&mut tx, &job.study_id)
-                    .await?
-                    .map(|row| StudyPlan::from_row(&row, study))
-                    .transpose()
-                    .map_err(|detail| ExportError::PlanChanged { detail })?;
-                match stored {
-                    Some(stored) if stored.same_generalization(&built.plan) => {
-                        built.manifest.plan = PlanInfo::of(&stored);
-                    }
-                    _ => return Ok(Recorded::PlanSuperseded),
-                }
-            }
-        }
-        let file_name = format!("{}.zip.age", job.id);
-        let final_path = self.dir().join(&file_name);
-        let jws = self
-            .signer
-            .sign_claims(&built.manifest)
-            .map_err(|e| ExportError::Build(e.to_string()))?;
-        std::fs::rename(&built.path, &final_path).map_err(|e| ExportError::Build(e.to_string()))?;
-        let mut subjects = built.subjects;
-        subjects.sort_unstable();
-        repo::finish(
-            &mut tx,
-            &job.id,
-            "ready",
-            self.clock.now().timestamp_micros(),
-            Some(&file_name),
-            Some(&jws),
-        )
-        .await?;
-        repo::insert_subjects(&mut tx, &job.id, &subjects).await?;
-        events.push(
-            Event::new(&job.evaluator, DISCLOSURE_ACTION)
-                .with_purpose(&job.purpose)
-                .with_record(RESOURCE, &job.id)
-                .with_fields(built.fields)
-                .with_decision(&built.manifest.policy_version, &built.reason)
-                .with_detail(serde_json::json!({
-                    "study": job.study_id,
-                    "subjects": subjects.len(),
-                    "rows": built.manifest.rows,
-                    "ciphertext_blake3": built.manifest.ciphertext_blake3,
-                })),
-        );
-        audit::append(&mut tx, &events, self.clock.as_ref()).await?;
-        tx.commit().await?;
-        tracing::info!(export = %job.id, subjects = subjects.len(), "export ready");
-        Ok(Recorded::Ready)
-    }
-
     /// The export row, if `partner` asked for it.
     pub async fn get(&self, partner: &str, id: &str) -> Result<ExportRow, ExportError> {
         if uuid::Uuid::parse_str(id).is_err() {
@@ -776,12 +522,4 @@ impl Exports {
             }),
         }
     }
-}
-
-/// How [`Exports::record_ready`] ended.
-enum Recorded {
-    Ready,
-    /// The build made a plan for the study, but another export's was stored
-    /// first, with other levels: build again with that one.
-    PlanSuperseded,
 }

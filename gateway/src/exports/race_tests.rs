@@ -13,8 +13,10 @@ use std::sync::Arc;
 
 use chrono::{Datelike, Duration};
 
+use super::Exports;
+use super::job::Recorded;
+use super::request::{Job, WindowSer};
 use super::tables::{Format, Table};
-use super::{Exports, Job, Recorded, WindowSer};
 use crate::audit::checkpoint::CheckpointSigner;
 use crate::clock::{Clock, FixedClock, SystemClock};
 use crate::config::Config;
