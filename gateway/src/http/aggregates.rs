@@ -45,7 +45,6 @@ const PARAMETERS: [&str; 4] = ["from", "to", "group_by", "epsilon"];
     responses(
         (status = 200, description = "The table", body = AggregateTable),
         (status = 400, description = "A parameter or the purpose header is not valid", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The policy refuses aggregates to this partner for this purpose, or a month's privacy budget cannot pay for a new table (`epsilon_remaining`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn outcomes(

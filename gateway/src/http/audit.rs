@@ -90,8 +90,6 @@ pub struct EntryPageBody {
         (status = 200, description = "A page of entries", body = EntryPageBody),
         (status = 400, description = "A parameter is not valid", body = Problem,
             content_type = "application/problem+json"),
-        (status = 401, description = "No valid partner token", body = Problem,
-            content_type = "application/problem+json"),
         (status = 403, description = "The policy does not let this partner read the log", body = Problem,
             content_type = "application/problem+json")))]
 pub(crate) async fn entries(

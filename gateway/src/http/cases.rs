@@ -32,7 +32,6 @@ pub(crate) fn router() -> Router<AppState> {
     responses(
         (status = 201, description = "Recorded", body = crate::exchange::case::RecordedCase),
         (status = 400, description = "Invalid fields; nothing stored", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a health partner", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
     ))]

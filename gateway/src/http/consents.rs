@@ -45,7 +45,6 @@ pub(crate) fn router() -> Router<AppState> {
     responses(
         (status = 201, description = "Recorded: the consent's fields (id, referral_id or case_id, recipients, purposes, classes, method, recorded_by, discloser, period_start, period_end, evidence_hash, revoked_at, part2)", body = ConsentRecord),
         (status = 400, description = "Invalid fields (including a referral or case this partner may not use); nothing stored", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a CBO or health partner", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -80,7 +79,6 @@ pub(crate) async fn create_consent(
     responses(
         (status = 200, description = "Revoked: the consent with `revoked_at`", body = ConsentRecord),
         (status = 400, description = "The purpose header is not valid", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such consent, or not one this partner recorded", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already revoked", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -129,7 +127,6 @@ fn wants_fhir(headers: &HeaderMap) -> bool {
             (super::openapi_views::FhirConsent = "application/fhir+json"),
         )),
         (status = 400, description = "The purpose header is not valid", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such consent, or none this partner may see", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn read_consent(

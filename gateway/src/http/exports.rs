@@ -42,7 +42,6 @@ pub(crate) fn router() -> Router<AppState> {
     responses(
         (status = 202, description = "Recorded; the file is being built", body = Started),
         (status = 400, description = "Invalid fields (study, from, to, tables[i], format); nothing made", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Another evaluator's study, an expired data-use agreement (or Part 2 research agreement), another purpose, or refused by the policy", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The study's mode, quasi-identifiers or k changed since its exports were planned; nothing made", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
@@ -77,7 +76,6 @@ pub(crate) async fn create_export(
     ),
     responses(
         (status = 200, description = "The age-encrypted ZIP (application/octet-stream)", content_type = "application/octet-stream"),
-        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such export for this partner", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Still being built, or failed", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -131,7 +129,6 @@ pub struct ManifestBody {
     ),
     responses(
         (status = 200, description = "The signed manifest", body = ManifestBody),
-        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such export for this partner", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Still being built, or failed", body = Problem, content_type = "application/problem+json"),
     ))]

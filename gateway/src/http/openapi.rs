@@ -60,7 +60,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
         crate::exports::Started,
         crate::exports::ExportRequest
     )),
-    modifiers(&PartnerToken, &PurposeHeader)
+    modifiers(&PartnerToken, &ResponsePresets)
 )]
 pub struct ApiDoc;
 
@@ -99,18 +99,20 @@ impl Modify for PartnerToken {
     }
 }
 
-/// What every operation shares, stated once: the `X-Purpose-Of-Use` header's
-/// schema (the form [`super::purpose`] checks, never null; which codes allow
-/// what is the policy's decision, so it lists none) and the problems any
-/// operation can answer with besides its own — 400 for a malformed purpose
-/// header, 401 without a valid token, 413 and 415 for a body too large or not
-/// of the documented type.
-struct PurposeHeader;
+/// The response presets, stated once for every operation instead of in each
+/// handler's annotation: the `X-Purpose-Of-Use` header's schema (the form
+/// [`super::purpose`] checks, never null; which codes allow what is the
+/// policy's decision, so it lists none) and the problems any operation can
+/// answer with besides its own — 400 for a malformed purpose header, 401
+/// without a valid token (every operation with a `security` requirement),
+/// 413 and 415 for a body too large or not of the documented type. An
+/// annotation names these only to say more than the preset does.
+struct ResponsePresets;
 
 /// What `X-Purpose-Of-Use` must look like.
 pub(crate) const PURPOSE_PATTERN: &str = "^[A-Z]{2,16}$";
 
-impl Modify for PurposeHeader {
+impl Modify for ResponsePresets {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
             let operations = [
@@ -225,5 +227,37 @@ mod tests {
         ] {
             assert!(!a.contains(registered), "the document names {registered}");
         }
+    }
+
+    /// The presets reach every operation: a 401 wherever a token is
+    /// required, a 400 wherever a purpose is read, and none of them where
+    /// they cannot happen.
+    #[test]
+    fn every_operation_gets_the_shared_responses() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
+        let mut secured = 0;
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("operations") {
+                let responses = &operation["responses"];
+                let has_security = operation["security"]
+                    .as_array()
+                    .is_some_and(|s| !s.is_empty());
+                assert_eq!(
+                    responses.get("401").is_some(),
+                    has_security,
+                    "{method} {path}: 401 exactly where a token is required"
+                );
+                secured += usize::from(has_security);
+                let reads_purpose = operation["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["name"] == "X-Purpose-Of-Use");
+                if reads_purpose {
+                    assert!(responses.get("400").is_some(), "{method} {path}: 400");
+                }
+            }
+        }
+        assert!(secured >= 15, "only {secured} operations require a token");
     }
 }

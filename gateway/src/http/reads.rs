@@ -71,7 +71,6 @@ pub struct ReferralPageBody {
     responses(
         (status = 200, description = "A page, newest first", body = ReferralPageBody),
         (status = 400, description = "A parameter or the purpose header is not valid", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The policy gives this partner no record-level view", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn list_referrals(
@@ -117,7 +116,6 @@ pub(crate) async fn list_referrals(
     responses(
         (status = 200, description = "The released fields", body = super::openapi_views::ReleasedReferral),
         (status = 400, description = "The purpose header is not valid", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such referral, or none this partner may see", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn read_referral(
@@ -156,7 +154,6 @@ pub struct CaseStatusBody {
     responses(
         (status = 200, description = "The released case statuses", body = CaseStatusBody),
         (status = 400, description = "The purpose header is not valid", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such referral, or none this partner may see", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn case_status(
@@ -205,7 +202,6 @@ pub struct DisclosurePageBody {
     responses(
         (status = 200, description = "A page of disclosures", body = DisclosurePageBody),
         (status = 400, description = "A parameter or the purpose header is not valid", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a partner that may read the accounting", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such referral or case (administrators)", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -292,7 +288,6 @@ pub struct OutcomePageBody {
     responses(
         (status = 200, description = "A page, newest first (a page may hold fewer than `limit` when many outcomes are not covered; follow `next_cursor`)", body = OutcomePageBody),
         (status = 400, description = "A parameter or the purpose header is not valid", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a police partner", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn police_outcomes(

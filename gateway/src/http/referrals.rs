@@ -44,7 +44,6 @@ const JSON: &[&str] = &["application/json"];
     responses(
         (status = 201, description = "Created (or replayed)", body = ReferralReceipt),
         (status = 400, description = "Invalid fields; nothing stored", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a police partner", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Idempotency key reused with another body", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the size limit", body = Problem, content_type = "application/problem+json"),
@@ -136,7 +135,6 @@ fn created(receipt: &ReferralReceipt, replayed: bool) -> Response {
     responses(
         (status = 201, description = "Recorded", body = crate::exchange::outcome::RecordedOutcome),
         (status = 400, description = "Invalid fields; nothing stored", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such referral assigned to the requester", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The referral is closed", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
@@ -173,7 +171,6 @@ pub(crate) async fn create_outcome(
     responses(
         (status = 200, description = "Reassigned", body = crate::exchange::assignment::Reassigned),
         (status = 400, description = "Invalid fields; nothing stored", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such referral the requester may move", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The referral is closed, or no other CBO is routed to", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),

@@ -110,7 +110,6 @@ pub(crate) fn router() -> Router<AppState> {
         (status = 200, description = "One result line per input line, in order", body = BatchResultLine,
             content_type = "application/x-ndjson"),
         (status = 400, description = "Bad headers", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid partner token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a police partner", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not NDJSON", body = Problem, content_type = "application/problem+json"),
     ))]

@@ -26,9 +26,7 @@ pub struct WhoAmI {
 #[utoipa::path(get, path = "/v1/whoami", tag = "identity",
     security(("partner_token" = [])),
     responses(
-        (status = 200, description = "The authenticated partner", body = WhoAmI),
-        (status = 401, description = "No valid partner token", body = super::problem::Problem,
-            content_type = "application/problem+json")))]
+        (status = 200, description = "The authenticated partner", body = WhoAmI)))]
 pub(crate) async fn whoami(partner: AuthenticatedPartner) -> Json<WhoAmI> {
     Json(WhoAmI {
         partner: partner.id,
