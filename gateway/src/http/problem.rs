@@ -1,8 +1,9 @@
 //! RFC 9457 problem details: the one shape every error response takes.
 //!
-//! Handlers return their own error enums; each maps itself to a [`Problem`]. The
-//! `Internal` case of each enum logs its cause and returns a bare 500 problem, so
-//! no database message or stack ever reaches a partner.
+//! Handlers return [`super::error::ApiError`], which alone decides each
+//! error's status, type and wording and turns it into a [`Problem`]; its
+//! `Internal` case logs the cause and returns a bare 500 problem, so no
+//! database message or stack ever reaches a partner.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
