@@ -30,10 +30,16 @@
 //! Entries are stamped when written, normally within [`BATCH_INTERVAL`] of the
 //! refusal; summaries carry their own first and last times.
 //!
-//! # Recording a policy refusal from a handler
+//! # Recording a refusal
+//! A handler never records one itself: it returns an
+//! `http::error::ApiError` that is a refusal (`Refused`, `NotFoundOrRefused`
+//! with a reason, `NotYours`, `BudgetExhausted`), and the HTTP layer's refusal
+//! layer (`http::record_refusals`) records it with the caller, method, route
+//! template and purpose; refused tokens likewise. Code outside a request
+//! records directly:
 //! ```ignore
 //! state.refusals.record(
-//!     Refusal::policy(&partner.id, "GET", matched_path.as_str(), &purpose, &decision.reason)
+//!     Refusal::policy(&partner_id, "GET", route, &purpose, &decision.reason)
 //!         .with_record(referral_id),
 //! );
 //! ```

@@ -37,7 +37,9 @@
 //!    sensitive with the vault (context `<table>:<id>`), build the audit
 //!    [`crate::audit::Event`]s (ids and codes only), call
 //!    [`crate::audit::append`] last, commit.
-//! 4. A handler in `http/`, its path in `http/openapi.rs`, a test on both backends.
+//! 4. A handler in `http/` that takes a `Caller` and returns
+//!    `Result<_, ApiError>` (an [`ExchangeError`] converts with `?`), its path
+//!    in `http/openapi.rs`, a test on both backends.
 
 pub mod assignment;
 pub mod case;

@@ -46,8 +46,11 @@
 //! Add a function here that loads the rows, and for each record calls
 //! [`Reads::decide`], builds its record with the catalog names and
 //! [`Reads::release`]s it; return the views and let [`Reads::audit`] commit the
-//! entries. Then a handler in `http/`, its path in `http/openapi.rs`, a row in
-//! the endpoint matrix (`tests/api/endpoint_matrix.rs`).
+//! entries; a refusal is a [`ReadError`], never a response. Then a handler in
+//! `http/` that takes a `Caller`, calls the new function on `state.reads` and
+//! shapes its answer (errors convert to `ApiError` with `?`), its path in
+//! `http/openapi.rs`, a row in the endpoint matrix
+//! (`tests/api/endpoint_matrix.rs`).
 
 mod audit_entries;
 mod consents;
