@@ -44,13 +44,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, PartnerKind, parse_fingerprint};
+use crate::domain::PartnerId;
 
 /// The audience every partner token must name.
 pub const AUDIENCE: &str = "crosswalk";
 
 /// A partner as the gateway knows it at run time, with its parsed key.
 pub struct RegisteredPartner {
-    pub id: String,
+    pub id: PartnerId,
     pub kind: PartnerKind,
     pub name: String,
     pub active: bool,
@@ -87,10 +88,17 @@ impl Registry {
                 ConfigError::new(&config.source, format!("partners.{id}.public_key"), problem)
             })?;
             let cert_fingerprint = p.cert_fingerprint.as_deref().and_then(parse_fingerprint);
+            let partner_id = PartnerId::parse(id).ok_or_else(|| {
+                ConfigError::new(
+                    &config.source,
+                    format!("partners.{id}"),
+                    "a partner id is 1-64 of a-z, 0-9 and -",
+                )
+            })?;
             partners.insert(
                 id.clone(),
                 RegisteredPartner {
-                    id: id.clone(),
+                    id: partner_id,
                     kind: p.kind,
                     name: p.name.clone(),
                     active: p.active,
@@ -210,7 +218,8 @@ impl AuthError {
 /// The partner a request was authenticated as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthenticatedPartner {
-    pub id: String,
+    /// Registered when the request came in (the registry was asked).
+    pub id: PartnerId,
     pub kind: PartnerKind,
     /// The registry's default purpose of use for this partner, if it has one.
     pub default_purpose: Option<String>,
@@ -355,7 +364,7 @@ impl Verifier {
         &self,
         token: &str,
         peer_cert: Option<&[u8; 32]>,
-    ) -> Result<AuthenticatedPartner, (AuthError, Option<String>)> {
+    ) -> Result<AuthenticatedPartner, (AuthError, Option<PartnerId>)> {
         let digest = *blake3::hash(token.as_bytes()).as_bytes();
         let cached = self
             .verified
@@ -402,7 +411,7 @@ impl Verifier {
 
     /// Steps 1-4 without the cache. A refusal names the partner only once the
     /// signature verified under its key.
-    fn verify_signed(&self, token: &str) -> Result<VerifiedToken, (AuthError, Option<String>)> {
+    fn verify_signed(&self, token: &str) -> Result<VerifiedToken, (AuthError, Option<PartnerId>)> {
         let unsigned = |error| (error, None);
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| unsigned(AuthError::Malformed))?;

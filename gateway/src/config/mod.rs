@@ -837,10 +837,7 @@ impl Config {
 
 /// Partner ids appear in URLs, logs and file names, so they are kept plain.
 pub fn is_valid_partner_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    crate::domain::is_partner_id(id)
 }
 
 /// `sha256:<64 hex>` to the 32 fingerprint bytes.

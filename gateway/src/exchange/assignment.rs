@@ -77,7 +77,7 @@ pub(super) async fn reassign(
     let mut tx = shared.store.begin().await?;
     let referral = lock_referral(&mut tx, referral_id)
         .await?
-        .filter(|r| partner.kind == PartnerKind::Admin || r.assigned_cbo == partner.id)
+        .filter(|r| partner.kind == PartnerKind::Admin || r.assigned_cbo == *partner.id)
         .ok_or(ExchangeError::NotFound)?;
     let status = ReferralStatus::parse(&referral.status).ok_or(StoreError::Corrupt {
         what: "referrals.status is not a known status",
@@ -128,7 +128,7 @@ pub(super) async fn reassign(
                 .rule_index()
                 .and_then(|r| i64::try_from(r).ok()),
             reason: Some(reason.as_str()),
-            assigned_by: partner.id.clone(),
+            assigned_by: partner.id.to_string(),
             at,
         }],
     )

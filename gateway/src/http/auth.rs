@@ -21,13 +21,13 @@ pub struct Unauthorized {
     pub error: AuthError,
     /// The registered partner whose key verified the signature, when one did
     /// (an expired or replayed token), for the refusal log.
-    pub signed_by: Option<String>,
+    pub signed_by: Option<crate::domain::PartnerId>,
 }
 
 /// What the refusal layer records of a refused token: never the token.
 #[derive(Debug, Clone)]
 pub(crate) struct AuthRefused {
-    pub(crate) signed_by: Option<String>,
+    pub(crate) signed_by: Option<crate::domain::PartnerId>,
     pub(crate) reason: &'static str,
 }
 

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::purpose::{declared_purpose, default_for};
 use super::{AppState, AuthenticatedPartner};
+use crate::domain::PartnerId;
 use crate::policy::Purpose;
 use crate::reads::Asker;
 
@@ -99,10 +100,10 @@ impl<D: PurposeDefault> FromRequestParts<AppState> for Caller<D> {
 /// Who asked and for what, once a [`Caller`] was built: the refusal layer puts
 /// an empty one in each request and reads it after the response.
 #[derive(Clone, Default)]
-pub(crate) struct CallerSeen(Arc<OnceLock<(String, Purpose)>>);
+pub(crate) struct CallerSeen(Arc<OnceLock<(PartnerId, Purpose)>>);
 
 impl CallerSeen {
-    pub(crate) fn get(&self) -> Option<&(String, Purpose)> {
+    pub(crate) fn get(&self) -> Option<&(PartnerId, Purpose)> {
         self.0.get()
     }
 }

@@ -69,7 +69,7 @@ pub(crate) async fn create_referral(
     let mut results = state
         .exchange
         .submit(vec![Submission {
-            submitter: partner.id,
+            submitter: partner.id.into(),
             purpose,
             draft,
             claim,

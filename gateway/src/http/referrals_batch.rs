@@ -132,7 +132,7 @@ pub(crate) async fn create_batch(
     let pace = Arc::new(ClientPace::default());
     let batch = Batch {
         exchange: Arc::clone(&state.exchange),
-        submitter: partner.id,
+        submitter: partner.id.into(),
         purpose,
         key,
         idle: Duration::from_secs(state.config.server.request_timeout_secs),

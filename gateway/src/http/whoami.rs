@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::{AppState, AuthenticatedPartner};
 use crate::config::PartnerKind;
+use crate::domain::PartnerId;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/v1/whoami", get(whoami))
@@ -16,7 +17,8 @@ pub(crate) fn router() -> Router<AppState> {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WhoAmI {
     /// The partner id from the registry.
-    partner: String,
+    #[schema(value_type = String)]
+    partner: PartnerId,
     /// The partner's kind, from the registry (never from the token).
     #[schema(value_type = String, example = "police")]
     kind: PartnerKind,
