@@ -221,8 +221,9 @@ async fn ask_as_pd(
     params: &[(&str, &str)],
 ) -> crosswalk::aggregates::AggregateTable {
     let purpose: Purpose = "PERFMSR".parse().expect("a purpose");
+    let pd = crosswalk::domain::PartnerId::parse("pd").expect("a partner id");
     let asker = Asker {
-        partner: "pd",
+        partner: &pd,
         kind: PartnerKind::Police,
         purpose: &purpose,
     };

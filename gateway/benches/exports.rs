@@ -122,8 +122,9 @@ async fn bench(postgres_admin: Option<&str>) {
         clock,
     });
     let purpose = "HRESCH".parse().expect("purpose");
+    let evaluator = crosswalk::domain::PartnerId::parse("evaluator").expect("a partner id");
     let who = Requesting {
-        partner: "evaluator",
+        partner: &evaluator,
         kind: PartnerKind::Evaluator,
         purpose: &purpose,
     };

@@ -266,7 +266,7 @@ impl Aggregates {
         for resource in [Resource::Referral, Resource::Outcome] {
             let decision = self.policy.decide(&DecisionInput {
                 requester: Requester {
-                    id: asker.partner.to_owned(),
+                    id: asker.partner.to_string(),
                     kind: asker.kind,
                 },
                 purpose: asker.purpose.clone(),

@@ -91,6 +91,25 @@ impl From<&PartnerId> for String {
     }
 }
 
+// A stored column (a `String`) compares with a partner id as text.
+impl PartialEq<PartnerId> for String {
+    fn eq(&self, other: &PartnerId) -> bool {
+        *self == other.0
+    }
+}
+
+impl PartialEq<&PartnerId> for String {
+    fn eq(&self, other: &&PartnerId) -> bool {
+        *self == other.0
+    }
+}
+
+impl PartialEq<str> for PartnerId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
 impl AsRef<str> for PartnerId {
     fn as_ref(&self) -> &str {
         &self.0

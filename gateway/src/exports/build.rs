@@ -501,7 +501,7 @@ impl Exports {
         let manifest = Manifest {
             export: job.id.clone(),
             study: job.study_id.clone(),
-            evaluator: job.evaluator.clone(),
+            evaluator: job.evaluator.to_string(),
             mode: mode.as_str().to_owned(),
             purpose: job.purpose.clone(),
             dua_reference: study.dua_reference.clone(),

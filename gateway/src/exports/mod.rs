@@ -85,6 +85,7 @@ use crate::audit::checkpoint::CheckpointSigner;
 use crate::audit::{self, Event};
 use crate::clock::Clock;
 use crate::config::{Config, PartnerKind};
+use crate::domain::PartnerId;
 use crate::policy::{
     Action, Decision, DecisionInput, Policy, Purpose, RecordFacts, Relationship, Requester,
     StudyFacts,
@@ -253,7 +254,7 @@ impl std::fmt::Debug for Exports {
 /// What an export needs to know about who asks.
 #[derive(Debug, Clone, Copy)]
 pub struct Requesting<'a> {
-    pub partner: &'a str,
+    pub partner: &'a PartnerId,
     pub kind: PartnerKind,
     pub purpose: &'a Purpose,
 }
@@ -277,7 +278,7 @@ impl Exports {
     ) -> Arc<Decision> {
         self.policy.decide(&DecisionInput {
             requester: Requester {
-                id: who.partner.to_owned(),
+                id: who.partner.to_string(),
                 kind: who.kind,
             },
             purpose: who.purpose.clone(),
@@ -430,7 +431,7 @@ impl Exports {
         let job = Job {
             id: crate::domain::ids::stamped_id(now),
             study_id: request.study.clone(),
-            evaluator: who.partner.to_owned(),
+            evaluator: who.partner.clone(),
             purpose: who.purpose.as_str().to_owned(),
             from,
             to,
@@ -455,7 +456,7 @@ impl Exports {
             &ExportRow {
                 id: job.id.clone(),
                 study_id: job.study_id.clone(),
-                requested_by: job.evaluator.clone(),
+                requested_by: job.evaluator.to_string(),
                 purpose: job.purpose.clone(),
                 request: request_json.to_string(),
                 state: "running".to_owned(),

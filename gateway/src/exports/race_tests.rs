@@ -135,7 +135,7 @@ async fn job(exports: &Exports) -> Job {
     let job = Job {
         id: crate::domain::ids::stamped_id(now),
         study_id: "demo-study".to_owned(),
-        evaluator: "evaluator".to_owned(),
+        evaluator: crate::domain::PartnerId::parse("evaluator").expect("a partner id"),
         purpose: "HRESCH".to_owned(),
         from: today - Duration::days(30),
         to: today,
@@ -153,7 +153,7 @@ async fn job(exports: &Exports) -> Job {
         &ExportRow {
             id: job.id.clone(),
             study_id: job.study_id.clone(),
-            requested_by: job.evaluator.clone(),
+            requested_by: job.evaluator.to_string(),
             purpose: job.purpose.clone(),
             request: "{}".to_owned(),
             state: "running".to_owned(),

@@ -5,6 +5,7 @@
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::PartnerId;
 use crate::store::export_rows::Window;
 
 use super::Exports;
@@ -57,7 +58,7 @@ pub(super) fn micros_of(date: NaiveDate) -> i64 {
 pub(super) struct Job {
     pub(super) id: String,
     pub(super) study_id: String,
-    pub(super) evaluator: String,
+    pub(super) evaluator: PartnerId,
     pub(super) purpose: String,
     pub(super) from: NaiveDate,
     pub(super) to: NaiveDate,

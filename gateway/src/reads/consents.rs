@@ -269,8 +269,9 @@ mod tests {
     #[test]
     fn the_consent_naming_the_asker_most_specifically_and_newest_is_chosen() {
         let purpose: Purpose = "CAREMGT".parse().expect("purpose");
+        let pd = crate::domain::PartnerId::parse("pd").expect("a partner id");
         let asker = Asker {
-            partner: "pd",
+            partner: &pd,
             kind: PartnerKind::Police,
             purpose: &purpose,
         };

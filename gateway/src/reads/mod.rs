@@ -73,6 +73,7 @@ use crate::audit::read::{READ_ACTION, disclosures_under};
 use crate::audit::{self, Event, released_fields};
 use crate::clock::Clock;
 use crate::config::{Config, PartnerKind};
+use crate::domain::PartnerId;
 use crate::exchange::vocabulary::{Code as _, ReferralStatus};
 use crate::policy::{
     Action, ConsentScope, Decision, DecisionInput, FieldShaper, Policy, Purpose, RecordFacts,
@@ -133,7 +134,7 @@ impl From<sqlx::Error> for ReadError {
 /// Who reads, for what purpose.
 #[derive(Debug, Clone, Copy)]
 pub struct Asker<'a> {
-    pub partner: &'a str,
+    pub partner: &'a PartnerId,
     pub kind: PartnerKind,
     pub purpose: &'a Purpose,
 }
@@ -239,7 +240,7 @@ struct Released {
 impl Reads {
     fn requester(asker: &Asker<'_>) -> Requester {
         Requester {
-            id: asker.partner.to_owned(),
+            id: asker.partner.to_string(),
             kind: asker.kind,
         }
     }
