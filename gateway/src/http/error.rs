@@ -98,13 +98,21 @@ pub(crate) struct RefusedBecause(pub(crate) String);
 impl ApiError {
     /// 400 naming one field.
     pub(crate) fn invalid(place: Place, field: &str, problem: impl Into<String>) -> Self {
-        Self::Invalid {
+        Self::invalid_fields(
             place,
-            detail: place.detail(),
-            errors: vec![FieldError {
+            vec![FieldError {
                 field: field.to_owned(),
                 problem: problem.into(),
             }],
+        )
+    }
+
+    /// 400 naming each field in `errors`.
+    pub(crate) fn invalid_fields(place: Place, errors: Vec<FieldError>) -> Self {
+        Self::Invalid {
+            place,
+            detail: place.detail(),
+            errors,
         }
     }
 
@@ -254,10 +262,9 @@ impl From<StoreError> for ApiError {
 
 impl From<InvalidInput> for ApiError {
     fn from(invalid: InvalidInput) -> Self {
-        Self::Invalid {
-            place: Place::Body,
-            detail: Place::Body.detail(),
-            errors: invalid
+        Self::invalid_fields(
+            Place::Body,
+            invalid
                 .errors
                 .into_iter()
                 .map(|e| FieldError {
@@ -265,7 +272,7 @@ impl From<InvalidInput> for ApiError {
                     problem: e.problem,
                 })
                 .collect(),
-        }
+        )
     }
 }
 

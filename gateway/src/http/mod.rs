@@ -181,27 +181,27 @@ async fn record_refusals(
     next: Next,
 ) -> Response {
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "(unmatched)".to_owned(), |p| p.as_str().to_owned());
-    // A well-formed declared purpose, for a refused token; anything else the
-    // caller put there is not recorded.
-    let declared: Option<crate::policy::Purpose> = request
-        .headers()
-        .get(auth::PURPOSE_OF_USE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    // Cheap handles, read only when something was refused (most requests
+    // are not): the route template and the declared purpose header.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let declared = request.headers().get(auth::PURPOSE_OF_USE).cloned();
     let seen = caller::CallerSeen::default();
     request.extensions_mut().insert(seen.clone());
     let response = next.run(request).await;
+    let route = || matched.as_ref().map_or("(unmatched)", MatchedPath::as_str);
     if let Some(refused) = response.extensions().get::<auth::AuthRefused>() {
+        // A well-formed declared purpose; anything else the caller put there
+        // is not recorded.
+        let purpose: Option<crate::policy::Purpose> = declared
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         state.refusals.record(Refusal::authentication(
             refused.signed_by.as_deref(),
             refused.reason,
             method.as_str(),
-            &route,
-            declared.as_ref(),
+            route(),
+            purpose.as_ref(),
         ));
     }
     if let (Some(error::RefusedBecause(reason)), Some((partner, purpose))) = (
@@ -211,7 +211,7 @@ async fn record_refusals(
         state.refusals.record(Refusal::policy(
             partner,
             method.as_str(),
-            &route,
+            route(),
             purpose,
             reason,
         ));

@@ -120,16 +120,12 @@ pub(crate) fn field(name: &str, problem: &str) -> FieldError {
 
 /// A 400 naming each parameter in `errors`.
 pub(crate) fn invalid(errors: Vec<FieldError>) -> ApiError {
-    ApiError::Invalid {
-        place: Place::Query,
-        detail: "a query parameter or header is not valid",
-        errors,
-    }
+    ApiError::invalid_fields(Place::Query, errors)
 }
 
 /// A 400 naming one parameter.
 pub(crate) fn invalid_parameter(name: &str, problem: &str) -> ApiError {
-    invalid(vec![field(name, problem)])
+    ApiError::invalid(Place::Query, name, problem)
 }
 
 /// `limit`: a whole number from 1 to `max`.
