@@ -239,6 +239,10 @@ async fn ask_as_pd(
         policy: std::sync::Arc::clone(policy),
         config: config.clone(),
         clock: std::sync::Arc::new(SystemClock),
+        randomness: crosswalk::randomness::os(),
+        ids: std::sync::Arc::new(crosswalk::randomness::RecordIds::new(
+            crosswalk::randomness::os(),
+        )),
     }
     .outcomes(&asker, &request)
     .await
@@ -366,7 +370,11 @@ fn load() -> String {
 
 async fn create_postgres_database(admin_url: &str) -> (String, String) {
     use sqlx::Connection as _;
-    let name = format!("crosswalk_bench_{}", uuid::Uuid::new_v4().simple());
+    let name = format!(
+        "crosswalk_bench_{}",
+        crosswalk::randomness::unique_name_suffix(&crosswalk::randomness::OsRandomness)
+            .expect("randomness")
+    );
     let mut conn = sqlx::PgConnection::connect(admin_url)
         .await
         .expect("connect to TEST_DATABASE_URL");

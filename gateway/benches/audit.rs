@@ -134,7 +134,11 @@ impl Backend {
             }
             Self::Postgres { admin } => {
                 use sqlx::Connection as _;
-                let db = format!("crosswalk_bench_{}", uuid::Uuid::new_v4().simple());
+                let db = format!(
+                    "crosswalk_bench_{}",
+                    crosswalk::randomness::unique_name_suffix(&crosswalk::randomness::OsRandomness)
+                        .expect("randomness")
+                );
                 let mut conn = sqlx::PgConnection::connect(admin).await.expect("connect");
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
                     .execute(&mut conn)
@@ -463,7 +467,12 @@ async fn overhead(backend: &Backend) {
 }
 
 async fn open_registry(store: &Store, keys: &crosswalk::secrets::GatewayKeys) -> SubjectRegistry {
-    let vault = Vault::new(keys.vault.clone(), store.clone(), RotationPolicy::default());
+    let vault = Vault::new(
+        keys.vault.clone(),
+        store.clone(),
+        RotationPolicy::default(),
+        crosswalk::randomness::os(),
+    );
     SubjectRegistry::open(store, &keys.master, vault)
         .await
         .expect("registry")
@@ -510,7 +519,11 @@ struct FillRows {
 /// A time-ordered id like the gateway's.
 fn new_id() -> String {
     use crosswalk::clock::Clock as _;
-    crosswalk::domain::ids::stamped_id(crosswalk::clock::SystemClock.now())
+    static IDS: std::sync::LazyLock<crosswalk::randomness::RecordIds> =
+        std::sync::LazyLock::new(|| {
+            crosswalk::randomness::RecordIds::new(crosswalk::randomness::os())
+        });
+    IDS.next(crosswalk::clock::SystemClock.now())
 }
 
 /// Entry `i` of the mixed fill, and the rows it creates. `cycle_referrals`

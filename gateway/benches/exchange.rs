@@ -560,7 +560,11 @@ fn client() -> reqwest::Client {
 
 async fn create_postgres_database(admin: &str) -> String {
     use sqlx::Connection as _;
-    let name = format!("crosswalk_bench_{}", uuid::Uuid::new_v4().simple());
+    let name = format!(
+        "crosswalk_bench_{}",
+        crosswalk::randomness::unique_name_suffix(&crosswalk::randomness::OsRandomness)
+            .expect("randomness")
+    );
     let mut conn = sqlx::PgConnection::connect(admin)
         .await
         .expect("connect to TEST_DATABASE_URL");

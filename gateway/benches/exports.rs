@@ -93,7 +93,12 @@ async fn bench(postgres_admin: Option<&str>) {
     let keys = GatewayKeys::load(&config).expect("keys");
     let store = Store::connect(&url).await.expect("connect");
     store.migrate().await.expect("migrate");
-    let vault = Vault::new(keys.vault.clone(), store.clone(), RotationPolicy::default());
+    let vault = Vault::new(
+        keys.vault.clone(),
+        store.clone(),
+        RotationPolicy::default(),
+        crosswalk::randomness::os(),
+    );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
     let started = Instant::now();
@@ -120,6 +125,9 @@ async fn bench(postgres_admin: Option<&str>) {
         pseudonyms: Arc::new(Pseudonymizer::new(&keys.master)),
         signer: Arc::new(CheckpointSigner::load(&config).expect("signer")),
         clock,
+        ids: Arc::new(crosswalk::randomness::RecordIds::new(
+            crosswalk::randomness::os(),
+        )),
     });
     let purpose = "HRESCH".parse().expect("purpose");
     let evaluator = crosswalk::domain::PartnerId::parse("evaluator").expect("a partner id");
@@ -137,7 +145,7 @@ async fn bench(postgres_admin: Option<&str>) {
         .expect("export starts")
         .id;
     let jws = loop {
-        match exports.manifest("evaluator", &id).await {
+        match exports.manifest(&evaluator, &id).await {
             Ok(jws) => break jws,
             Err(ExportError::NotReady { state }) if state == "running" => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -147,7 +155,7 @@ async fn bench(postgres_admin: Option<&str>) {
     };
     let elapsed = started.elapsed();
     let peak = status_kib("VmHWM");
-    let file = exports.file("evaluator", &id).await.expect("file");
+    let file = exports.file(&evaluator, &id).await.expect("file");
     let size = std::fs::metadata(&file).map_or(0, |m| m.len());
     let payload = jws.split('.').nth(1).unwrap_or_default();
     let manifest: serde_json::Value = serde_json::from_slice(
@@ -354,7 +362,11 @@ async fn insert(
 
 async fn create_postgres_database(admin: &str) -> (String, String) {
     use sqlx::Connection as _;
-    let name = format!("crosswalk_export_bench_{}", uuid::Uuid::new_v4().simple());
+    let name = format!(
+        "crosswalk_export_bench_{}",
+        crosswalk::randomness::unique_name_suffix(&crosswalk::randomness::OsRandomness)
+            .expect("randomness")
+    );
     let mut conn = sqlx::PgConnection::connect(admin).await.expect("connect");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)

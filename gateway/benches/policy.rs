@@ -151,10 +151,11 @@ fn shaping(policy: &Policy) {
     ] {
         let input = question(kind, relationship, action, Resource::Referral, None);
         let decision = policy.decide(&input);
+        let partner = crosswalk::domain::PartnerId::parse(audience).expect("a partner id");
         let shaper = if kind == PartnerKind::Evaluator {
             FieldShaper::for_study(&pseudonyms, audience)
         } else {
-            FieldShaper::for_partner(&pseudonyms, audience)
+            FieldShaper::for_partner(&pseudonyms, &partner)
         };
         let started = Instant::now();
         for _ in 0..SHAPING_ROUNDS {

@@ -97,6 +97,7 @@ async fn bench_backend(name: &str, url: &str, prepopulate: usize, n: usize, phas
         age::x25519::Identity::generate(),
         store.clone(),
         RotationPolicy::default(),
+        crosswalk::randomness::os(),
     );
     let registry = SubjectRegistry::open(&store, &master, vault)
         .await
@@ -471,7 +472,11 @@ where
 
 async fn create_postgres_database(admin_url: &str) -> (String, String) {
     use sqlx::Connection as _;
-    let name = format!("crosswalk_bench_{}", uuid::Uuid::new_v4().simple());
+    let name = format!(
+        "crosswalk_bench_{}",
+        crosswalk::randomness::unique_name_suffix(&crosswalk::randomness::OsRandomness)
+            .expect("randomness")
+    );
     let mut conn = sqlx::PgConnection::connect(admin_url)
         .await
         .expect("connect to TEST_DATABASE_URL");

@@ -49,7 +49,12 @@ async fn run() {
     let identity = age::x25519::Identity::generate();
     println!("identity bundle: {} bytes", BUNDLE.len());
 
-    let vault = Vault::new(identity.clone(), store.clone(), RotationPolicy::default());
+    let vault = Vault::new(
+        identity.clone(),
+        store.clone(),
+        RotationPolicy::default(),
+        crosswalk::randomness::os(),
+    );
     let (envelope, sample) = envelope(&store, &vault).await;
     let cold = cold_unseal(&store, &identity, &sample).await;
     let raw_age = raw_age(&identity);
@@ -134,7 +139,12 @@ async fn envelope(store: &Store, vault: &Vault) -> (Figures, Sealed) {
 async fn cold_unseal(store: &Store, identity: &age::x25519::Identity, sealed: &Sealed) -> Duration {
     let start = Instant::now();
     for _ in 0..COLD_UNSEALS {
-        let cold = Vault::new(identity.clone(), store.clone(), RotationPolicy::default());
+        let cold = Vault::new(
+            identity.clone(),
+            store.clone(),
+            RotationPolicy::default(),
+            crosswalk::randomness::os(),
+        );
         black_box(cold.unseal(&context(0), sealed).await.expect("unseal"));
     }
     start.elapsed()
@@ -181,7 +191,8 @@ fn aead_alone() -> Duration {
     let start = Instant::now();
     for n in 0..ENVELOPE_SEALS {
         let mut nonce = [0u8; 24];
-        rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut nonce).expect("OS RNG");
+        crosswalk::randomness::Randomness::fill(&crosswalk::randomness::OsRandomness, &mut nonce)
+            .expect("OS RNG");
         let payload = Payload {
             msg: black_box(BUNDLE),
             aad: &context(n),

@@ -528,7 +528,7 @@ pub fn issue_token(
     partner_id: &str,
     key_path: &Path,
     ttl: Duration,
-    clock: &dyn Clock,
+    (clock, randomness): (&dyn Clock, &dyn crate::randomness::Randomness),
 ) -> anyhow::Result<String> {
     anyhow::ensure!(
         config.partners.contains_key(partner_id),
@@ -547,13 +547,19 @@ pub fn issue_token(
     let key = EncodingKey::from_ed_pem(&pem)
         .map_err(|_| anyhow::anyhow!("{} is not an Ed25519 PKCS#8 PEM key", key_path.display()))?;
     let now = clock.now().timestamp();
+    let mut jti = [0u8; 16];
+    randomness.fill(&mut jti)?;
     let claims = Claims {
         sub: partner_id.to_owned(),
         aud: serde_json::Value::from(AUDIENCE),
         iat: Some(now),
         nbf: Some(now),
         exp: Some(now.saturating_add(i64::try_from(ttl_secs)?)),
-        jti: Some(uuid::Uuid::new_v4().to_string()),
+        jti: Some(
+            uuid::Builder::from_random_bytes(jti)
+                .into_uuid()
+                .to_string(),
+        ),
     };
     jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).context("signing the token")
 }

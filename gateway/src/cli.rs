@@ -198,8 +198,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let key = key.unwrap_or_else(|| {
                 config.key_path(Path::new(&format!("partners/{partner}.key.pem")))
             });
-            let token =
-                crate::auth::issue_token(&config, &partner, &key, ttl, &crate::clock::SystemClock)?;
+            let token = crate::auth::issue_token(
+                &config,
+                &partner,
+                &key,
+                ttl,
+                (&crate::clock::SystemClock, &crate::randomness::OsRandomness),
+            )?;
             println!("{token}");
             Ok(())
         }
@@ -270,14 +275,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 async fn rotate_keys(config: &Config, new_secret: &Path, batch_size: i64) -> anyhow::Result<()> {
     use crate::clock::Clock as _;
     let keys = crate::secrets::GatewayKeys::load(config)?;
-    let new_master = crate::secrets::MasterSecret::load_or_create(new_secret)
-        .with_context(|| format!("the new master secret {}", new_secret.display()))?;
+    let new_master =
+        crate::secrets::MasterSecret::load_or_create(new_secret, &crate::randomness::OsRandomness)
+            .with_context(|| format!("the new master secret {}", new_secret.display()))?;
     let store = crate::store::Store::connect(&config.server.database_url).await?;
     store.migrate().await?;
     let vault = crate::vault::Vault::new(
         keys.vault.clone(),
         store.clone(),
         crate::vault::RotationPolicy::default(),
+        crate::randomness::os(),
     );
     let options = crate::normalize::NormalizeOptions::new(
         config.linkage.phone_region(),

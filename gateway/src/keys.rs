@@ -36,12 +36,12 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
-use rand::TryRngCore as _;
 use secrecy::ExposeSecret as _;
 use secrecy::zeroize::Zeroizing;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::PartnerKind;
+use crate::randomness::{OsRandomness, Randomness};
 
 /// One partner of the example set.
 #[derive(Debug, Clone, Copy)]
@@ -111,12 +111,18 @@ struct PartnerEntry {
 /// creating it. Refuses a directory that already holds a `crosswalk.toml`, and
 /// never overwrites any file.
 pub fn generate(dir: &Path) -> anyhow::Result<()> {
-    generate_with_clock(dir, &SystemClock)
+    generate_with(dir, &SystemClock, &OsRandomness)
 }
 
 /// [`generate`], with "now" (certificate validity, identity-file timestamps) read
-/// from `clock`.
-pub fn generate_with_clock(dir: &Path, clock: &impl Clock) -> anyhow::Result<()> {
+/// from `clock` and the keys' bytes drawn from `randomness`. (The age identity
+/// and the certificates' serial numbers come from `age` and `rcgen`, which draw
+/// their own from the operating system.)
+pub fn generate_with(
+    dir: &Path,
+    clock: &impl Clock,
+    randomness: &dyn Randomness,
+) -> anyhow::Result<()> {
     let config_path = dir.join(CONFIG_FILE);
     let exists = config_path
         .try_exists()
@@ -133,12 +139,12 @@ pub fn generate_with_clock(dir: &Path, clock: &impl Clock) -> anyhow::Result<()>
     }
 
     let now = clock.now();
-    write_gateway_keys(&dir.join("gateway"), now)?;
+    write_gateway_keys(&dir.join("gateway"), now, randomness)?;
     let ca = tls::DevCa::generate(now)?;
     write_tls(&dir.join("tls"), &ca, now)?;
     let partners = EXAMPLE_PARTNERS
         .iter()
-        .map(|partner| write_partner(&dir.join("partners"), *partner, &ca, now))
+        .map(|partner| write_partner(&dir.join("partners"), *partner, &ca, (now, randomness)))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
     write_public(&dir.join("README.md"), example::readme(dir).as_bytes())?;
@@ -153,9 +159,13 @@ pub fn generate_with_clock(dir: &Path, clock: &impl Clock) -> anyhow::Result<()>
 
 /// The master secret, the vault identity (and its recipient) and the gateway's
 /// signing key.
-fn write_gateway_keys(dir: &Path, now: DateTime<Utc>) -> anyhow::Result<()> {
+fn write_gateway_keys(
+    dir: &Path,
+    now: DateTime<Utc>,
+    randomness: &dyn Randomness,
+) -> anyhow::Result<()> {
     let mut master = Zeroizing::new([0u8; 32]);
-    fill_random(master.as_mut_slice())?;
+    fill_random(randomness, master.as_mut_slice())?;
     let mut master_hex = Zeroizing::new(hex::encode(master.as_slice()));
     master_hex.push('\n');
     write_secret(&dir.join("master.key"), master_hex.as_bytes())?;
@@ -170,7 +180,7 @@ fn write_gateway_keys(dir: &Path, now: DateTime<Utc>) -> anyhow::Result<()> {
         format!("{}\n", vault.to_public()).as_bytes(),
     )?;
 
-    let signing = ed25519_key()?;
+    let signing = ed25519_key(randomness)?;
     write_secret(
         &dir.join("signing.key.pem"),
         Zeroizing::new(signing.serialize_pem()).as_bytes(),
@@ -201,10 +211,10 @@ fn write_partner(
     dir: &Path,
     partner: ExamplePartner,
     ca: &tls::DevCa,
-    now: DateTime<Utc>,
+    (now, randomness): (DateTime<Utc>, &dyn Randomness),
 ) -> anyhow::Result<PartnerEntry> {
     let id = partner.id;
-    let signing = ed25519_key()?;
+    let signing = ed25519_key(randomness)?;
     write_secret(
         &dir.join(format!("{id}.key.pem")),
         Zeroizing::new(signing.serialize_pem()).as_bytes(),
@@ -249,7 +259,7 @@ fn write_partner(
 /// (with the public key appended), which OpenSSL 3.0 — and so Node.js and other
 /// JWT libraries built on it — cannot read. The seed is all an Ed25519 private key
 /// is, so it is drawn here and wrapped in the fixed v1 prefix.
-fn ed25519_key() -> anyhow::Result<rcgen::KeyPair> {
+fn ed25519_key(randomness: &dyn Randomness) -> anyhow::Result<rcgen::KeyPair> {
     /// SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }
     const PKCS8_V1_PREFIX: [u8; 16] = [
         0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
@@ -257,7 +267,7 @@ fn ed25519_key() -> anyhow::Result<rcgen::KeyPair> {
     ];
     let mut der = Zeroizing::new([0u8; PKCS8_V1_PREFIX.len() + 32]);
     der[..PKCS8_V1_PREFIX.len()].copy_from_slice(&PKCS8_V1_PREFIX);
-    fill_random(&mut der[PKCS8_V1_PREFIX.len()..])?;
+    fill_random(randomness, &mut der[PKCS8_V1_PREFIX.len()..])?;
     rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
         &rustls::pki_types::PrivatePkcs8KeyDer::from(der.as_slice()),
         &rcgen::PKCS_ED25519,
@@ -265,10 +275,10 @@ fn ed25519_key() -> anyhow::Result<rcgen::KeyPair> {
     .context("generating an Ed25519 key")
 }
 
-fn fill_random(buf: &mut [u8]) -> anyhow::Result<()> {
-    rand::rngs::OsRng
-        .try_fill_bytes(buf)
-        .context("reading the operating system's random number generator")
+fn fill_random(randomness: &dyn Randomness, buf: &mut [u8]) -> anyhow::Result<()> {
+    randomness
+        .fill(buf)
+        .context("reading the random number generator")
 }
 
 /// An identity file as `age-keygen` writes it.

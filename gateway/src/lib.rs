@@ -8,7 +8,8 @@
 //! each other.
 //! - [`domain`]: the domain's words — what a partner is, the purpose of use,
 //!   the codes of the referral form and the follow-up. Imports nothing of ours.
-//! - [`clock`]: the one place that reads the time. [`telemetry`]: logging set-up.
+//! - [`clock`]: the one place that reads the time; [`randomness`]: the one
+//!   place that draws random bytes. [`telemetry`]: logging set-up.
 //! - [`config`]: the one TOML file and its `CROSSWALK_*` overrides; each section
 //!   that needs its own checks has a submodule (`routing`, `study`, `witness`).
 //! - [`normalize`]: identifiers in one form (names, dates, phones, addresses).
@@ -58,6 +59,7 @@ pub mod linkage;
 pub mod normalize;
 pub mod policy;
 pub mod pseudonym;
+pub mod randomness;
 pub mod reads;
 pub mod secrets;
 pub mod server;

@@ -34,6 +34,8 @@ use std::fmt;
 
 use data_encoding::BASE32_NOPAD;
 
+use crate::domain::PartnerId;
+use crate::domain::ids::SubjectRef;
 use crate::secrets::MasterSecret;
 
 const PARTNER_CONTEXT: &str = "crosswalk 2026-11 partner pseudonym key v1";
@@ -85,28 +87,28 @@ impl Pseudonymizer {
     }
 
     /// The pseudonym `partner_id` sees for the subject `subject_id`.
-    pub fn for_partner(&self, partner_id: &str, subject_id: &str) -> Pseudonym {
-        Self::derive(&self.partner_root, "cwp-", partner_id, subject_id)
+    pub fn for_partner(&self, partner_id: &PartnerId, subject_id: &SubjectRef) -> Pseudonym {
+        Self::derive(&self.partner_root, "cwp-", partner_id, subject_id.as_str())
     }
 
     /// The pseudonym `partner_id` sees for the person of its own cluster
     /// `cluster_id`. Domain-separated (ids never hold control characters) from
     /// subject pseudonyms and from [`crate::policy::FieldShaper`]'s values.
-    pub fn for_partner_cluster(&self, partner_id: &str, cluster_id: &str) -> Pseudonym {
+    pub fn for_partner_cluster(&self, partner_id: &PartnerId, cluster_id: &str) -> Pseudonym {
         let value = format!("\u{1f}cluster\u{1f}{cluster_id}");
         Self::derive(&self.partner_root, "cwp-", partner_id, &value)
     }
 
     /// The pseudonym `partner_id` sees for the person of a record it does not
     /// hold, computed from the record's identity `identity_id` alone.
-    pub fn for_partner_record(&self, partner_id: &str, identity_id: &str) -> Pseudonym {
+    pub fn for_partner_record(&self, partner_id: &PartnerId, identity_id: &str) -> Pseudonym {
         let value = format!("\u{1f}identity\u{1f}{identity_id}");
         Self::derive(&self.partner_root, "cwp-", partner_id, &value)
     }
 
     /// The pseudonym the study `study_id` uses for the subject `subject_id`.
-    pub fn for_study(&self, study_id: &str, subject_id: &str) -> Pseudonym {
-        Self::derive(&self.study_root, "cws-", study_id, subject_id)
+    pub fn for_study(&self, study_id: &str, subject_id: &SubjectRef) -> Pseudonym {
+        Self::derive(&self.study_root, "cws-", study_id, subject_id.as_str())
     }
 
     /// The study's keys, derived once for the many pseudonyms of an export.
@@ -144,10 +146,10 @@ impl fmt::Debug for StudyPseudonyms {
 }
 
 impl StudyPseudonyms {
-    pub fn subject(&self, subject_id: &str) -> Pseudonym {
+    pub fn subject(&self, subject_id: &SubjectRef) -> Pseudonym {
         Self::encode(
             "cws-",
-            &blake3::keyed_hash(&self.key, subject_id.as_bytes()),
+            &blake3::keyed_hash(&self.key, subject_id.as_str().as_bytes()),
         )
     }
 
@@ -161,7 +163,7 @@ impl StudyPseudonyms {
         Self::encode("cwr-", &hasher.finalize())
     }
 
-    pub fn organization(&self, partner_id: &str) -> Pseudonym {
+    pub fn organization(&self, partner_id: &PartnerId) -> Pseudonym {
         let mut hasher = blake3::Hasher::new_keyed(&self.key);
         hasher.update(b"organization\0");
         hasher.update(partner_id.as_bytes());
@@ -182,13 +184,17 @@ mod tests {
 
     use super::*;
 
+    fn pid(text: &str) -> PartnerId {
+        PartnerId::parse(text).expect("a partner id")
+    }
+
     fn pseudonymizer(seed: u8) -> Pseudonymizer {
         Pseudonymizer::new(&MasterSecret::from_bytes([seed; 32]))
     }
 
     #[test]
     fn the_form_is_a_prefix_and_26_base32_characters() {
-        let p = pseudonymizer(1).for_partner("pd", "subject-1");
+        let p = pseudonymizer(1).for_partner(&pid("pd"), SubjectRef::of("subject-1"));
         assert!(p.as_str().starts_with("cwp-"));
         let body = &p.as_str()[4..];
         assert_eq!(body.len(), 26);
@@ -198,7 +204,7 @@ mod tests {
         );
         assert!(
             pseudonymizer(1)
-                .for_study("demo-study", "subject-1")
+                .for_study("demo-study", SubjectRef::of("subject-1"))
                 .as_str()
                 .starts_with("cws-")
         );
@@ -212,15 +218,15 @@ mod tests {
             b in "[a-z][a-z0-9-]{0,20}",
         ) {
             let p = pseudonymizer(7);
-            prop_assert_eq!(p.for_partner(&a, &subject), pseudonymizer(7).for_partner(&a, &subject));
-            prop_assert_eq!(p.for_study(&a, &subject), p.for_study(&a, &subject));
-            prop_assert_eq!(p.study(&a).subject(&subject), p.for_study(&a, &subject));
+            prop_assert_eq!(p.for_partner(&pid(&a), SubjectRef::of(&subject)), pseudonymizer(7).for_partner(&pid(&a), SubjectRef::of(&subject)));
+            prop_assert_eq!(p.for_study(&a, SubjectRef::of(&subject)), p.for_study(&a, SubjectRef::of(&subject)));
+            prop_assert_eq!(p.study(&a).subject(SubjectRef::of(&subject)), p.for_study(&a, SubjectRef::of(&subject)));
             if a != b {
-                prop_assert_ne!(p.for_partner(&a, &subject), p.for_partner(&b, &subject));
-                prop_assert_ne!(p.for_study(&a, &subject), p.for_study(&b, &subject));
+                prop_assert_ne!(p.for_partner(&pid(&a), SubjectRef::of(&subject)), p.for_partner(&pid(&b), SubjectRef::of(&subject)));
+                prop_assert_ne!(p.for_study(&a, SubjectRef::of(&subject)), p.for_study(&b, SubjectRef::of(&subject)));
             }
             // A partner and a study of the same name still differ.
-            let (partner, study) = (p.for_partner(&a, &subject), p.for_study(&a, &subject));
+            let (partner, study) = (p.for_partner(&pid(&a), SubjectRef::of(&subject)), p.for_study(&a, SubjectRef::of(&subject)));
             prop_assert_ne!(&partner.as_str()[4..], &study.as_str()[4..]);
         }
 
@@ -230,19 +236,19 @@ mod tests {
         ) {
             let p = pseudonymizer(3);
             if s1 != s2 {
-                prop_assert_ne!(p.for_partner("pd", &s1), p.for_partner("pd", &s2));
+                prop_assert_ne!(p.for_partner(&pid("pd"), SubjectRef::of(&s1)), p.for_partner(&pid("pd"), SubjectRef::of(&s2)));
             }
-            prop_assert_ne!(p.for_partner("pd", &s1), pseudonymizer(4).for_partner("pd", &s1));
+            prop_assert_ne!(p.for_partner(&pid("pd"), SubjectRef::of(&s1)), pseudonymizer(4).for_partner(&pid("pd"), SubjectRef::of(&s1)));
             // A cluster, an identity and a subject with the same id are kept apart.
             let forms = [
-                p.for_partner("pd", &s1),
-                p.for_partner_cluster("pd", &s1),
-                p.for_partner_record("pd", &s1),
+                p.for_partner(&pid("pd"), SubjectRef::of(&s1)),
+                p.for_partner_cluster(&pid("pd"), &s1),
+                p.for_partner_record(&pid("pd"), &s1),
             ];
             prop_assert_ne!(&forms[0], &forms[1]);
             prop_assert_ne!(&forms[1], &forms[2]);
             prop_assert_ne!(&forms[0], &forms[2]);
-            prop_assert_ne!(p.for_partner_cluster("pd", &s1), p.for_partner_cluster("cbo-north", &s1));
+            prop_assert_ne!(p.for_partner_cluster(&pid("pd"), &s1), p.for_partner_cluster(&pid("cbo-north"), &s1));
         }
     }
 }

@@ -10,6 +10,7 @@ use jsonwebtoken::EncodingKey;
 use secrecy::{ExposeSecret as _, SecretBox, SecretString};
 
 use crate::config::{Config, ConfigError};
+use crate::randomness::Randomness;
 
 /// The pseudonymization master secret: every linkage, partner and study key is
 /// derived from it with `blake3::derive_key`.
@@ -21,8 +22,8 @@ impl MasterSecret {
     }
 
     /// Reads a master secret file (64 hex digits), or creates one with fresh
-    /// random bytes (mode 0600) if `path` does not exist.
-    pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
+    /// bytes from `randomness` (mode 0600) if `path` does not exist.
+    pub fn load_or_create(path: &Path, randomness: &dyn Randomness) -> std::io::Result<Self> {
         use std::io::Write as _;
         let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not 64 hex digits");
         match std::fs::read_to_string(path) {
@@ -33,8 +34,7 @@ impl MasterSecret {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut bytes = [0u8; 32];
-                rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut bytes)
-                    .map_err(std::io::Error::other)?;
+                randomness.fill(&mut bytes).map_err(std::io::Error::other)?;
                 let mut options = std::fs::OpenOptions::new();
                 options.write(true).create_new(true);
                 #[cfg(unix)]

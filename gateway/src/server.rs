@@ -33,6 +33,7 @@ use crate::exchange::{Exchange, ExchangeParts};
 use crate::http::{self, AppState, AuditContext, ConnectionInfo};
 use crate::policy::Policy;
 use crate::pseudonym::Pseudonymizer;
+use crate::randomness::{Randomness, RecordIds};
 use crate::secrets::GatewayKeys;
 use crate::store::Store;
 use crate::subjects::SubjectRegistry;
@@ -94,7 +95,14 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+    /// Builds the gateway from `config`, reading the time from `clock` and
+    /// drawing random bytes from `randomness` (both [`SystemClock`] and
+    /// [`crate::randomness::OsRandomness`] outside tests).
+    pub async fn build(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        randomness: Arc<dyn Randomness>,
+    ) -> anyhow::Result<Self> {
         let keys = GatewayKeys::load(&config)?;
         let registry = Arc::new(Registry::from_config(&config)?);
         let tls = Arc::new(tls_config(&config)?);
@@ -109,7 +117,13 @@ impl Gateway {
             .context("opening the database (server.database_url / DATABASE_URL)")?;
         store.migrate().await.context("applying migrations")?;
         store.check_master_key(&keys.master.key_check()).await?;
-        let vault = Vault::new(keys.vault.clone(), store.clone(), RotationPolicy::default());
+        let vault = Vault::new(
+            keys.vault.clone(),
+            store.clone(),
+            RotationPolicy::default(),
+            Arc::clone(&randomness),
+        );
+        let ids = Arc::new(RecordIds::new(Arc::clone(&randomness)));
         let subjects = SubjectRegistry::open(&store, &keys.master, vault.clone()).await?;
         // Partner clusters for rows from before migration 0017, before serving.
         crate::subjects::backfill_clusters(&store, &subjects, clock.as_ref())
@@ -121,16 +135,7 @@ impl Gateway {
         let signer = Arc::new(CheckpointSigner::load(&config)?);
         let gateway_key = signer.public_key().clone();
         let witnesses = audit::witness::Witnesses::from_config(&config)?;
-        let (made, checkpoint_made) = tokio::sync::watch::channel(());
-        let checkpointer = Arc::new(
-            Checkpointer::new(
-                store.clone(),
-                Arc::clone(&signer),
-                Arc::clone(&clock),
-                config.audit.checkpoint_file.clone(),
-            )
-            .notifying(made),
-        );
+        let (checkpointer, checkpoint_made) = checkpointer(&config, &store, &signer, &clock);
         let metrics = Arc::new(http::metrics::Metrics::default());
         let (refusals, refusal_writer) = Refusals::start(
             store.clone(),
@@ -148,6 +153,7 @@ impl Gateway {
                 vault: vault.clone(),
                 pseudonyms: Arc::clone(&pseudonyms),
                 clock: Arc::clone(&clock),
+                ids: Arc::clone(&ids),
             },
             &keys.master,
         ));
@@ -158,6 +164,8 @@ impl Gateway {
             policy: Arc::clone(&policy),
             pseudonyms: Arc::clone(&pseudonyms),
             clock: Arc::clone(&clock),
+            randomness,
+            ids,
         };
         let state = AppState {
             exports: shared.exports(signer),
@@ -195,6 +203,24 @@ impl Gateway {
     }
 }
 
+/// The audit log's checkpointer, and the channel it signals each checkpoint on.
+fn checkpointer(
+    config: &Config,
+    store: &Store,
+    signer: &Arc<CheckpointSigner>,
+    clock: &Arc<dyn Clock>,
+) -> (Arc<Checkpointer>, tokio::sync::watch::Receiver<()>) {
+    let (made, checkpoint_made) = tokio::sync::watch::channel(());
+    let checkpointer = Checkpointer::new(
+        store.clone(),
+        Arc::clone(signer),
+        Arc::clone(clock),
+        config.audit.checkpoint_file.clone(),
+    )
+    .notifying(made);
+    (Arc::new(checkpointer), checkpoint_made)
+}
+
 /// The handles the request-serving services share (cheap to clone), so that
 /// each service is built once here and lives in [`AppState`].
 struct Shared {
@@ -204,6 +230,8 @@ struct Shared {
     policy: Arc<Policy>,
     pseudonyms: Arc<Pseudonymizer>,
     clock: Arc<dyn Clock>,
+    randomness: Arc<dyn Randomness>,
+    ids: Arc<RecordIds>,
 }
 
 impl Shared {
@@ -216,6 +244,7 @@ impl Shared {
             pseudonyms: Arc::clone(&self.pseudonyms),
             signer,
             clock: Arc::clone(&self.clock),
+            ids: Arc::clone(&self.ids),
         })
     }
 
@@ -236,6 +265,8 @@ impl Shared {
             policy: Arc::clone(&self.policy),
             config: self.config.aggregates.clone(),
             clock: Arc::clone(&self.clock),
+            randomness: Arc::clone(&self.randomness),
+            ids: Arc::clone(&self.ids),
         })
     }
 }
@@ -246,7 +277,7 @@ const WAL_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// `crosswalk serve`: load, listen, serve until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let gateway = Gateway::build(config, Arc::new(SystemClock)).await?;
+    let gateway = Gateway::build(config, Arc::new(SystemClock), crate::randomness::os()).await?;
     serve_gateway(gateway, |_| {}).await
 }
 
@@ -554,3 +585,6 @@ pub async fn shutdown_signal() {
         () = terminate => {}
     }
 }
+
+#[cfg(test)]
+mod seeded_tests;

@@ -48,6 +48,7 @@ use std::collections::BTreeSet;
 use crate::clock::Clock;
 use crate::linkage::{self, Fingerprint, LinkageKeys};
 use crate::normalize::{Identity, IdentityInput, NormalizeOptions};
+use crate::randomness::RecordIds;
 use crate::secrets::MasterSecret;
 use crate::store::subjects::{self as repo, Candidate, NewIdentity};
 use crate::store::{Store, StoreError, Tx};
@@ -113,6 +114,9 @@ pub struct SubjectRegistry {
     keys: LinkageKeys,
     key_version: i64,
     vault: Vault,
+    /// Internal ids (identities, subjects, merges, clusters): see
+    /// [`RecordIds::internal`] for why they are time-ordered.
+    ids: RecordIds,
 }
 
 impl std::fmt::Debug for SubjectRegistry {
@@ -121,22 +125,6 @@ impl std::fmt::Debug for SubjectRegistry {
             .field("key_version", &self.key_version)
             .finish_non_exhaustive()
     }
-}
-
-/// A new internal id for an identity, a subject or a merge: a UUID v7 stamped
-/// with `now` (unix seconds, from the caller's clock) and 74 random bits.
-///
-/// Time-ordered so that each table's primary key (and `identities_subject`)
-/// grows at its end: with random v4 ids every new row dirtied a page somewhere
-/// in the middle of each of those B-trees, which SQLite's commit then wrote out
-/// (most of a referral's write cost was such pages). These ids never leave the
-/// gateway — partners and studies see keyed pseudonyms of the subject id — and
-/// the time in them is the row's `created_at`, which the database holds anyway.
-/// They are still not derived from anything about the person, which study
-/// pseudonyms rely on (§164.514(c)).
-pub(crate) fn internal_id(now: i64) -> String {
-    let seconds = u64::try_from(now).unwrap_or(0);
-    uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, seconds, 0)).to_string()
 }
 
 impl SubjectRegistry {
@@ -159,6 +147,7 @@ impl SubjectRegistry {
         Ok(Self {
             keys: LinkageKeys::derive(master, key_version_u32(key_version)),
             key_version,
+            ids: RecordIds::new(vault.randomness()),
             vault,
         })
     }
@@ -195,7 +184,7 @@ impl SubjectRegistry {
         clock: &dyn Clock,
     ) -> Result<Linked, RegistryError> {
         let now = clock.now().timestamp();
-        let identity_id = internal_id(now);
+        let identity_id = self.ids.internal(now);
         let fingerprint = linkage::fingerprint(item.identity, &self.keys);
         let linkable = fingerprint.is_linkable();
         let matched = if linkable {
@@ -210,7 +199,7 @@ impl SubjectRegistry {
             &matched,
             &subject_id,
             (item.source_partner, item.cbo()),
-            now,
+            (&self.ids, now),
         )
         .await?;
         let sealed = self
@@ -288,7 +277,7 @@ impl SubjectRegistry {
         now: i64,
     ) -> Result<(String, Vec<String>), RegistryError> {
         if matched.is_empty() {
-            let subject_id = internal_id(now);
+            let subject_id = self.ids.internal(now);
             repo::insert_subject(tx, &subject_id, now).await?;
             return Ok((subject_id, Vec::new()));
         }
@@ -304,7 +293,7 @@ impl SubjectRegistry {
         let survivor = subjects.next().unwrap_or_default();
         let mut merged = Vec::new();
         for other in subjects {
-            let merge_id = internal_id(now);
+            let merge_id = self.ids.internal(now);
             repo::merge_subjects(tx, &merge_id, &other, &survivor, identity_id, now).await?;
             merged.push(other);
         }

@@ -315,7 +315,12 @@ async fn a_failed_write_leaves_neither_the_change_nor_its_entry(backend: Backend
         crosswalk::config::Config::load(&example_keys().join("crosswalk.toml"), std::iter::empty())
             .expect("example config");
     let keys = GatewayKeys::load(&config).expect("keys");
-    let vault = Vault::new(keys.vault.clone(), store.clone(), RotationPolicy::default());
+    let vault = Vault::new(
+        keys.vault.clone(),
+        store.clone(),
+        RotationPolicy::default(),
+        crosswalk::randomness::os(),
+    );
     let registry = SubjectRegistry::open(&store, &keys.master, vault)
         .await
         .expect("registry");

@@ -109,7 +109,11 @@ impl TestDatabase {
 async fn create_postgres_database() -> String {
     use sqlx::Connection as _;
     let admin_url = std::env::var("TEST_DATABASE_URL").expect("checked by postgres_available");
-    let name = format!("crosswalk_test_{}", uuid::Uuid::new_v4().simple());
+    let name = format!(
+        "crosswalk_test_{}",
+        crosswalk::randomness::unique_name_suffix(&crosswalk::randomness::OsRandomness)
+            .expect("randomness")
+    );
     let mut conn = sqlx::PgConnection::connect(&admin_url)
         .await
         .expect("connect to TEST_DATABASE_URL");

@@ -63,6 +63,7 @@ impl Fixture {
             self.keys.vault.clone(),
             self.store.clone(),
             RotationPolicy::default(),
+            crosswalk::randomness::os(),
         )
     }
 

@@ -48,6 +48,8 @@ pub(super) struct NoisyMonths<'a> {
     pub store: &'a Store,
     pub config: &'a AggregatesConfig,
     pub clock: &'a dyn Clock,
+    pub randomness: &'a dyn crate::randomness::Randomness,
+    pub ids: &'a crate::randomness::RecordIds,
 }
 
 fn corrupt(_: serde_json::Error) -> AggregateError {
@@ -130,7 +132,7 @@ impl NoisyMonths<'_> {
                         });
                     }
                 };
-                let id = crate::domain::ids::stamped_id(self.clock.now());
+                let id = self.ids.next(self.clock.now());
                 budget::record_spend(
                     &mut tx,
                     &LedgerEntry {
@@ -206,7 +208,7 @@ impl NoisyMonths<'_> {
             }
             let categories = table::categories(request, data)?;
             let mut counts = table::interior_counts(&categories, &data.counts);
-            let mut noise = DiscreteLaplace::new(epsilon, sensitivity);
+            let mut noise = DiscreteLaplace::new(epsilon, sensitivity, self.randomness)?;
             for count in &mut counts {
                 *count = noise.noisy(*count);
             }

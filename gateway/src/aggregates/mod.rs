@@ -157,6 +157,8 @@ pub enum AggregateError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Random(#[from] crate::randomness::RandomnessFailed),
 }
 
 impl From<sqlx::Error> for AggregateError {
@@ -222,6 +224,10 @@ pub struct Aggregates {
     pub policy: Arc<Policy>,
     pub config: AggregatesConfig,
     pub clock: Arc<dyn Clock>,
+    /// Seeds the noise of differentially private tables.
+    pub randomness: Arc<dyn crate::randomness::Randomness>,
+    /// Names budget spends.
+    pub ids: Arc<crate::randomness::RecordIds>,
 }
 
 impl std::fmt::Debug for Aggregates {
@@ -330,6 +336,8 @@ impl Aggregates {
                 store: &self.store,
                 config: &self.config,
                 clock: self.clock.as_ref(),
+                randomness: self.randomness.as_ref(),
+                ids: &self.ids,
             }
             .tables(asker, request, &months)
             .await?;

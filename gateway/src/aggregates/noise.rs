@@ -9,12 +9,15 @@
 //! is cut near `2^-53` — a bias far below the noise itself, noted here rather
 //! than hidden.
 //!
-//! The generator is `StdRng` (`ChaCha12`) seeded from the operating system per
-//! request, never a thread or test RNG: noise an attacker could predict would
-//! protect nothing.
+//! The generator is `StdRng` (`ChaCha12`) seeded per table from the gateway's
+//! [`Randomness`] (the operating system's generator), never a thread RNG:
+//! noise an attacker could predict would protect nothing. Only a test passes
+//! a seeded double.
 
+use rand::Rng as _;
 use rand::rngs::StdRng;
-use rand::{Rng as _, SeedableRng as _};
+
+use crate::randomness::{Randomness, RandomnessFailed, seeded_rng};
 
 /// Draws discrete Laplace noise of scale `sensitivity / epsilon`.
 pub(crate) struct DiscreteLaplace {
@@ -24,9 +27,18 @@ pub(crate) struct DiscreteLaplace {
 }
 
 impl DiscreteLaplace {
-    /// Noise for a query of L1 `sensitivity` at `epsilon`, seeded from the OS.
-    pub(crate) fn new(epsilon: f64, sensitivity: u32) -> Self {
-        Self::with_rng(epsilon, sensitivity, StdRng::from_os_rng())
+    /// Noise for a query of L1 `sensitivity` at `epsilon`, seeded from
+    /// `randomness`.
+    pub(crate) fn new(
+        epsilon: f64,
+        sensitivity: u32,
+        randomness: &dyn Randomness,
+    ) -> Result<Self, RandomnessFailed> {
+        Ok(Self::with_rng(
+            epsilon,
+            sensitivity,
+            seeded_rng(randomness)?,
+        ))
     }
 
     pub(crate) fn with_rng(epsilon: f64, sensitivity: u32, rng: StdRng) -> Self {

@@ -105,7 +105,7 @@ impl Guide {
                 partner,
                 &key,
                 Duration::from_secs(lifetime),
-                clock,
+                (clock, &crate::randomness::OsRandomness),
             )?;
             writeln!(w, "export {var}={token}")?;
         }

@@ -108,7 +108,12 @@ pub async fn run(config: Config, invocation: Invocation) -> anyhow::Result<()> {
         // The registry's first audit entries come before the history they frame.
         clock.pin(now - TimeDelta::days(seed::DAYS) - TimeDelta::hours(1));
     }
-    let gateway = Gateway::build(config, Arc::clone(&clock) as Arc<dyn Clock>).await?;
+    let gateway = Gateway::build(
+        config,
+        Arc::clone(&clock) as Arc<dyn Clock>,
+        crate::randomness::os(),
+    )
+    .await?;
     let seeded = if already_seeded {
         None
     } else {

@@ -33,6 +33,7 @@ use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Value, json};
 
 use super::DemoClock;
+use crate::domain::PartnerId;
 use crate::exchange::vocabulary::{Code as _, ResourceCategory};
 use crate::exchange::{Exchange, ReferralReceipt, Submission, Submitted};
 use crate::linkage::synth;
@@ -335,7 +336,7 @@ pub(super) async fn seed(
                     .map_err(|invalid| anyhow::anyhow!("demo referral {index}: {invalid}"))?;
                 let submitted = exchange
                     .submit(vec![Submission {
-                        submitter: POLICE.to_owned(),
+                        submitter: PartnerId::stored(POLICE.to_owned()),
                         purpose: care.clone(),
                         draft,
                         claim: None,
@@ -363,7 +364,7 @@ pub(super) async fn seed(
             }
             Step::Case { body } => {
                 exchange
-                    .record_case(HEALTH, &care, &body)
+                    .record_case(&PartnerId::stored(HEALTH.to_owned()), &care, &body)
                     .await
                     .map_err(|e| anyhow::anyhow!("demo case report: {e}"))?;
                 seeded.cases += 1;

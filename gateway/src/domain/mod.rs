@@ -48,14 +48,42 @@ impl fmt::Display for PartnerKind {
 /// A token's `sub` becomes one only once the registry knows it, so a
 /// `PartnerId` in hand names a partner that was registered when the request
 /// came in. Reads as a `&str` where one is wanted.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct PartnerId(String);
+
+/// Text that does not have the form of a partner id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAPartnerId;
+
+impl fmt::Display for NotAPartnerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a partner id: 1-64 of a-z, 0-9 and -")
+    }
+}
+
+impl TryFrom<String> for PartnerId {
+    type Error = NotAPartnerId;
+
+    fn try_from(text: String) -> Result<Self, NotAPartnerId> {
+        if is_partner_id(&text) {
+            Ok(Self(text))
+        } else {
+            Err(NotAPartnerId)
+        }
+    }
+}
 
 impl PartnerId {
     /// `text` as a partner id, if it has the form of one.
     pub fn parse(text: &str) -> Option<Self> {
         is_partner_id(text).then(|| Self(text.to_owned()))
+    }
+
+    /// A partner id the gateway itself checked before (the registry, a
+    /// routing table, a stored column), not parsed again.
+    pub fn stored(id: String) -> Self {
+        Self(id)
     }
 
     pub fn as_str(&self) -> &str {

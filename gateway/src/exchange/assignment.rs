@@ -22,10 +22,11 @@ use super::routing::{self, RoutingError};
 use super::vocabulary::{
     Code as _, ReassignReason, ReferralStatus, ResourceCategory, WorkflowState,
 };
-use super::{ExchangeError, Shared, is_record_id};
+use super::{ExchangeError, Shared};
 use crate::audit::{self, Event};
 use crate::auth::AuthenticatedPartner;
 use crate::config::PartnerKind;
+use crate::domain::ids::ReferralId;
 use crate::policy::Purpose;
 use crate::store::StoreError;
 use crate::store::referrals::{NewAssignment, insert_assignments, lock_referral, set_assigned_cbo};
@@ -55,7 +56,7 @@ pub(super) async fn reassign(
     shared: &Shared,
     partner: &AuthenticatedPartner,
     purpose: &Purpose,
-    referral_id: &str,
+    referral_id: &ReferralId,
     body: &[u8],
 ) -> Result<Reassigned, ExchangeError> {
     let cause = match partner.kind {
@@ -69,9 +70,6 @@ pub(super) async fn reassign(
     let Some(reason) = reason.filter(|_| invalid.is_empty()) else {
         return Err(invalid.into());
     };
-    if !is_record_id(referral_id) {
-        return Err(ExchangeError::NotFound);
-    }
     let clock = &*shared.clock;
     let now = clock.now();
     let mut tx = shared.store.begin().await?;

@@ -25,6 +25,7 @@ use super::subject::{CheckedSubject, SubjectRequest};
 use super::vocabulary::{CaseStatus, Code as _, Program};
 use super::{ExchangeError, Shared, rfc3339};
 use crate::audit::{self, Event};
+use crate::domain::PartnerId;
 use crate::policy::Purpose;
 use crate::store::cases::{NewCase, insert_case};
 
@@ -128,7 +129,7 @@ fn check(body: &[u8], shared: &Shared, now: DateTime<Utc>) -> Result<CheckedCase
 
 pub(super) async fn record(
     shared: &Shared,
-    partner: &str,
+    partner: &PartnerId,
     purpose: &Purpose,
     body: &[u8],
 ) -> Result<RecordedCase, ExchangeError> {
@@ -170,7 +171,7 @@ pub(super) async fn record(
         &mut tx,
         &NewCase {
             id: id.clone(),
-            submitted_by: partner.to_owned(),
+            submitted_by: partner.as_str().to_owned(),
             subject_id: link.subject_id.clone(),
             identity_id: link.identity_id.clone(),
             case_key: case_key(&shared.case_key, partner, &checked.case_ref),
@@ -200,7 +201,7 @@ pub(super) async fn record(
 }
 
 /// Keyed BLAKE3 of (partner, case reference as sent, trimmed).
-fn case_key(key: &[u8; 32], partner: &str, case_ref: &str) -> [u8; 32] {
+fn case_key(key: &[u8; 32], partner: &PartnerId, case_ref: &str) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new_keyed(key);
     for part in [partner.as_bytes(), case_ref.as_bytes()] {
         hasher.update(&(part.len() as u64).to_be_bytes());

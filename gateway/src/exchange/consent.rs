@@ -56,9 +56,11 @@ use serde_json::{Value, json};
 
 use super::input::{self, Invalid};
 use super::vocabulary::{Code as _, ConsentClass, ConsentMethod, ConsentPurpose, RecipientKind};
-use super::{ExchangeError, Shared, is_record_id, rfc3339};
+use super::{ExchangeError, Shared, rfc3339};
 use crate::audit::{self, Event};
 use crate::config::PartnerKind;
+use crate::domain::PartnerId;
+use crate::domain::ids::{CaseId, ConsentId, ReferralId};
 use crate::policy::Purpose;
 use crate::store::cases::case_owner;
 use crate::store::consents::{ConsentRow, get_consent, insert_consent, revoke_consent};
@@ -525,7 +527,7 @@ pub fn consent_record(row: &ConsentRow) -> Value {
 
 pub(super) async fn record(
     shared: &Shared,
-    partner: &str,
+    partner: &PartnerId,
     kind: PartnerKind,
     purpose: &Purpose,
     body: &[u8],
@@ -538,12 +540,11 @@ pub(super) async fn record(
     // same answer.
     let (referral_id, case_id, subject_id) = match &checked.on {
         Target::Referral(id) => {
-            let referral = if is_record_id(id) {
-                lock_referral(&mut tx, id)
+            let referral = match ReferralId::parse(id) {
+                Ok(id) => lock_referral(&mut tx, &id)
                     .await?
-                    .filter(|r| r.assigned_cbo == partner)
-            } else {
-                None
+                    .filter(|r| r.assigned_cbo == *partner),
+                Err(_) => None,
             };
             let referral = referral.ok_or_else(|| {
                 Invalid::field("referral", "is not a referral assigned to this partner")
@@ -551,12 +552,11 @@ pub(super) async fn record(
             (Some(referral.id), None, referral.subject_id)
         }
         Target::Case(id) => {
-            let owner = if is_record_id(id) {
-                case_owner(&mut tx, id)
+            let owner = match CaseId::parse(id) {
+                Ok(id) => case_owner(&mut tx, &id)
                     .await?
-                    .filter(|(submitted_by, _)| submitted_by == partner)
-            } else {
-                None
+                    .filter(|(submitted_by, _)| submitted_by == partner),
+                Err(_) => None,
             };
             let (_, subject_id) = owner.ok_or_else(|| {
                 Invalid::field("case", "is not a case status this partner recorded")
@@ -569,8 +569,8 @@ pub(super) async fn record(
         subject_id,
         referral_id,
         case_id,
-        recorded_by: partner.to_owned(),
-        discloser: partner.to_owned(),
+        recorded_by: partner.as_str().to_owned(),
+        discloser: partner.as_str().to_owned(),
         method: checked.method.as_str().to_owned(),
         recipients: checked.recipients,
         purposes: checked.purposes,
@@ -602,15 +602,12 @@ pub(super) async fn record(
 
 pub(super) async fn revoke(
     shared: &Shared,
-    partner: &str,
+    partner: &PartnerId,
     purpose: &Purpose,
-    consent_id: &str,
+    consent_id: &ConsentId,
 ) -> Result<ConsentRow, ExchangeError> {
     let clock = &*shared.clock;
     let now = clock.now().timestamp_micros();
-    if !is_record_id(consent_id) {
-        return Err(ExchangeError::NotFound);
-    }
     let mut tx = shared.store.begin().await?;
     let mut row = get_consent(&mut tx, consent_id)
         .await?
@@ -622,7 +619,7 @@ pub(super) async fn revoke(
         ));
     }
     row.revoked_at = Some(now);
-    row.revoked_by = Some(partner.to_owned());
+    row.revoked_by = Some(partner.as_str().to_owned());
     let event = Event::new(partner, REVOKE_ACTION)
         .with_purpose(purpose.as_str())
         .with_record("consent", &row.id)

@@ -21,6 +21,7 @@
 //! Keys do not expire: a key is a promise about one referral, and the row is a
 //! few dozen bytes beside it.
 
+use crate::domain::PartnerId;
 use crate::secrets::MasterSecret;
 
 const CONTEXT: &str = "crosswalk 2026-11 idempotency key v1";
@@ -73,7 +74,7 @@ impl IdempotencyKeys {
     }
 
     /// The claim of a single submission.
-    pub fn claim(&self, partner: &str, key: &[u8], body: &[u8]) -> Claim {
+    pub fn claim(&self, partner: &PartnerId, key: &[u8], body: &[u8]) -> Claim {
         Claim {
             key_hash: self.hash(&[b"single", partner.as_bytes(), key]),
             body_hash: self.hash(&[b"body", body]),
@@ -81,7 +82,7 @@ impl IdempotencyKeys {
     }
 
     /// The claim of line `line` (1-based) of a batch sent under `key`.
-    pub fn line_claim(&self, partner: &str, key: &[u8], line: u64, body: &[u8]) -> Claim {
+    pub fn line_claim(&self, partner: &PartnerId, key: &[u8], line: u64, body: &[u8]) -> Claim {
         Claim {
             key_hash: self.hash(&[b"line", partner.as_bytes(), key, &line.to_be_bytes()]),
             body_hash: self.hash(&[b"body", body]),
@@ -103,22 +104,32 @@ impl IdempotencyKeys {
 mod tests {
     use super::*;
 
+    fn pid(text: &str) -> PartnerId {
+        PartnerId::parse(text).expect("a partner id")
+    }
+
     #[test]
     fn claims_are_scoped_and_keyed() {
         let keys = IdempotencyKeys::new(&MasterSecret::from_bytes([1; 32]));
-        let a = keys.claim("pd", b"k-1", b"{}");
-        assert_eq!(a, keys.claim("pd", b"k-1", b"{}"));
-        assert_ne!(a.key_hash, keys.claim("pd2", b"k-1", b"{}").key_hash);
-        assert_ne!(a.body_hash, keys.claim("pd", b"k-1", b"{ }").body_hash);
-        assert_ne!(a.key_hash, keys.line_claim("pd", b"k-1", 1, b"{}").key_hash);
+        let a = keys.claim(&pid("pd"), b"k-1", b"{}");
+        assert_eq!(a, keys.claim(&pid("pd"), b"k-1", b"{}"));
+        assert_ne!(a.key_hash, keys.claim(&pid("pd2"), b"k-1", b"{}").key_hash);
         assert_ne!(
-            keys.line_claim("pd", b"k-1", 1, b"{}").key_hash,
-            keys.line_claim("pd", b"k-1", 2, b"{}").key_hash
+            a.body_hash,
+            keys.claim(&pid("pd"), b"k-1", b"{ }").body_hash
+        );
+        assert_ne!(
+            a.key_hash,
+            keys.line_claim(&pid("pd"), b"k-1", 1, b"{}").key_hash
+        );
+        assert_ne!(
+            keys.line_claim(&pid("pd"), b"k-1", 1, b"{}").key_hash,
+            keys.line_claim(&pid("pd"), b"k-1", 2, b"{}").key_hash
         );
         let other = IdempotencyKeys::new(&MasterSecret::from_bytes([2; 32]));
         assert_ne!(
             a,
-            other.claim("pd", b"k-1", b"{}"),
+            other.claim(&pid("pd"), b"k-1", b"{}"),
             "keyed by the master secret"
         );
         assert_ne!(a.body_hash, *blake3::hash(b"{}").as_bytes());

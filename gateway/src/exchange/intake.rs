@@ -43,6 +43,8 @@ use super::referral::{ReferralDraft, sealed_context};
 use super::vocabulary::{Code, ReferralStatus, WorkflowState};
 use super::{ExchangeError, Shared};
 use crate::audit::{self, Event};
+use crate::domain::PartnerId;
+use crate::domain::ids::ReferralId;
 use crate::policy::Purpose;
 use crate::store::Backend;
 use crate::store::idempotency::{self as keys_repo, NewKey};
@@ -77,7 +79,7 @@ const POSTGRES_WRITERS: usize = 4;
 
 /// One referral to write.
 pub struct Submission {
-    pub submitter: String,
+    pub submitter: PartnerId,
     pub purpose: Purpose,
     pub draft: ReferralDraft,
     pub claim: Option<Claim>,
@@ -96,10 +98,12 @@ impl std::fmt::Debug for Submission {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReferralReceipt {
     /// The referral's id (UUID v7).
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: ReferralId,
     pub status: ReferralStatus,
     /// The CBO the referral was routed to.
-    pub assigned_cbo: String,
+    #[schema(value_type = String)]
+    pub assigned_cbo: PartnerId,
     /// The submitting partner's own pseudonym for the person: two of its
     /// referrals share it only when its own submissions link them.
     pub subject_pseudonym: String,
@@ -390,9 +394,9 @@ async fn build_rows(
         };
         let status = ReferralStatus::New;
         let receipt = ReferralReceipt {
-            id: id.clone(),
+            id: ReferralId::stored(id.clone()),
             status,
-            assigned_cbo: draft.assignment.cbo.clone(),
+            assigned_cbo: PartnerId::stored(draft.assignment.cbo.clone()),
             // The submitter's own cluster of the person: only its own
             // submissions group it, never another partner's (whose links it
             // must not learn).
@@ -404,7 +408,7 @@ async fn build_rows(
         if let Some(claim) = item.claim {
             keys.push(NewKey {
                 key_hash: claim.key_hash,
-                partner: item.submitter.clone(),
+                partner: item.submitter.as_str().to_owned(),
                 body_hash: claim.body_hash,
                 referral_id: id.clone(),
                 response: serde_json::to_string(&receipt).unwrap_or_default(),
@@ -424,7 +428,7 @@ async fn build_rows(
                 .rule_index()
                 .and_then(|r| i64::try_from(r).ok()),
             reason: None,
-            assigned_by: item.submitter.clone(),
+            assigned_by: item.submitter.as_str().to_owned(),
             at,
         });
         events.push(
@@ -439,7 +443,7 @@ async fn build_rows(
         );
         referrals.push(NewReferral {
             id,
-            submitted_by: item.submitter.clone(),
+            submitted_by: item.submitter.as_str().to_owned(),
             subject_id: link.subject_id.clone(),
             identity_id: link.identity_id.clone(),
             assigned_cbo: draft.assignment.cbo.clone(),

@@ -68,10 +68,12 @@ pub use self::intake::{
 use self::referral::{CheckContext, ReferralDraft};
 use crate::clock::Clock;
 use crate::config::Config;
-pub(crate) use crate::domain::ids::{RecordIds, is_record_id};
+use crate::domain::PartnerId;
+use crate::domain::ids::{ConsentId, ReferralId};
 use crate::normalize::NormalizeOptions;
 use crate::policy::Purpose;
 use crate::pseudonym::Pseudonymizer;
+use crate::randomness::RecordIds;
 use crate::secrets::MasterSecret;
 use crate::store::{Store, StoreError};
 use crate::subjects::{RegistryError, SubjectRegistry};
@@ -125,7 +127,7 @@ pub(crate) struct Shared {
     /// Keys the hash that groups one health case's reports.
     case_key: [u8; 32],
     clock: Arc<dyn Clock>,
-    ids: RecordIds,
+    ids: Arc<RecordIds>,
 }
 
 /// The exchange service, one per gateway process. Cheap to share behind an `Arc`.
@@ -148,6 +150,8 @@ pub struct ExchangeParts {
     pub vault: Vault,
     pub pseudonyms: Arc<Pseudonymizer>,
     pub clock: Arc<dyn Clock>,
+    /// Names referrals, outcomes, case statuses and consents.
+    pub ids: Arc<RecordIds>,
 }
 
 const CASE_KEY_CONTEXT: &str = "crosswalk 2026-11 health case reference key v1";
@@ -164,7 +168,7 @@ impl Exchange {
             vault: parts.vault,
             pseudonyms: parts.pseudonyms,
             clock: parts.clock,
-            ids: RecordIds::default(),
+            ids: parts.ids,
         });
         let intake = Intake::start(Arc::clone(&shared));
         Self { shared, intake }
@@ -185,12 +189,12 @@ impl Exchange {
     }
 
     /// The idempotency claim of a single submission.
-    pub fn claim(&self, partner: &str, key: &[u8], body: &[u8]) -> Claim {
+    pub fn claim(&self, partner: &PartnerId, key: &[u8], body: &[u8]) -> Claim {
         self.shared.idempotency.claim(partner, key, body)
     }
 
     /// The idempotency claim of batch line `line` sent under `key`.
-    pub fn line_claim(&self, partner: &str, key: &[u8], line: u64, body: &[u8]) -> Claim {
+    pub fn line_claim(&self, partner: &PartnerId, key: &[u8], line: u64, body: &[u8]) -> Claim {
         self.shared.idempotency.line_claim(partner, key, line, body)
     }
 
@@ -208,9 +212,9 @@ impl Exchange {
     /// Records an outcome for a referral assigned to `partner`.
     pub async fn record_outcome(
         &self,
-        partner: &str,
+        partner: &PartnerId,
         purpose: &Purpose,
-        referral_id: &str,
+        referral_id: &ReferralId,
         body: &[u8],
     ) -> Result<outcome::RecordedOutcome, ExchangeError> {
         outcome::record(&self.shared, partner, purpose, referral_id, body).await
@@ -222,7 +226,7 @@ impl Exchange {
         &self,
         partner: &crate::auth::AuthenticatedPartner,
         purpose: &Purpose,
-        referral_id: &str,
+        referral_id: &ReferralId,
         body: &[u8],
     ) -> Result<assignment::Reassigned, ExchangeError> {
         assignment::reassign(&self.shared, partner, purpose, referral_id, body).await
@@ -231,7 +235,7 @@ impl Exchange {
     /// Records a consent (`partner` is a CBO or a health partner).
     pub async fn record_consent(
         &self,
-        partner: &str,
+        partner: &PartnerId,
         kind: crate::config::PartnerKind,
         purpose: &Purpose,
         body: &[u8],
@@ -242,9 +246,9 @@ impl Exchange {
     /// Revokes a consent `partner` recorded.
     pub async fn revoke_consent(
         &self,
-        partner: &str,
+        partner: &PartnerId,
         purpose: &Purpose,
-        consent_id: &str,
+        consent_id: &ConsentId,
     ) -> Result<crate::store::consents::ConsentRow, ExchangeError> {
         consent::revoke(&self.shared, partner, purpose, consent_id).await
     }
@@ -252,7 +256,7 @@ impl Exchange {
     /// Records a health partner's case status.
     pub async fn record_case(
         &self,
-        partner: &str,
+        partner: &PartnerId,
         purpose: &Purpose,
         body: &[u8],
     ) -> Result<case::RecordedCase, ExchangeError> {

@@ -17,8 +17,10 @@ use zeroize::Zeroizing;
 use super::input::{self, EventWindow, Invalid};
 use super::status::TransitionError;
 use super::vocabulary::{Code, OutcomeKind, ReferralStatus, ResourceCategory, WorkflowState};
-use super::{ExchangeError, Shared, is_record_id, rfc3339};
+use super::{ExchangeError, Shared, rfc3339};
 use crate::audit::{self, Event};
+use crate::domain::PartnerId;
+use crate::domain::ids::ReferralId;
 use crate::policy::Purpose;
 use crate::store::StoreError;
 use crate::store::outcomes::{NewOutcome, insert_outcome};
@@ -128,18 +130,15 @@ fn check(body: &[u8], window: EventWindow) -> Result<CheckedOutcome, Invalid> {
 
 pub(super) async fn record(
     shared: &Shared,
-    partner: &str,
+    partner: &PartnerId,
     purpose: &Purpose,
-    referral_id: &str,
+    referral_id: &ReferralId,
     body: &[u8],
 ) -> Result<RecordedOutcome, ExchangeError> {
     let clock = &*shared.clock;
     let now = clock.now();
     let leeway = shared.leeway();
     let checked = check(body, shared.event_window(now))?;
-    if !is_record_id(referral_id) {
-        return Err(ExchangeError::NotFound);
-    }
     let mut tx = shared.store.begin().await?;
     // Dropping `tx` on any early return rolls the lock back.
     let referral = lock_referral(&mut tx, referral_id)
@@ -187,7 +186,7 @@ pub(super) async fn record(
         &NewOutcome {
             id: id.clone(),
             referral_id: referral.id.clone(),
-            recorded_by: partner.to_owned(),
+            recorded_by: partner.as_str().to_owned(),
             kind: checked.kind.as_str(),
             resource: checked.resource.map(Code::as_str),
             occurred_at: checked.occurred_at.timestamp_micros(),

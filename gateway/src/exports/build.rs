@@ -17,6 +17,7 @@ use super::tables::{self, Cell, Column, Derivation, Sink, Table};
 use super::{DAY_MICROS, ExportError, Exports, Manifest, PlanInfo, Requesting};
 use crate::audit::Released;
 use crate::config::PartnerKind;
+use crate::domain::ids::SubjectRef;
 use crate::normalize::{
     Sex, normalize_city, normalize_dob, normalize_sex, normalize_state, normalize_zip,
 };
@@ -361,7 +362,11 @@ impl Exports {
                         "referral" => Cell::Owned(
                             pseudonyms.record("referral", row.id.as_bytes()).to_string(),
                         ),
-                        "subject" => Cell::Owned(pseudonyms.subject(&row.subject_id).to_string()),
+                        "subject" => Cell::Owned(
+                            pseudonyms
+                                .subject(SubjectRef::of(&row.subject_id))
+                                .to_string(),
+                        ),
                         "contact_year" | "contact_date" => {
                             let text = render(QuasiIdentifier::ContactDate);
                             match text.parse::<i64>() {
@@ -423,7 +428,11 @@ impl Exports {
                                 .record("referral", row.referral_id.as_bytes())
                                 .to_string(),
                         ),
-                        "subject" => Cell::Owned(pseudonyms.subject(&row.subject_id).to_string()),
+                        "subject" => Cell::Owned(
+                            pseudonyms
+                                .subject(SubjectRef::of(&row.subject_id))
+                                .to_string(),
+                        ),
                         "kind" => Cell::Text(&row.kind),
                         "resource" => row.resource.as_deref().map_or(Cell::Null, Cell::Text),
                         "days_from_contact" => {
@@ -468,7 +477,11 @@ impl Exports {
                         "case_report" => {
                             Cell::Owned(pseudonyms.record("case", row.id.as_bytes()).to_string())
                         }
-                        "subject" => Cell::Owned(pseudonyms.subject(&row.subject_id).to_string()),
+                        "subject" => Cell::Owned(
+                            pseudonyms
+                                .subject(SubjectRef::of(&row.subject_id))
+                                .to_string(),
+                        ),
                         "program" => Cell::Text(&row.program),
                         "status" => Cell::Text(&row.status),
                         "days_from_first_referral" => {

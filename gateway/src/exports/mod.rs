@@ -86,6 +86,7 @@ use crate::audit::{self, Event};
 use crate::clock::Clock;
 use crate::config::{Config, PartnerKind};
 use crate::domain::PartnerId;
+use crate::domain::ids::ExportId;
 use crate::policy::{
     Action, Decision, DecisionInput, Policy, Purpose, RecordFacts, Relationship, Requester,
     StudyFacts,
@@ -149,7 +150,8 @@ impl From<sqlx::Error> for ExportError {
 /// What `POST` answers.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Started {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: ExportId,
     /// `running` until the file and manifest are ready.
     pub state: String,
     pub study: String,
@@ -243,6 +245,8 @@ pub struct Exports {
     pub pseudonyms: Arc<Pseudonymizer>,
     pub signer: Arc<CheckpointSigner>,
     pub clock: Arc<dyn Clock>,
+    /// Names export jobs.
+    pub ids: Arc<crate::randomness::RecordIds>,
 }
 
 impl std::fmt::Debug for Exports {
@@ -429,7 +433,7 @@ impl Exports {
         }
         let now = self.clock.now();
         let job = Job {
-            id: crate::domain::ids::stamped_id(now),
+            id: self.ids.next(now),
             study_id: request.study.clone(),
             evaluator: who.partner.clone(),
             purpose: who.purpose.as_str().to_owned(),
@@ -475,7 +479,7 @@ impl Exports {
         tx.commit().await?;
 
         let started = Started {
-            id: job.id.clone(),
+            id: ExportId::stored(job.id.clone()),
             state: "running".to_owned(),
             study: job.study_id.clone(),
         };
@@ -489,10 +493,7 @@ impl Exports {
     }
 
     /// The export row, if `partner` asked for it.
-    pub async fn get(&self, partner: &str, id: &str) -> Result<ExportRow, ExportError> {
-        if uuid::Uuid::parse_str(id).is_err() {
-            return Err(ExportError::NotFound);
-        }
+    pub async fn get(&self, partner: &PartnerId, id: &ExportId) -> Result<ExportRow, ExportError> {
         let mut tx = self.store.begin_read().await?;
         let row = repo::get(&mut tx, id).await?;
         tx.commit().await?;
@@ -503,7 +504,7 @@ impl Exports {
     }
 
     /// The ready export's file.
-    pub async fn file(&self, partner: &str, id: &str) -> Result<PathBuf, ExportError> {
+    pub async fn file(&self, partner: &PartnerId, id: &ExportId) -> Result<PathBuf, ExportError> {
         let row = self.get(partner, id).await?;
         match (row.state.as_str(), row.file_name) {
             ("ready", Some(name)) => Ok(self.dir().join(name)),
@@ -514,7 +515,11 @@ impl Exports {
     }
 
     /// The ready export's manifest JWS.
-    pub async fn manifest(&self, partner: &str, id: &str) -> Result<String, ExportError> {
+    pub async fn manifest(
+        &self,
+        partner: &PartnerId,
+        id: &ExportId,
+    ) -> Result<String, ExportError> {
         let row = self.get(partner, id).await?;
         match (row.state.as_str(), row.manifest_jws) {
             ("ready", Some(jws)) => Ok(jws),

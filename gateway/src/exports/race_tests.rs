@@ -20,6 +20,7 @@ use super::tables::{Format, Table};
 use crate::audit::checkpoint::CheckpointSigner;
 use crate::clock::{Clock, FixedClock, SystemClock};
 use crate::config::Config;
+use crate::domain::ids::ExportId;
 use crate::policy::Policy;
 use crate::pseudonym::Pseudonymizer;
 use crate::secrets::GatewayKeys;
@@ -49,13 +50,19 @@ fn service(store: &Store, exports_dir: &Path) -> Arc<Exports> {
             .and_utc(),
     ));
     Arc::new(Exports {
-        vault: Vault::new(keys.vault.clone(), store.clone(), RotationPolicy::default()),
+        vault: Vault::new(
+            keys.vault.clone(),
+            store.clone(),
+            RotationPolicy::default(),
+            crate::randomness::os(),
+        ),
         policy: Arc::new(Policy::load(&config.key_path(&config.policy.dir)).expect("policy")),
         pseudonyms: Arc::new(Pseudonymizer::new(&keys.master)),
         signer: Arc::new(CheckpointSigner::load(&config).expect("signer")),
         config: Arc::new(config),
         store: store.clone(),
         clock,
+        ids: Arc::new(crate::randomness::RecordIds::new(crate::randomness::os())),
     })
 }
 
@@ -133,7 +140,7 @@ async fn job(exports: &Exports) -> Job {
     let now = exports.clock.now();
     let today = now.date_naive();
     let job = Job {
-        id: crate::domain::ids::stamped_id(now),
+        id: exports.ids.next(now),
         study_id: "demo-study".to_owned(),
         evaluator: crate::domain::PartnerId::parse("evaluator").expect("a partner id"),
         purpose: "HRESCH".to_owned(),
@@ -218,7 +225,10 @@ async fn the_plan_that_is_stored_first_wins(store: Store) {
         .await
         .expect("read")
         .expect("a plan");
-    let x_row = repo::get(&mut tx, &x.id).await.expect("read").expect("row");
+    let x_row = repo::get(&mut tx, &ExportId::stored(x.id.clone()))
+        .await
+        .expect("read")
+        .expect("row");
     tx.commit().await.expect("commit");
     assert_eq!(stored.planned_by, y.id);
     assert_eq!(
@@ -234,7 +244,10 @@ async fn the_plan_that_is_stored_first_wins(store: Store) {
         Ok(Recorded::Ready)
     ));
     let mut tx = store.begin_read().await.expect("tx");
-    let x_row = repo::get(&mut tx, &x.id).await.expect("read").expect("row");
+    let x_row = repo::get(&mut tx, &ExportId::stored(x.id.clone()))
+        .await
+        .expect("read")
+        .expect("row");
     tx.commit().await.expect("commit");
     assert_eq!(x_row.state, "ready");
     let jws = x_row.manifest_jws.expect("manifest");

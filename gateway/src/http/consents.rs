@@ -5,7 +5,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,7 +15,9 @@ use super::caller::Caller;
 use super::error::ApiError;
 use super::exchange::require_content_type;
 use super::problem::Problem;
+use super::query::RecordPath;
 use crate::config::PartnerKind;
+use crate::domain::ids::ConsentId;
 use crate::exchange::consent::ConsentRecord;
 
 /// The media type of a FHIR resource in JSON.
@@ -85,7 +87,7 @@ pub(crate) async fn create_consent(
 pub(crate) async fn revoke_consent(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    RecordPath(id): RecordPath<ConsentId>,
 ) -> Result<Response, ApiError> {
     let row = state
         .exchange
@@ -132,7 +134,7 @@ fn wants_fhir(headers: &HeaderMap) -> bool {
 pub(crate) async fn read_consent(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    RecordPath(id): RecordPath<ConsentId>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let consent = state.reads.read_consent(&caller.asker(), &id).await?;

@@ -288,6 +288,12 @@ impl From<ExchangeError> for ApiError {
     }
 }
 
+impl From<crate::domain::ids::NotARecordId> for ApiError {
+    fn from(_: crate::domain::ids::NotARecordId) -> Self {
+        Self::NotFoundOrRefused { refused: None }
+    }
+}
+
 impl From<ReadError> for ApiError {
     fn from(e: ReadError) -> Self {
         match e {

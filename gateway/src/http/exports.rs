@@ -7,7 +7,7 @@
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,6 +18,8 @@ use super::caller::Caller;
 use super::error::ApiError;
 use super::exchange::require_content_type;
 use super::problem::Problem;
+use super::query::RecordPath;
+use crate::domain::ids::ExportId;
 use crate::exports::{Manifest, Requesting, Started};
 
 pub(crate) fn router() -> Router<AppState> {
@@ -84,7 +86,7 @@ pub(crate) async fn export_file(
     // Its purpose is checked like every read's, though the export's purpose
     // was fixed when it was requested.
     caller: Caller,
-    Path(id): Path<String>,
+    RecordPath(id): RecordPath<ExportId>,
 ) -> Result<Response, ApiError> {
     let path = state.exports.file(&caller.partner.id, &id).await?;
     let file = tokio::fs::File::open(&path)
@@ -135,7 +137,7 @@ pub struct ManifestBody {
 pub(crate) async fn export_manifest(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    RecordPath(id): RecordPath<ExportId>,
 ) -> Result<axum::Json<ManifestBody>, ApiError> {
     let jws = state.exports.manifest(&caller.partner.id, &id).await?;
     let manifest = jws

@@ -138,3 +138,24 @@ pub(crate) fn limit(value: &str, max: u32) -> Result<u32, ApiError> {
         )),
     }
 }
+
+/// A record id from the path (`/v1/referrals/{id}`), parsed at the boundary:
+/// anything that is not a record id is the 404 an unknown id gets, before any
+/// body is read or database touched.
+pub(crate) struct RecordPath<T>(pub(crate) T);
+
+impl<S, T> FromRequestParts<S> for RecordPath<T>
+where
+    S: Send + Sync,
+    T: std::str::FromStr<Err = crate::domain::ids::NotARecordId> + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(text) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::NotFoundOrRefused { refused: None })?;
+        Ok(Self(text.parse()?))
+    }
+}

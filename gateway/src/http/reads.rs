@@ -15,7 +15,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use serde::Serialize;
 
@@ -23,7 +23,9 @@ use super::AppState;
 use super::caller::Caller;
 use super::error::ApiError;
 use super::problem::Problem;
+use super::query::RecordPath;
 use super::query::{Params, invalid_parameter, limit};
+use crate::domain::ids::{CaseId, ReferralId};
 use crate::policy::ReleasedView;
 use crate::reads::{AccountFor, Cursor, DEFAULT_LIMIT, ListRequest, MAX_LIMIT};
 
@@ -121,7 +123,7 @@ pub(crate) async fn list_referrals(
 pub(crate) async fn read_referral(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    RecordPath(id): RecordPath<ReferralId>,
 ) -> Result<Json<ReleasedView>, ApiError> {
     Ok(Json(state.reads.read_referral(&caller.asker(), &id).await?))
 }
@@ -129,7 +131,8 @@ pub(crate) async fn read_referral(
 /// The health case statuses linked to a referral.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CaseStatusBody {
-    referral_id: String,
+    #[schema(value_type = String)]
+    referral_id: ReferralId,
     /// The latest status of each linked case the policy releases, each with
     /// the `case_status` fields it releases: `id`, `submitted_by`, `case_ref`,
     /// `program`, `status`, `effective_at` (and `_notices` for 42 CFR Part 2).
@@ -159,7 +162,7 @@ pub struct CaseStatusBody {
 pub(crate) async fn case_status(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    RecordPath(id): RecordPath<ReferralId>,
 ) -> Result<Json<CaseStatusBody>, ApiError> {
     let case_statuses = state.reads.case_statuses(&caller.asker(), &id).await?;
     Ok(Json(CaseStatusBody {
@@ -221,8 +224,20 @@ pub(crate) async fn disclosures(
                     "give either referral or case, not both",
                 ));
             }
-            "referral" => about = Some(AccountFor::Referral(value.to_owned())),
-            "case" => about = Some(AccountFor::Case(value.to_owned())),
+            "referral" => {
+                about = Some(ReferralId::parse(value).map_or(
+                    AccountFor::NoSuchRecord {
+                        accounting: "referral",
+                    },
+                    AccountFor::Referral,
+                ));
+            }
+            "case" => {
+                about = Some(CaseId::parse(value).map_or(
+                    AccountFor::NoSuchRecord { accounting: "case" },
+                    AccountFor::Case,
+                ));
+            }
             "cursor" => {
                 cursor = Some(
                     value

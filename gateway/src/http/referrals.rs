@@ -4,7 +4,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -14,7 +14,9 @@ use super::caller::Caller;
 use super::error::{ApiError, Place};
 use super::exchange::{IDEMPOTENCY_HEADER, REPLAYED_HEADER, require_content_type};
 use super::problem::Problem;
+use super::query::RecordPath;
 use crate::config::PartnerKind;
+use crate::domain::ids::ReferralId;
 use crate::exchange::idempotency::IdempotencyKeys;
 use crate::exchange::{ReferralReceipt, Submission, SubmitError, Submitted};
 
@@ -69,7 +71,7 @@ pub(crate) async fn create_referral(
     let mut results = state
         .exchange
         .submit(vec![Submission {
-            submitter: partner.id.into(),
+            submitter: partner.id,
             purpose,
             draft,
             claim,
@@ -144,7 +146,7 @@ pub(crate) async fn create_outcome(
     Caller {
         partner, purpose, ..
     }: Caller,
-    Path(id): Path<String>,
+    RecordPath(id): RecordPath<ReferralId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -180,7 +182,7 @@ pub(crate) async fn reassign(
     Caller {
         partner, purpose, ..
     }: Caller,
-    Path(id): Path<String>,
+    RecordPath(id): RecordPath<ReferralId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {

@@ -66,6 +66,7 @@ use super::ndjson::{Line, LineReader};
 use super::problem::Problem;
 use super::referrals::idempotency_key;
 use crate::config::PartnerKind;
+use crate::domain::PartnerId;
 use crate::exchange::{
     Exchange, GROUP_LIMIT, Invalid, Pending, ReferralReceipt, Submission, SubmitError,
     SubmitResult, Submitted,
@@ -132,7 +133,7 @@ pub(crate) async fn create_batch(
     let pace = Arc::new(ClientPace::default());
     let batch = Batch {
         exchange: Arc::clone(&state.exchange),
-        submitter: partner.id.into(),
+        submitter: partner.id,
         purpose,
         key,
         idle: Duration::from_secs(state.config.server.request_timeout_secs),
@@ -205,7 +206,7 @@ impl BatchResultLine {
 /// each chunk to the response stream.
 struct Batch {
     exchange: Arc<Exchange>,
-    submitter: String,
+    submitter: PartnerId,
     purpose: Purpose,
     key: Option<String>,
     idle: Duration,

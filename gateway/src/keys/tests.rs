@@ -302,6 +302,11 @@ fn time_comes_from_the_clock() {
     let pinned = DateTime::parse_from_rfc3339("2030-02-03T04:05:06Z")
         .expect("time")
         .with_timezone(&Utc);
-    generate_with_clock(dir.path(), &crate::clock::FixedClock(pinned)).expect("generate");
+    generate_with(
+        dir.path(),
+        &crate::clock::FixedClock(pinned),
+        &crate::randomness::OsRandomness,
+    )
+    .expect("generate");
     assert!(read(dir.path(), "gateway/vault.age").starts_with("# created: 2030-02-03T04:05:06Z\n"));
 }

@@ -37,6 +37,8 @@ use serde_json::{Map, Value};
 
 use super::decision::{Decision, Effect, FieldAction};
 use super::resources::{Generalization, PseudonymKind};
+use crate::domain::PartnerId;
+use crate::domain::ids::SubjectRef;
 use crate::pseudonym::Pseudonymizer;
 
 /// The key under which a view carries its decision's notices.
@@ -117,7 +119,7 @@ pub struct FieldShaper<'a> {
 
 #[derive(Clone, Copy)]
 enum Audience<'a> {
-    Partner(&'a str),
+    Partner(&'a PartnerId),
     Study(&'a str),
 }
 
@@ -129,7 +131,7 @@ impl fmt::Debug for FieldShaper<'_> {
 
 impl<'a> FieldShaper<'a> {
     /// Views for the partner `partner_id`.
-    pub fn for_partner(pseudonyms: &'a Pseudonymizer, partner_id: &'a str) -> Self {
+    pub fn for_partner(pseudonyms: &'a Pseudonymizer, partner_id: &'a PartnerId) -> Self {
         Self {
             pseudonyms,
             audience: Audience::Partner(partner_id),
@@ -146,8 +148,8 @@ impl<'a> FieldShaper<'a> {
 
     fn keyed(&self, value: &str) -> String {
         let pseudonym = match self.audience {
-            Audience::Partner(id) => self.pseudonyms.for_partner(id, value),
-            Audience::Study(id) => self.pseudonyms.for_study(id, value),
+            Audience::Partner(id) => self.pseudonyms.for_partner(id, SubjectRef::of(value)),
+            Audience::Study(id) => self.pseudonyms.for_study(id, SubjectRef::of(value)),
         };
         let body = pseudonym
             .as_str()
@@ -166,8 +168,10 @@ impl<'a> FieldShaper<'a> {
             (_, Value::Null) => return Some(Value::Null),
             (PseudonymKind::Subject, Value::String(subject)) => {
                 let pseudonym = match self.audience {
-                    Audience::Partner(id) => self.pseudonyms.for_partner(id, subject),
-                    Audience::Study(id) => self.pseudonyms.for_study(id, subject),
+                    Audience::Partner(id) => {
+                        self.pseudonyms.for_partner(id, SubjectRef::of(subject))
+                    }
+                    Audience::Study(id) => self.pseudonyms.for_study(id, SubjectRef::of(subject)),
                 };
                 return Some(Value::String(pseudonym.to_string()));
             }

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{Asker, ReadError, Reads};
+use crate::domain::ids::{ConsentId, SubjectRef};
 use crate::exchange::consent::consent_record;
 use crate::policy::{
     Action, ConsentScope, FieldClass, Purpose, RecordFacts, Relationship, Resource,
@@ -87,7 +88,7 @@ impl<'a> ConsentFinder<'a> {
         let consents = if let Some(consents) = self.consents.get(subject_id) {
             consents.clone()
         } else {
-            let family = same_person_subjects(tx, subject_id).await?;
+            let family = same_person_subjects(tx, SubjectRef::of(subject_id)).await?;
             let consents: Arc<[ConsentRow]> = unrevoked_of_subjects(tx, &family).await?.into();
             for subject in family {
                 self.consents.insert(subject, consents.clone());
@@ -184,11 +185,8 @@ impl Reads {
     pub async fn read_consent(
         &self,
         asker: &Asker<'_>,
-        id: &str,
+        id: &ConsentId,
     ) -> Result<ReadableConsent, ReadError> {
-        if !crate::exchange::is_record_id(id) {
-            return Err(ReadError::NotFound { refused: None });
-        }
         let mut snapshot = self.store.begin_read().await?;
         let row = get_consent(&mut snapshot, id).await?;
         // The identity of the record it was recorded on: the FHIR `patient`

@@ -74,6 +74,7 @@ use crate::audit::{self, Event, released_fields};
 use crate::clock::Clock;
 use crate::config::{Config, PartnerKind};
 use crate::domain::PartnerId;
+use crate::domain::ids::{CaseId, ReferralId, SubjectRef};
 use crate::exchange::vocabulary::{Code as _, ReferralStatus};
 use crate::policy::{
     Action, ConsentScope, Decision, DecisionInput, FieldShaper, Policy, Purpose, RecordFacts,
@@ -225,10 +226,16 @@ fn may_record_consents(kind: PartnerKind) -> bool {
 pub enum AccountFor {
     /// `?referral=`: administrators, and the CBO that recorded the person's
     /// consent on it.
-    Referral(String),
+    Referral(ReferralId),
     /// `?case=`: administrators, and the health partner that recorded the
     /// person's consent (it knows its cases, never referral ids).
-    Case(String),
+    Case(CaseId),
+    /// A `referral` or `case` that is not a record id: answered exactly like
+    /// an id that does not exist.
+    NoSuchRecord {
+        /// `referral` or `case`, as asked.
+        accounting: &'static str,
+    },
 }
 
 /// A record released to the asker, with what its audit entry needs.
@@ -454,7 +461,7 @@ impl Reads {
     async fn readable_referral(
         &self,
         asker: &Asker<'_>,
-        id: &str,
+        id: &ReferralId,
     ) -> Result<(ReferralRow, (DecisionInput, Arc<Decision>)), ReadError> {
         let mut snapshot = self.store.begin_read().await?;
         let Some(row) = get_referral(&mut snapshot, id).await? else {
@@ -484,7 +491,7 @@ impl Reads {
     pub async fn read_referral(
         &self,
         asker: &Asker<'_>,
-        id: &str,
+        id: &ReferralId,
     ) -> Result<ReleasedView, ReadError> {
         let (row, decided) = self.readable_referral(asker, id).await?;
         let shaper = FieldShaper::for_partner(&self.pseudonyms, asker.partner);
@@ -500,7 +507,7 @@ impl Reads {
     pub async fn case_statuses(
         &self,
         asker: &Asker<'_>,
-        referral_id: &str,
+        referral_id: &ReferralId,
     ) -> Result<Vec<ReleasedView>, ReadError> {
         let (referral, _) = self.readable_referral(asker, referral_id).await?;
         let relationship = match asker.kind {
@@ -508,7 +515,8 @@ impl Reads {
             _ => Relationship::None,
         };
         let mut snapshot = self.store.begin_read().await?;
-        let family = same_person_subjects(&mut snapshot, &referral.subject_id).await?;
+        let family =
+            same_person_subjects(&mut snapshot, SubjectRef::of(&referral.subject_id)).await?;
         let reports = cases::cases_of_subjects(&mut snapshot, &family).await?;
         // The latest report of each case (reports come oldest first).
         let mut latest: Vec<cases::CaseRow> = Vec::new();
@@ -617,15 +625,13 @@ impl Reads {
             AccountFor::Referral(id) => get_referral(&mut snapshot, id)
                 .await?
                 .map(|referral| referral.subject_id),
-            AccountFor::Case(id) if crate::exchange::is_record_id(id) => {
-                cases::case_owner(&mut snapshot, id)
-                    .await?
-                    .map(|(_, subject)| subject)
-            }
-            AccountFor::Case(_) => None,
+            AccountFor::Case(id) => cases::case_owner(&mut snapshot, id)
+                .await?
+                .map(|(_, subject)| subject),
+            AccountFor::NoSuchRecord { .. } => None,
         };
         let family = match &subject {
-            Some(subject) => same_person_subjects(&mut snapshot, subject).await?,
+            Some(subject) => same_person_subjects(&mut snapshot, SubjectRef::of(subject)).await?,
             None => Vec::new(),
         };
         let only_consents = if admin {
@@ -658,6 +664,7 @@ impl Reads {
         let accounting = match about {
             AccountFor::Referral(_) => "referral",
             AccountFor::Case(_) => "case",
+            AccountFor::NoSuchRecord { accounting } => accounting,
         };
         let read = Event::new(asker.partner, READ_ACTION)
             .with_purpose(asker.purpose.as_str())

@@ -3,6 +3,7 @@
 use sqlx::Row as _;
 
 use super::{StoreError, Tx};
+use crate::domain::ids::CaseId;
 
 /// A case status row as written; `sealed` holds the case reference.
 #[derive(Debug)]
@@ -113,9 +114,12 @@ pub async fn cases_of_subjects(
 
 /// Who submitted case status `id` and about which subject, if it exists.
 #[tracing::instrument(name = "db.cases.owner", skip_all)]
-pub async fn case_owner(tx: &mut Tx<'_>, id: &str) -> Result<Option<(String, String)>, StoreError> {
+pub async fn case_owner(
+    tx: &mut Tx<'_>,
+    id: &CaseId,
+) -> Result<Option<(String, String)>, StoreError> {
     let row = sqlx::query("SELECT submitted_by, subject_id FROM cases WHERE id = $1")
-        .bind(id)
+        .bind(id.as_str())
         .fetch_optional(&mut **tx)
         .await?;
     row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()

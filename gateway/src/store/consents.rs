@@ -4,6 +4,8 @@
 use sqlx::Row as _;
 
 use super::{StoreError, Tx};
+use crate::domain::PartnerId;
+use crate::domain::ids::ConsentId;
 
 /// A consent as stored. Nothing in it is an identifier: codes, partner ids,
 /// record ids, times (unix microseconds) and the evidence hash the recorder
@@ -124,11 +126,14 @@ pub async fn insert_consent(tx: &mut Tx<'_>, row: &ConsentRow) -> Result<(), Sto
 
 /// One consent by id.
 #[tracing::instrument(name = "db.consents.get", skip_all)]
-pub async fn get_consent(tx: &mut Tx<'_>, id: &str) -> Result<Option<ConsentRow>, StoreError> {
+pub async fn get_consent(
+    tx: &mut Tx<'_>,
+    id: &ConsentId,
+) -> Result<Option<ConsentRow>, StoreError> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM consents WHERE id = $1"
     )))
-    .bind(id)
+    .bind(id.as_str())
     .fetch_optional(&mut **tx)
     .await?;
     row.as_ref().map(from_row).transpose()
@@ -188,7 +193,7 @@ pub async fn unrevoked_of_subjects(
 #[tracing::instrument(name = "db.consents.recorded_by", skip_all)]
 pub async fn recorded_on_subjects(
     tx: &mut Tx<'_>,
-    partner: &str,
+    partner: &PartnerId,
     subjects: &[String],
 ) -> Result<Vec<String>, StoreError> {
     let mut out = Vec::new();
@@ -200,7 +205,7 @@ pub async fn recorded_on_subjects(
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(partner);
+        let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(partner.as_str());
         for id in chunk {
             statement = statement.bind(id.as_str());
         }

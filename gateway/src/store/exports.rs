@@ -4,6 +4,7 @@
 use sqlx::Row as _;
 
 use super::{StoreError, Tx};
+use crate::domain::ids::ExportId;
 
 /// An export as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,12 +63,12 @@ pub async fn finish(
 }
 
 #[tracing::instrument(name = "db.exports.get", skip_all)]
-pub async fn get(tx: &mut Tx<'_>, id: &str) -> Result<Option<ExportRow>, StoreError> {
+pub async fn get(tx: &mut Tx<'_>, id: &ExportId) -> Result<Option<ExportRow>, StoreError> {
     let row = sqlx::query(
         "SELECT id, study_id, requested_by, purpose, request, state, requested_at, finished_at, \
          file_name, manifest_jws FROM exports WHERE id = $1",
     )
-    .bind(id)
+    .bind(id.as_str())
     .fetch_optional(&mut **tx)
     .await?;
     row.map(|r| {

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use sqlx::Row as _;
 
 use super::{StoreError, Tx};
+use crate::domain::PartnerId;
 
 /// The table and holder column of a resource that has a holder.
 fn holder_column(resource: &str) -> Option<(&'static str, &'static str)> {
@@ -28,7 +29,7 @@ pub async fn held_by(
     tx: &mut Tx<'_>,
     resource: &str,
     ids: &[&str],
-    partner: &str,
+    partner: &PartnerId,
 ) -> Result<HashSet<String>, StoreError> {
     let mut held = HashSet::new();
     let Some((table, column)) = holder_column(resource) else {
@@ -40,7 +41,7 @@ pub async fn held_by(
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!("SELECT id FROM {table} WHERE {column} = $1 AND id IN ({placeholders})");
-        let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(partner);
+        let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(partner.as_str());
         for id in chunk {
             statement = statement.bind(*id);
         }

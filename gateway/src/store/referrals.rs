@@ -18,6 +18,7 @@
 use sqlx::Row as _;
 
 use super::{StoreError, Tx};
+use crate::domain::ids::{ReferralId, SubjectRef};
 
 /// A referral row as written. `sealed` is the vault's output; nothing here is an
 /// identifier.
@@ -197,13 +198,16 @@ pub async fn insert_assignments(tx: &mut Tx<'_>, rows: &[NewAssignment]) -> Resu
 /// on PostgreSQL (where `SELECT ... FOR UPDATE` would do, but SQLite does not
 /// parse it); on SQLite the write transaction already holds the database lock.
 #[tracing::instrument(name = "db.referrals.lock", skip_all)]
-pub async fn lock_referral(tx: &mut Tx<'_>, id: &str) -> Result<Option<ReferralHead>, StoreError> {
+pub async fn lock_referral(
+    tx: &mut Tx<'_>,
+    id: &ReferralId,
+) -> Result<Option<ReferralHead>, StoreError> {
     let row = sqlx::query(
         "UPDATE referrals SET updated_at = updated_at WHERE id = $1 \
          RETURNING id, submitted_by, subject_id, assigned_cbo, status, created_at, district, \
          resources, identity_id",
     )
-    .bind(id)
+    .bind(id.as_str())
     .fetch_optional(&mut **tx)
     .await?;
     row.map(|r| {
@@ -350,13 +354,16 @@ fn referral_row(r: &sqlx::any::AnyRow) -> Result<ReferralRow, StoreError> {
 
 /// One referral with its person's sealed identity, or `None`.
 #[tracing::instrument(name = "db.referrals.get", skip_all)]
-pub async fn get_referral(tx: &mut Tx<'_>, id: &str) -> Result<Option<ReferralRow>, StoreError> {
+pub async fn get_referral(
+    tx: &mut Tx<'_>,
+    id: &ReferralId,
+) -> Result<Option<ReferralRow>, StoreError> {
     let sql = format!(
         "SELECT {REFERRAL_COLUMNS} FROM referrals r JOIN identities i ON i.id = r.identity_id \
          WHERE r.id = $1"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
+        .bind(id.as_str())
         .fetch_optional(&mut **tx)
         .await?;
     row.as_ref().map(referral_row).transpose()
@@ -425,8 +432,9 @@ pub async fn list_referrals(
 #[tracing::instrument(name = "db.subjects.family", skip_all)]
 pub async fn same_person_subjects(
     tx: &mut Tx<'_>,
-    subject_id: &str,
+    subject_id: &SubjectRef,
 ) -> Result<Vec<String>, StoreError> {
+    let subject_id = subject_id.as_str();
     // The survivor: follow merged_into to its end (bounded, in case a cycle
     // ever crept in).
     let mut root = subject_id.to_owned();

@@ -23,7 +23,11 @@ pub(crate) async fn postgres_store(test: &str) -> Option<Store> {
 /// Creates an empty database on the server `admin_url` names; returns its URL.
 pub(crate) async fn create_postgres_database(admin_url: &str) -> String {
     use sqlx::Connection as _;
-    let name = format!("crosswalk_test_{}", uuid::Uuid::new_v4().simple());
+    let name = format!(
+        "crosswalk_test_{}",
+        crate::randomness::unique_name_suffix(&crate::randomness::OsRandomness)
+            .expect("randomness")
+    );
     let mut conn = sqlx::PgConnection::connect(admin_url)
         .await
         .expect("connect to TEST_DATABASE_URL");

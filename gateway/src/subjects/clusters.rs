@@ -55,10 +55,12 @@
 
 use std::collections::HashMap;
 
-use super::{RegistryError, SubjectRegistry, internal_id};
+use super::{RegistryError, SubjectRegistry};
 use crate::clock::Clock;
+use crate::domain::PartnerId;
 use crate::linkage::Fingerprint;
 use crate::pseudonym::{Pseudonym, Pseudonymizer};
+use crate::randomness::RecordIds;
 use crate::store::Tx;
 use crate::store::subjects::bulk::{self as bulk_repo, ClusterMove};
 use crate::store::subjects::clusters as cluster_repo;
@@ -70,7 +72,7 @@ use crate::store::subjects::{Candidate, Holding};
 /// the module docs for who holds what.
 pub fn partner_pseudonym(
     pseudonyms: &Pseudonymizer,
-    partner: &str,
+    partner: &PartnerId,
     holding: &Holding,
 ) -> Pseudonym {
     match holding.cluster_of(partner) {
@@ -246,7 +248,7 @@ impl SubjectRegistry {
             .iter()
             .map(|c| table.held(&c.holding, &c.subject_id))
             .collect();
-        let slot = table.settle(cbo, &known, || internal_id(now));
+        let slot = table.settle(cbo, &known, || self.ids.internal(now));
         move_stored_clusters(tx, &table, |_| held.subject_id.as_str()).await?;
         let cluster = table.id(slot).to_owned();
         cluster_repo::set_cbo(tx, identity_id, cbo, &cluster).await?;
@@ -263,15 +265,15 @@ pub(super) async fn settle_clusters(
     matched: &[Candidate],
     subject_id: &str,
     (source_partner, assigned_cbo): (&str, Option<&str>),
-    now: i64,
+    (ids, now): (&RecordIds, i64),
 ) -> Result<(String, Option<String>), RegistryError> {
     let mut table = ClusterTable::default();
     let known: Vec<_> = matched
         .iter()
         .map(|c| table.held(&c.holding, &c.subject_id))
         .collect();
-    let source = table.settle(source_partner, &known, || internal_id(now));
-    let cbo = assigned_cbo.map(|cbo| table.settle(cbo, &known, || internal_id(now)));
+    let source = table.settle(source_partner, &known, || ids.internal(now));
+    let cbo = assigned_cbo.map(|cbo| table.settle(cbo, &known, || ids.internal(now)));
     move_stored_clusters(tx, &table, |_| subject_id).await?;
     let cluster_id = table.id(source).to_owned();
     Ok((cluster_id, cbo.map(|slot| table.id(slot).to_owned())))

@@ -66,6 +66,7 @@ use super::{Linked, RegistryError, SubjectRegistry, identity_context, seal_input
 use crate::clock::Clock;
 use crate::linkage::{self, Fingerprint, Token, TokenKind};
 use crate::normalize::{Identity, IdentityInput};
+use crate::randomness::RecordIds;
 use crate::store::Tx;
 use crate::store::subjects::NewIdentity;
 use crate::store::subjects::bulk::{self, ChunkCandidate, IdentityTokens, NewMerge, NewSubject};
@@ -141,7 +142,7 @@ impl SubjectRegistry {
                 .map(|item| {
                     let fingerprint = linkage::fingerprint(item.identity, &self.keys);
                     Prepared {
-                        identity_id: super::internal_id(now),
+                        identity_id: self.ids.internal(now),
                         index_keys: fingerprint.index_keys(),
                         fingerprint,
                         source_partner: item.source_partner,
@@ -163,7 +164,7 @@ impl SubjectRegistry {
             bulk::candidates_for_keys(tx, self.key_version, &keys).await?
         };
         let resolution = tracing::debug_span!("subjects.resolve")
-            .in_scope(|| resolve(&stored, &prepared, now))?;
+            .in_scope(|| resolve(&stored, &prepared, (&self.ids, now)))?;
 
         let contexts: Vec<Vec<u8>> = prepared
             .iter()
@@ -277,7 +278,7 @@ impl SubjectRegistry {
             let merge_ids: Vec<String> = resolution
                 .merges
                 .iter()
-                .map(|_| super::internal_id(now))
+                .map(|_| self.ids.internal(now))
                 .collect();
             let merges: Vec<NewMerge<'_>> = resolution
                 .merges
@@ -375,7 +376,7 @@ impl SubjectTable {
 pub(super) fn resolve(
     stored: &[ChunkCandidate],
     prepared: &[Prepared<'_>],
-    now: i64,
+    (ids, now): (&RecordIds, i64),
 ) -> Result<Resolution, RegistryError> {
     let mut subjects = SubjectTable {
         slots: Vec::with_capacity(stored.len() + prepared.len()),
@@ -424,10 +425,10 @@ pub(super) fn resolve(
             matched.sort_unstable_by(|a, b| subjects.age_key(*a).cmp(&subjects.age_key(*b)));
             matched.dedup();
         }
-        let source = clusters.settle(p.source_partner, &matched_known, || super::internal_id(now));
+        let source = clusters.settle(p.source_partner, &matched_known, || ids.internal(now));
         let cbo = p
             .cbo
-            .map(|cbo| clusters.settle(cbo, &matched_known, || super::internal_id(now)));
+            .map(|cbo| clusters.settle(cbo, &matched_known, || ids.internal(now)));
         clustered.push((source, cbo));
         let subject = if let Some((&survivor, others)) = matched.split_first() {
             for &other in others {
@@ -436,7 +437,7 @@ pub(super) fn resolve(
             }
             survivor
         } else {
-            subjects.push(super::internal_id(now), now, false)
+            subjects.push(ids.internal(now), now, false)
         };
         if p.fingerprint.is_linkable() {
             index.add(&p.fingerprint, known.len());

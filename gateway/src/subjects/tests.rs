@@ -92,6 +92,7 @@ impl Fixture {
             age::x25519::Identity::generate(),
             store.clone(),
             RotationPolicy::default(),
+            crate::randomness::os(),
         );
         let master = MasterSecret::from_bytes([42; 32]);
         let registry = SubjectRegistry::open(&store, &master, vault)
@@ -835,6 +836,7 @@ async fn a_rolled_back_chunk_leaves_nothing_behind(backend: Backend) {
             age::x25519::Identity::generate(),
             f.store.clone(),
             RotationPolicy::default(),
+            crate::randomness::os(),
         ),
     )
     .await

@@ -65,6 +65,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use zeroize::Zeroizing;
 
 use crate::clock::Clock;
+use crate::randomness::Randomness;
 use crate::store::{Store, StoreError, Tx};
 
 mod cache;
@@ -150,6 +151,8 @@ struct Inner {
     recipient: age::x25519::Recipient,
     recipient_text: String,
     store: Store,
+    /// Data keys, their ids and nonces.
+    randomness: Arc<dyn Randomness>,
     policy: RotationPolicy,
     /// The key this vault seals under. A std Mutex, not a Tokio one: it is never
     /// held across an await (creating a key is CPU work only).
@@ -218,7 +221,12 @@ impl fmt::Debug for Vault {
 impl Vault {
     /// A vault whose data keys are wrapped to `identity`'s recipient. Touches
     /// neither the database nor the identity until the first seal or unseal.
-    pub fn new(identity: age::x25519::Identity, store: Store, policy: RotationPolicy) -> Self {
+    pub fn new(
+        identity: age::x25519::Identity,
+        store: Store,
+        policy: RotationPolicy,
+        randomness: Arc<dyn Randomness>,
+    ) -> Self {
         let recipient = identity.to_public();
         Self {
             inner: Arc::new(Inner {
@@ -226,11 +234,18 @@ impl Vault {
                 recipient,
                 identity,
                 store,
+                randomness,
                 policy,
                 sealing: Mutex::new(None),
                 cache: Mutex::new(KeyCache::new(CACHE_CAPACITY)),
             }),
         }
+    }
+
+    /// The randomness the vault draws keys and nonces from, for services built
+    /// beside it.
+    pub fn randomness(&self) -> Arc<dyn Randomness> {
+        Arc::clone(&self.inner.randomness)
     }
 
     /// Seals `plaintext` for the row named by `context` (e.g. `b"identities:<id>"`).
@@ -248,7 +263,12 @@ impl Vault {
             self.ensure_key_row(tx, row, ticket.id, ticket.check_committed)
                 .await?;
         }
-        Sealed::seal(&ticket.cipher, ticket.id, context, plaintext)
+        let mut nonce = [0u8; sealed::NONCE_LEN];
+        self.inner
+            .randomness
+            .fill(&mut nonce)
+            .map_err(|_| VaultError::Random)?;
+        Sealed::seal_with_nonce(&ticket.cipher, ticket.id, &nonce, context, plaintext)
     }
 
     /// Seals many values in the caller's transaction, as [`Vault::seal`] would one
@@ -276,7 +296,9 @@ impl Vault {
             }
         }
         let mut nonces = Zeroizing::new(vec![[0u8; sealed::NONCE_LEN]; values.len()]);
-        rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, nonces.as_flattened_mut())
+        self.inner
+            .randomness
+            .fill(nonces.as_flattened_mut())
             .map_err(|_| VaultError::Random)?;
         let mut out = Vec::with_capacity(values.len());
         let mut rest = values.iter().zip(nonces.iter());
@@ -410,10 +432,14 @@ impl Vault {
     /// the cache, so that this process can unseal under it before its row commits.
     fn new_key(&self, now: DateTime<Utc>) -> Result<SealingKey, VaultError> {
         let mut key = Zeroizing::new([0u8; 32]);
-        rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut key[..])
+        let mut id = [0u8; 16];
+        self.inner
+            .randomness
+            .fill(&mut key[..])
+            .and_then(|()| self.inner.randomness.fill(&mut id))
             .map_err(|_| VaultError::Random)?;
         let wrapped = age::encrypt(&self.inner.recipient, &key[..])?;
-        let id = uuid::Uuid::new_v4();
+        let id = uuid::Builder::from_random_bytes(id).into_uuid();
         let cipher = Arc::new(XChaCha20Poly1305::new((&*key).into()));
         lock(&self.inner.cache).insert(id, Arc::clone(&cipher));
         tracing::info!(key_id = %id, "vault: new data key");

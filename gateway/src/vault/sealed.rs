@@ -48,21 +48,9 @@ impl Sealed {
         self.0
     }
 
-    pub(super) fn seal(
-        cipher: &XChaCha20Poly1305,
-        key_id: uuid::Uuid,
-        context: &[u8],
-        plaintext: &[u8],
-    ) -> Result<Self, VaultError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut nonce)
-            .map_err(|_| VaultError::Random)?;
-        Self::seal_with_nonce(cipher, key_id, &nonce, context, plaintext)
-    }
-
-    /// Seals under a nonce the caller drew from the OS RNG: a batch draws all of
-    /// its nonces in one call instead of one system call per value. The nonce must
-    /// be fresh random bytes, never reused or derived.
+    /// Seals under a nonce the caller drew from the vault's randomness (a batch
+    /// draws all of its nonces in one call instead of one system call per
+    /// value). The nonce must be fresh random bytes, never reused or derived.
     pub(super) fn seal_with_nonce(
         cipher: &XChaCha20Poly1305,
         key_id: uuid::Uuid,

@@ -88,7 +88,12 @@ fn clock_at(hours: i64) -> FixedClock {
 }
 
 fn vault(store: &Store, identity: &age::x25519::Identity, policy: RotationPolicy) -> Vault {
-    Vault::new(identity.clone(), store.clone(), policy)
+    Vault::new(
+        identity.clone(),
+        store.clone(),
+        policy,
+        crate::randomness::os(),
+    )
 }
 
 /// Seals one value in its own committed transaction.
@@ -188,6 +193,7 @@ async fn wrong_context_and_tampering_fail(store: Store) {
         age::x25519::Identity::generate(),
         store,
         RotationPolicy::default(),
+        crate::randomness::os(),
     );
     assert!(matches!(
         stranger.unseal(b"identities:1", &sealed).await,
@@ -207,7 +213,7 @@ async fn rotation_by_count(store: Store) {
         sealed.push(seal_committed(&vault, &context(n), BUNDLE, &clock_at(0)).await);
     }
     assert_eq!(key_count(&store).await, 4, "3 + 3 + 3 + 1 seals");
-    let fresh = Vault::new(identity, store, policy);
+    let fresh = Vault::new(identity, store, policy, crate::randomness::os());
     for (n, value) in sealed.iter().enumerate() {
         assert_eq!(
             &fresh.unseal(&context(n), value).await.expect("unseal")[..],
@@ -239,7 +245,12 @@ async fn rotation_by_age(store: Store) {
         [clock_at(0).0.timestamp(), clock_at(24).0.timestamp()]
     );
 
-    let fresh = Vault::new(identity, store, RotationPolicy::default());
+    let fresh = Vault::new(
+        identity,
+        store,
+        RotationPolicy::default(),
+        crate::randomness::os(),
+    );
     for (n, value) in [first, same_day, next_day].iter().enumerate() {
         assert_eq!(
             &fresh.unseal(&context(n), value).await.expect("unseal")[..],
@@ -285,7 +296,12 @@ async fn rolled_back_key_creation(store: Store) {
     }
     assert!(confirmed, "the committed key row is eventually recognised");
 
-    let fresh = Vault::new(identity, store, RotationPolicy::default());
+    let fresh = Vault::new(
+        identity,
+        store,
+        RotationPolicy::default(),
+        crate::randomness::os(),
+    );
     assert_eq!(
         &fresh.unseal(&context(1), &kept).await.expect("unseal")[..],
         BUNDLE
@@ -324,7 +340,7 @@ async fn concurrent_replicas_race_at_rotation(store: Store) {
     assert_eq!(sealed.len(), 40);
     assert!(key_count(&store).await >= 20, "40 seals, 2 per key");
 
-    let fresh = Vault::new(identity, store, policy);
+    let fresh = Vault::new(identity, store, policy, crate::randomness::os());
     for (n, value) in &sealed {
         let opened = fresh.unseal(&context(*n), value).await.expect("unseal");
         assert_eq!(&opened[..], format!("record {n}").as_bytes());
@@ -354,8 +370,8 @@ async fn rewrap_to_a_new_identity(store: Store) {
         .expect("re-run");
     assert_eq!(again.rewrapped, 0, "nothing left to do");
 
-    let after = Vault::new(new, store.clone(), policy);
-    let before = Vault::new(old, store, policy);
+    let after = Vault::new(new, store.clone(), policy, crate::randomness::os());
+    let before = Vault::new(old, store, policy, crate::randomness::os());
     for (n, value) in sealed.iter().enumerate() {
         assert_eq!(
             &after.unseal(&context(n), value).await.expect("unseal")[..],

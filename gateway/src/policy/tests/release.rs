@@ -4,13 +4,19 @@ use serde_json::{Value, json};
 
 use super::{TestBundle, input, pseudonymizer, referral_record};
 use crate::config::PartnerKind;
+use crate::domain::PartnerId;
 use crate::policy::*;
+
+fn pid(text: &str) -> PartnerId {
+    PartnerId::parse(text).expect("a partner id")
+}
 
 #[test]
 fn release_view_applies_each_action_and_drops_what_is_not_named() {
     let policy = TestBundle::new().load().expect("loads");
     let pseudonyms = pseudonymizer();
-    let shaper = FieldShaper::for_partner(&pseudonyms, "admin");
+    let audience = pid("admin");
+    let shaper = FieldShaper::for_partner(&pseudonyms, &audience);
     let admin = policy.decide(&input(PartnerKind::Admin, Action::Read, Resource::Referral));
 
     let view = release_view(&admin, &referral_record(), &shaper).expect("allowed");
@@ -45,13 +51,13 @@ fn release_view_reads_dotted_records_and_pseudonymizes_per_requester() {
     let north = release_view(
         &cbo,
         &dotted,
-        &FieldShaper::for_partner(&pseudonyms, "cbo-north"),
+        &FieldShaper::for_partner(&pseudonyms, &pid("cbo-north")),
     )
     .expect("allowed");
     let south = release_view(
         &cbo,
         &dotted,
-        &FieldShaper::for_partner(&pseudonyms, "cbo-south"),
+        &FieldShaper::for_partner(&pseudonyms, &pid("cbo-south")),
     )
     .expect("allowed");
 
@@ -65,7 +71,7 @@ fn release_view_reads_dotted_records_and_pseudonymizes_per_requester() {
     let again = release_view(
         &cbo,
         &dotted,
-        &FieldShaper::for_partner(&pseudonyms, "cbo-north"),
+        &FieldShaper::for_partner(&pseudonyms, &pid("cbo-north")),
     )
     .expect("allowed");
     assert_eq!(again.as_json()["submitted_by"], pseudonym, "stable");
@@ -124,7 +130,8 @@ fn notices_travel_with_the_view() {
 fn no_view_without_allow() {
     let policy = TestBundle::new().load().expect("loads");
     let pseudonyms = pseudonymizer();
-    let shaper = FieldShaper::for_partner(&pseudonyms, "pd");
+    let audience = pid("pd");
+    let shaper = FieldShaper::for_partner(&pseudonyms, &audience);
     for (action, effect) in [
         (Action::Read, Effect::Deny),
         (Action::Aggregate, Effect::AggregateOnly),

@@ -97,7 +97,7 @@ async fn seal_many_rotates_keys_inside_a_batch(store: Store) {
     assert_ne!(later[0].key_id().ok(), keys.last().copied());
     assert_eq!(key_count(&store).await, 5);
 
-    let fresh = Vault::new(identity, store, policy);
+    let fresh = Vault::new(identity, store, policy, crate::randomness::os());
     opens_all(&fresh, 1, &values[1..], &batch).await;
     opens_all(&fresh, 0, &values[..1], std::slice::from_ref(&single)).await;
 }
@@ -127,6 +127,11 @@ async fn seal_many_after_a_rolled_back_batch_commits_the_key_row(store: Store) {
     let kept = seal_many_committed(&vault, 8, &plaintexts(8), &clock_at(0)).await;
     assert_eq!(lost[0].key_id().ok(), kept[0].key_id().ok(), "the same key");
     assert_eq!(key_count(&store).await, 1);
-    let fresh = Vault::new(identity, store, RotationPolicy::default());
+    let fresh = Vault::new(
+        identity,
+        store,
+        RotationPolicy::default(),
+        crate::randomness::os(),
+    );
     opens_all(&fresh, 8, &plaintexts(8), &kept).await;
 }
