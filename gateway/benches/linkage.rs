@@ -161,15 +161,7 @@ fn ratio(a: usize, b: usize) -> f64 {
 }
 
 fn print_summary(s: &LinkSummary) {
-    println!(
-        "rows: left {} ({} invalid, {} unlinkable), right {} ({} invalid, {} unlinkable)",
-        s.left.rows,
-        s.left.invalid,
-        s.left.unlinkable,
-        s.right.rows,
-        s.right.invalid,
-        s.right.unlinkable
-    );
+    println!("rows: left {}; right {}", s.left, s.right);
 }
 
 #[expect(clippy::too_many_arguments, reason = "a bench helper")]

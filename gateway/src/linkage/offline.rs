@@ -10,9 +10,13 @@
 //! - a mapped column (or the id column) missing from a header, or a row that
 //!   cannot be read, stops the run with an error naming the file, the row and
 //!   the column;
-//! - a row whose identity does not normalize is reported on the diagnostics
-//!   stream (file, row, column and field — never the value) and skipped;
-//! - an unlinkable row is skipped and counted.
+//! - a value that does not normalize (an impossible date, a ZIP that is not
+//!   one, a malformed phone) costs that value, not the row: it is left out of
+//!   the exact tokens, its digits or words are kept for the fuzzy comparison
+//!   ([`normalize_tolerant`]), and it is counted per field on the diagnostics
+//!   stream (file, column, field, how many, the first rows — never a value);
+//! - an unlinkable row (too few usable fields once bad values are dropped) is
+//!   skipped and counted.
 //!
 //! Empty cells are absent fields. Cells and headers are trimmed.
 
@@ -27,7 +31,7 @@ use rayon::prelude::*;
 use super::batch::{Link, link_one_to_one};
 use super::fingerprint::{Fingerprint, fingerprint};
 use super::keys::LinkageKeys;
-use crate::normalize::{IdentityInput, NormalizeOptions, normalize};
+use crate::normalize::{IdentityInput, NormalizeOptions, normalize_tolerant};
 
 /// An identifier field a CSV column can be mapped to: the referral subject's
 /// field names.
@@ -176,16 +180,39 @@ fn at_column(column: Option<&str>) -> String {
 }
 
 /// Counts for one side of a run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SideSummary {
     pub rows: usize,
-    /// Rows skipped because their identity did not normalize.
-    pub invalid: usize,
+    /// Values dropped because they did not normalize, per field (in
+    /// [`Field::ALL`] order, fields with none left out). Their rows were kept.
+    pub dropped: Vec<(Field, usize)>,
     /// Rows skipped because their identity has too few usable fields.
     pub unlinkable: usize,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+impl SideSummary {
+    /// Values dropped, all fields together.
+    pub fn dropped_values(&self) -> usize {
+        self.dropped.iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl fmt::Display for SideSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} rows, {} unlinkable", self.rows, self.unlinkable)?;
+        if !self.dropped.is_empty() {
+            let fields: Vec<String> = self
+                .dropped
+                .iter()
+                .map(|(field, n)| format!("{field} {n}"))
+                .collect();
+            write!(f, ", values dropped: {}", fields.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinkSummary {
     pub left: SideSummary,
     pub right: SideSummary,
@@ -206,14 +233,8 @@ pub fn run_cli(config: &crate::config::Config, request: &LinkFiles<'_>) -> anyho
     let summary = link_files(request, &keys, &options, &mut out, &mut io::stderr())?;
     out.flush()?;
     eprintln!(
-        "crosswalk link: {} pairs linked; left: {} rows, {} invalid, {} unlinkable; right: {} rows, {} invalid, {} unlinkable",
-        summary.links,
-        summary.left.rows,
-        summary.left.invalid,
-        summary.left.unlinkable,
-        summary.right.rows,
-        summary.right.invalid,
-        summary.right.unlinkable
+        "crosswalk link: {} pairs linked; left: {}; right: {}",
+        summary.links, summary.left, summary.right
     );
     Ok(())
 }
@@ -274,8 +295,11 @@ struct RawRow {
     input: IdentityInput,
 }
 
+/// Rows named per field in the diagnostics before "and N more".
+const EXAMPLE_ROWS: usize = 5;
+
 /// Normalizes and fingerprints one file's rows (in parallel), reporting the
-/// rows it skips.
+/// values it drops and the rows it skips.
 fn fingerprint_side(
     request: &LinkFiles<'_>,
     path: &Path,
@@ -286,7 +310,11 @@ fn fingerprint_side(
 ) -> Side {
     let results: Vec<_> = rows
         .par_iter()
-        .map(|row| normalize(&row.input, &options).map(|identity| fingerprint(&identity, keys)))
+        .map(|row| {
+            let tolerant = normalize_tolerant(&row.input, &options);
+            let dropped: Vec<&'static str> = tolerant.dropped.iter().map(|p| p.field).collect();
+            (fingerprint(&tolerant.identity, keys), dropped)
+        })
         .collect();
 
     let mut side = Side {
@@ -297,34 +325,54 @@ fn fingerprint_side(
             ..SideSummary::default()
         },
     };
-    for (row, result) in rows.into_iter().zip(results) {
-        match result {
-            Ok(fp) if fp.is_linkable() => {
-                side.ids.push(row.id);
-                side.fingerprints.push(fp);
-            }
-            Ok(_) => side.summary.unlinkable += 1,
-            Err(problems) => {
-                side.summary.invalid += 1;
-                for p in problems {
-                    let column = request
-                        .map
-                        .iter()
-                        .find(|m| m.field.name() == p.field)
-                        .map_or("-", |m| m.column.as_str());
-                    // The problem text never quotes the value (normalize's contract).
-                    let _ = writeln!(
-                        diagnostics,
-                        "crosswalk link: {}: row {}, column {column:?} ({}): {}; row skipped",
-                        path.display(),
-                        row.row,
-                        p.field,
-                        p.problem
-                    );
+    // Per field: how many values were dropped, and the first rows.
+    let mut dropped: Vec<(Field, usize, Vec<u64>)> = Vec::new();
+    for (row, (fp, fields)) in rows.into_iter().zip(results) {
+        for name in fields {
+            let Some(field) = Field::ALL.into_iter().find(|f| f.name() == name) else {
+                continue;
+            };
+            match dropped.iter_mut().find(|(f, ..)| *f == field) {
+                Some((_, n, examples)) => {
+                    *n += 1;
+                    if examples.len() < EXAMPLE_ROWS {
+                        examples.push(row.row);
+                    }
                 }
+                None => dropped.push((field, 1, vec![row.row])),
             }
         }
+        if fp.is_linkable() {
+            side.ids.push(row.id);
+            side.fingerprints.push(fp);
+        } else {
+            side.summary.unlinkable += 1;
+        }
     }
+    dropped.sort_by_key(|(field, ..)| Field::ALL.iter().position(|f| f == field));
+    for (field, n, examples) in &dropped {
+        let column = request
+            .map
+            .iter()
+            .find(|m| m.field == *field)
+            .map_or("-", |m| m.column.as_str());
+        let rows: Vec<String> = examples.iter().map(u64::to_string).collect();
+        let more = n.saturating_sub(examples.len());
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        // Row numbers and counts only: never a value.
+        let _ = writeln!(
+            diagnostics,
+            "crosswalk link: {}: column {column:?} ({field}): {n} values do not normalize and were \
+             dropped, the rows kept (rows {}{more})",
+            path.display(),
+            rows.join(", "),
+        );
+    }
+    side.summary.dropped = dropped.into_iter().map(|(f, n, _)| (f, n)).collect();
     if side.summary.unlinkable > 0 {
         let _ = writeln!(
             diagnostics,

@@ -343,9 +343,13 @@ mod offline_link {
             .collect();
         // One-to-one: a1 takes the exact b3, not the typo b2.
         assert_eq!(pairs, vec![("a1", "b3"), ("a2", "b1")]);
-        // The bad date is reported by row, column and field, never by value.
+        // The bad date costs the date, not the row, and is reported by
+        // column, field and row, never by value.
         assert!(
-            diagnostics.contains("row 5, column \"birth\" (dob)"),
+            diagnostics.contains(
+                "column \"birth\" (dob): 1 values do not normalize and were dropped, the rows \
+                 kept (rows 5)"
+            ),
             "{diagnostics}"
         );
         assert!(!diagnostics.contains("1990-13-40"), "{diagnostics}");
@@ -353,6 +357,41 @@ mod offline_link {
             diagnostics.contains("1 rows skipped as unlinkable"),
             "{diagnostics}"
         );
+    }
+
+    #[test]
+    fn one_bad_field_keeps_the_row_and_it_still_links() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let left = write(
+            dir.path(),
+            "left.csv",
+            "id,first,last,birth,zip,tel\n\
+             a1,William,Smith,1970-01-02,95616,916-555-0199\n\
+             a2,Maria,Garcia,1984-03-07,95814,916-555-0142\n",
+        );
+        // b1's ZIP is not a ZIP and b2's phone is not a phone: each costs that
+        // field only, and both rows still link on what is left.
+        let right = write(
+            dir.path(),
+            "right.csv",
+            "id,first,last,birth,zip,tel\n\
+             b1,Bill,Smith,01/02/1970,9561X,916-555-0199\n\
+             b2,Maria,Garcia,03/07/1984,95814,555-01\n",
+        );
+        let (out, diagnostics) = run(&left, &right, &map());
+        let out = out.expect("links");
+        let mut pairs: Vec<&str> = out.lines().skip(1).map(|l| &l[..5]).collect();
+        pairs.sort_unstable();
+        assert_eq!(pairs, ["a1,b1", "a2,b2"], "{diagnostics}");
+        assert!(
+            diagnostics.contains("column \"zip\" (zip): 1 values do not normalize"),
+            "{diagnostics}"
+        );
+        assert!(
+            diagnostics.contains("column \"tel\" (phone): 1 values do not normalize"),
+            "{diagnostics}"
+        );
+        assert!(!diagnostics.contains("9561X") && !diagnostics.contains("555-01\n"));
     }
 
     #[test]

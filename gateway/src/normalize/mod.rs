@@ -239,6 +239,89 @@ pub fn normalize(
     })
 }
 
+/// What survives of a field that did not normalize: the characters a fuzzy
+/// comparison can still use. For a date of birth, a ZIP or a phone number,
+/// its digits (an impossible `1984-13-07` still shares most of its digits with
+/// `1984-03-07`); for anything else, its folded words. Never compared exactly,
+/// never released, never printed: it is as identifying as the value.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Remnant {
+    /// The field's name as in the API: `dob`, `zip`, `phone`, ...
+    pub field: &'static str,
+    pub text: String,
+}
+
+impl fmt::Debug for Remnant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Remnant({}: [redacted])", self.field)
+    }
+}
+
+/// [`normalize_tolerant`]'s answer: the identity with every field that
+/// normalized, the fields that did not (each named, the value never quoted),
+/// and what is left of those for fuzzy comparison.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tolerant {
+    pub identity: Identity,
+    pub dropped: Vec<FieldProblem>,
+    pub remnants: Vec<Remnant>,
+}
+
+/// Normalizes `input` as [`normalize`] does, except that a field that does not
+/// normalize costs that field, not the identity: it is left out of the
+/// identity (so no exact comparison uses it), reported in
+/// [`Tolerant::dropped`], and its digits or words kept in
+/// [`Tolerant::remnants`]. For bulk data (`crosswalk link`, batch imports),
+/// where nobody is there to correct a typo; a single referral keeps the strict
+/// [`normalize`], because the officer can.
+pub fn normalize_tolerant(input: &IdentityInput, options: &NormalizeOptions) -> Tolerant {
+    let problems = match normalize(input, options) {
+        Ok(identity) => {
+            return Tolerant {
+                identity,
+                ..Tolerant::default()
+            };
+        }
+        Err(problems) => problems,
+    };
+    let mut kept = input.clone();
+    let mut remnants = Vec::with_capacity(problems.len());
+    for problem in &problems {
+        let slot = match problem.field {
+            "given_name" => &mut kept.given_name,
+            "surname" => &mut kept.surname,
+            "dob" => &mut kept.dob,
+            "sex" => &mut kept.sex,
+            "street" => &mut kept.street,
+            "city" => &mut kept.city,
+            "state" => &mut kept.state,
+            "zip" => &mut kept.zip,
+            "phone" => &mut kept.phone,
+            _ => &mut kept.email,
+        };
+        if let Some(value) = slot.take() {
+            let text = match problem.field {
+                "dob" | "zip" | "phone" => value.chars().filter(char::is_ascii_digit).collect(),
+                _ => text::fold_words(&value, text::Hash::Punctuation),
+            };
+            if !text.is_empty() {
+                remnants.push(Remnant {
+                    field: problem.field,
+                    text,
+                });
+            }
+        }
+    }
+    // Every bad field is gone, so this cannot fail; if it ever did, nothing
+    // is kept rather than something half-checked.
+    let identity = normalize(&kept, options).unwrap_or_default();
+    Tolerant {
+        identity,
+        dropped: problems,
+        remnants,
+    }
+}
+
 /// Runs one field's normalizer when the field was given, recording its problem.
 fn check<T>(
     problems: &mut Vec<FieldProblem>,
@@ -252,5 +335,70 @@ fn check<T>(
             problems.push(FieldProblem { field, problem });
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tolerant_tests {
+    use super::*;
+
+    fn options() -> NormalizeOptions {
+        NormalizeOptions::new(
+            phonenumber::country::Id::US,
+            NaiveDate::from_ymd_opt(2026, 12, 7).expect("a date"),
+        )
+    }
+
+    #[test]
+    fn a_bad_field_costs_that_field_and_leaves_its_digits() {
+        let input = IdentityInput {
+            given_name: Some("Michaela".to_owned()),
+            surname: Some("Neumann".to_owned()),
+            dob: Some("1915-13-11".to_owned()),
+            zip: Some("4223".to_owned()),
+            city: Some("Winston Hills".to_owned()),
+            ..IdentityInput::default()
+        };
+        assert!(normalize(&input, &options()).is_err(), "strict refuses it");
+        let tolerant = normalize_tolerant(&input, &options());
+        assert_eq!(tolerant.identity.given_name.as_deref(), Some("michaela"));
+        assert_eq!(tolerant.identity.city.as_deref(), Some("winston hills"));
+        assert_eq!(tolerant.identity.dob, None);
+        assert_eq!(tolerant.identity.zip, None);
+        let dropped: Vec<_> = tolerant.dropped.iter().map(|p| p.field).collect();
+        assert_eq!(dropped, ["dob", "zip"]);
+        assert_eq!(
+            tolerant.remnants,
+            [
+                Remnant {
+                    field: "dob",
+                    text: "19151311".to_owned()
+                },
+                Remnant {
+                    field: "zip",
+                    text: "4223".to_owned()
+                },
+            ]
+        );
+        for problem in &tolerant.dropped {
+            assert!(!problem.problem.contains("1915"), "never quotes the value");
+        }
+        assert!(
+            !format!("{tolerant:?}").contains("1915"),
+            "Debug hides values"
+        );
+    }
+
+    #[test]
+    fn a_clean_identity_is_what_strict_normalization_gives() {
+        let input = IdentityInput {
+            given_name: Some("Bill".to_owned()),
+            surname: Some("O'Brien".to_owned()),
+            dob: Some("03/07/1984".to_owned()),
+            ..IdentityInput::default()
+        };
+        let tolerant = normalize_tolerant(&input, &options());
+        assert_eq!(Some(tolerant.identity), normalize(&input, &options()).ok());
+        assert!(tolerant.dropped.is_empty() && tolerant.remnants.is_empty());
     }
 }
