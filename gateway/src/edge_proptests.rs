@@ -132,6 +132,7 @@ fn with_config<T>(check: impl FnOnce(&CheckContext<'_>) -> T) -> T {
         .expect("a time");
     let cx = CheckContext {
         config: &config,
+        tolerance: crate::exchange::subject::Tolerance::RefuseRequest,
         normalize: NormalizeOptions::new(
             phonenumber::country::Id::US,
             NaiveDate::from_ymd_opt(2026, 12, 7).expect("a date"),

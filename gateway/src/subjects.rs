@@ -439,8 +439,9 @@ pub async fn rotate_keys(
             let sealed = Sealed::from_bytes(stored.sealed.clone());
             let plain = vault.unseal(&identity_context(&stored.id), &sealed).await?;
             let input = unseal_input(&plain).ok_or_else(corrupt)?;
-            let identity =
-                crate::normalize::normalize(&input, normalize_options).map_err(|_| corrupt())?;
+            // Tolerant, as a batch line was registered: a value that did
+            // not normalize then was left out of the identity, and is again.
+            let identity = crate::normalize::normalize_tolerant(&input, normalize_options).identity;
             let fingerprint = linkage::fingerprint(&identity, &keys);
             repo::update_fingerprint(&mut tx, &stored.id, &fingerprint.to_bytes(), target).await?;
             if fingerprint.is_linkable() {

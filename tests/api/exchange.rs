@@ -22,6 +22,7 @@ backend_tests!(
     bad_input_names_the_field_and_stores_nothing,
     only_police_submit_referrals,
     a_batch_answers_every_line_in_order,
+    a_batch_line_drops_a_bad_optional_field_and_still_links,
     a_large_batch_streams_both_ways,
     only_the_assigned_cbo_reports_outcomes,
     outcome_dates_fall_between_the_referral_and_now,
@@ -627,6 +628,55 @@ async fn a_batch_answers_every_line_in_order(backend: Backend) {
         .await,
         3
     );
+}
+
+/// In a batch, an optional subject field that does not normalize costs that
+/// field, not the line: the referral is stored without it in its linkage,
+/// the line names it (never quoting it), and the person still links on the
+/// rest. A required name that does not normalize still refuses the line; a
+/// single referral still refuses the bad date (the officer can correct it).
+async fn a_batch_line_drops_a_bad_optional_field_and_still_links(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let good = full("Rhea", "Quill");
+    let mut impossible = full("Rhea", "Quill");
+    impossible["subject"]["dob"] = json!("1979-13-04");
+    let mut bad_name = full("Rhea", "Quill");
+    bad_name["subject"]["given_name"] = json!("1234");
+    let body = [&good, &impossible, &bad_name]
+        .iter()
+        .map(|v| v.to_string() + "\n")
+        .collect::<String>();
+    let results = batch(&app, body, None).await;
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert!(results[0].get("dropped").is_none(), "{}", results[0]);
+    assert_eq!(results[1]["referral"]["status"], "new", "{}", results[1]);
+    assert_eq!(
+        results[1]["dropped"][0]["field"], "subject.dob",
+        "{}",
+        results[1]
+    );
+    assert_eq!(results[1]["dropped"].as_array().map(Vec::len), Some(1));
+    assert!(
+        !results[1].to_string().contains("1979-13-04"),
+        "{}",
+        results[1]
+    );
+    assert_eq!(
+        results[1]["referral"]["subject_pseudonym"], results[0]["referral"]["subject_pseudonym"],
+        "the same person, linked without the date"
+    );
+    assert_eq!(results[2]["problem"]["status"], 400, "{}", results[2]);
+    assert_eq!(
+        results[2]["problem"]["errors"][0]["field"],
+        "subject.given_name"
+    );
+
+    let single = post(&app, "/v1/referrals", "pd", &impossible).await;
+    assert_eq!(single.status(), 400);
+    let problem: Value = single.json().await.expect("problem");
+    assert_eq!(problem["errors"][0]["field"], "subject.dob", "{problem}");
+    let pool = app.db_pool().await;
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM referrals").await, 2);
 }
 
 /// A referral for a synthetic person (realistic names, addresses, phones).

@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use super::DemoClock;
 use crate::domain::PartnerId;
 use crate::exchange::vocabulary::{Code as _, ResourceCategory};
-use crate::exchange::{Exchange, ReferralReceipt, Submission, Submitted};
+use crate::exchange::{Exchange, ReferralReceipt, Submission, Submitted, Tolerance};
 use crate::linkage::synth;
 use crate::normalize::IdentityInput;
 use crate::policy::Purpose;
@@ -331,8 +331,8 @@ pub(super) async fn seed(
         match event.step {
             Step::Referral { index, body, clean } => {
                 let draft = exchange
-                    .check_referral(&body)
-                    .or_else(|_| exchange.check_referral(&clean))
+                    .check_referral(&body, Tolerance::RefuseRequest)
+                    .or_else(|_| exchange.check_referral(&clean, Tolerance::RefuseRequest))
                     .map_err(|invalid| anyhow::anyhow!("demo referral {index}: {invalid}"))?;
                 let submitted = exchange
                     .submit(vec![Submission {

@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use super::input::{self, Invalid};
 use super::linking::{LinkItem, link_identities};
-use super::subject::{CheckedSubject, SubjectRequest};
+use super::subject::{CheckedSubject, SubjectRequest, Tolerance};
 use super::vocabulary::{CaseStatus, Code as _, Program};
 use super::{ExchangeError, Shared, rfc3339};
 use crate::audit::{self, Event};
@@ -99,9 +99,11 @@ struct CheckedCase {
 fn check(body: &[u8], shared: &Shared, now: DateTime<Utc>) -> Result<CheckedCase, Invalid> {
     let request: CaseRequest = input::parse_json(body)?;
     let mut invalid = Invalid::default();
-    let subject = request
-        .subject
-        .check(&mut invalid, &shared.normalize_options(now));
+    let subject = request.subject.check(
+        &mut invalid,
+        &shared.normalize_options(now),
+        Tolerance::RefuseRequest,
+    );
     let case_ref = input::reference(&mut invalid, "case_ref", &request.case_ref);
     let program = input::code::<Program>(&mut invalid, "program", &request.program);
     let status = input::code::<CaseStatus>(&mut invalid, "status", &request.status);

@@ -53,6 +53,7 @@ pub mod referral;
 pub mod routing;
 pub mod status;
 pub mod subject;
+pub use self::subject::Tolerance;
 pub use crate::domain::vocabulary;
 
 use std::sync::Arc;
@@ -174,15 +175,22 @@ impl Exchange {
         Self { shared, intake }
     }
 
-    /// Reads and checks one referral body (a request, or a batch line). Touches no
-    /// database: a bad referral costs nothing but CPU.
-    pub fn check_referral(&self, body: &[u8]) -> Result<ReferralDraft, Invalid> {
+    /// Reads and checks one referral body. Touches no database: a bad
+    /// referral costs nothing but CPU. `tolerance` says what a subject field
+    /// that does not normalize costs: the request (a single referral), or
+    /// that field (a batch line; the draft's `subject.dropped` names it).
+    pub fn check_referral(
+        &self,
+        body: &[u8],
+        tolerance: Tolerance,
+    ) -> Result<ReferralDraft, Invalid> {
         let now = self.shared.clock.now();
         referral::check(
             body,
             &CheckContext {
                 config: &self.shared.config,
                 normalize: self.shared.normalize_options(now),
+                tolerance,
                 window: self.shared.event_window(now),
             },
         )

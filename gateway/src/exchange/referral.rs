@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::input::{self, EventWindow, Invalid, MAX_DISTRICT_CHARS, MAX_RESOURCES};
 use super::routing::{self, Assignment};
-use super::subject::{CheckedSubject, SubjectRequest};
+use super::subject::{CheckedSubject, SubjectRequest, Tolerance};
 use super::vocabulary::{FollowUpBy, ResourceCategory};
 use crate::config::Config;
 use crate::normalize::NormalizeOptions;
@@ -131,6 +131,8 @@ impl std::fmt::Debug for ReferralDraft {
 pub struct CheckContext<'a> {
     pub config: &'a Config,
     pub normalize: NormalizeOptions,
+    /// What a subject field that does not normalize costs.
+    pub tolerance: Tolerance,
     /// Where `contact_at` may fall: from the program start to now.
     pub window: EventWindow,
 }
@@ -140,7 +142,9 @@ pub fn check(body: &[u8], cx: &CheckContext<'_>) -> Result<ReferralDraft, Invali
     let request: ReferralRequest = input::parse_json(body)?;
     let mut invalid = Invalid::default();
 
-    let subject = request.subject.check(&mut invalid, &cx.normalize);
+    let subject = request
+        .subject
+        .check(&mut invalid, &cx.normalize, cx.tolerance);
     let contact_at = input::event_time(&mut invalid, "contact_at", &request.contact_at, cx.window);
     let district = check_district(&mut invalid, &request.district);
     let resources = check_resources(&mut invalid, &request.resources);

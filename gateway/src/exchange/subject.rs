@@ -6,8 +6,8 @@
 
 use serde::Deserialize;
 
-use super::input::{Invalid, MAX_IDENTIFIER_CHARS};
-use crate::normalize::{Identity, IdentityInput, NormalizeOptions, normalize};
+use super::input::{FieldError, Invalid, MAX_IDENTIFIER_CHARS};
+use crate::normalize::{Identity, IdentityInput, NormalizeOptions, normalize, normalize_tolerant};
 
 /// A person's identifiers as sent. `given_name` and `surname` are required:
 /// every referral and case names the person.
@@ -100,6 +100,21 @@ impl std::fmt::Debug for AddressRequest {
 pub struct CheckedSubject {
     pub input: IdentityInput,
     pub identity: Identity,
+    /// Under [`Tolerance::DropBadFields`], the optional fields that did not
+    /// normalize: left out of `identity` (the vault still keeps them as sent).
+    pub dropped: Vec<FieldError>,
+}
+
+/// What a value that does not normalize costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tolerance {
+    /// The request: it is refused, naming the field (a single referral: the
+    /// officer is there to correct it).
+    RefuseRequest,
+    /// That field only, when it is optional: it is dropped from linkage and
+    /// reported (bulk submissions, where nobody is there to correct a typo).
+    /// A required name that does not normalize still refuses the request.
+    DropBadFields,
 }
 
 /// The API path of each identity field.
@@ -116,6 +131,7 @@ impl SubjectRequest {
         self,
         invalid: &mut Invalid,
         options: &NormalizeOptions,
+        tolerance: Tolerance,
     ) -> Option<CheckedSubject> {
         let address = self.address.unwrap_or(AddressRequest {
             street: None,
@@ -161,8 +177,35 @@ impl SubjectRequest {
         if invalid.errors.len() > before {
             return None;
         }
+        if tolerance == Tolerance::DropBadFields {
+            let tolerant = normalize_tolerant(&input, options);
+            let mut dropped = Vec::new();
+            for problem in tolerant.dropped {
+                let path = api_path(problem.field);
+                if matches!(problem.field, "given_name" | "surname") {
+                    invalid.push(path, problem.problem);
+                } else {
+                    dropped.push(FieldError {
+                        field: path,
+                        problem: problem.problem,
+                    });
+                }
+            }
+            if invalid.errors.len() > before {
+                return None;
+            }
+            return Some(CheckedSubject {
+                input,
+                identity: tolerant.identity,
+                dropped,
+            });
+        }
         match normalize(&input, options) {
-            Ok(identity) => Some(CheckedSubject { input, identity }),
+            Ok(identity) => Some(CheckedSubject {
+                input,
+                identity,
+                dropped: Vec::new(),
+            }),
             Err(problems) => {
                 for problem in problems {
                     invalid.push(api_path(problem.field), problem.problem);

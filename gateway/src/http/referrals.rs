@@ -18,7 +18,7 @@ use super::query::RecordPath;
 use crate::config::PartnerKind;
 use crate::domain::ids::ReferralId;
 use crate::exchange::idempotency::IdempotencyKeys;
-use crate::exchange::{ReferralReceipt, Submission, SubmitError, Submitted};
+use crate::exchange::{ReferralReceipt, Submission, SubmitError, Submitted, Tolerance};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -66,7 +66,9 @@ pub(crate) async fn create_referral(
     }
     let key = idempotency_key(&headers)?;
     require_content_type(&headers, JSON)?;
-    let draft = state.exchange.check_referral(&body)?;
+    let draft = state
+        .exchange
+        .check_referral(&body, Tolerance::RefuseRequest)?;
     let claim = key.map(|key| state.exchange.claim(&partner.id, key.as_bytes(), &body));
     let mut results = state
         .exchange

@@ -32,7 +32,11 @@
 //! One per input line, in input order:
 //! - `{"line": 3, "referral": {"id": ..., "status": "new", "assigned_cbo": ...,
 //!   "subject_pseudonym": ...}}` — created (with `"replayed": true` when the line
-//!   repeats one already stored under the same `Idempotency-Key`);
+//!   repeats one already stored under the same `Idempotency-Key`, and
+//!   `"dropped": [{"field": "subject.dob", "problem": ...}]` when an optional
+//!   subject field did not normalize: unlike the single route, a batch line
+//!   costs that field, not the line — nobody is there to correct a typo in a
+//!   bulk load);
 //! - `{"line": 4, "problem": {problem+json, with `errors[].field`}}` — this line
 //!   was rejected and nothing of it stored; the others are unaffected.
 //!
@@ -63,13 +67,13 @@ use super::caller::Caller;
 use super::error::ApiError;
 use super::exchange::require_content_type;
 use super::ndjson::{Line, LineReader};
-use super::problem::Problem;
+use super::problem::{FieldError, Problem};
 use super::referrals::idempotency_key;
 use crate::config::PartnerKind;
 use crate::domain::PartnerId;
 use crate::exchange::{
     Exchange, GROUP_LIMIT, Invalid, Pending, ReferralReceipt, Submission, SubmitError,
-    SubmitResult, Submitted,
+    SubmitResult, Submitted, Tolerance,
 };
 use crate::policy::Purpose;
 
@@ -172,16 +176,28 @@ pub struct BatchResultLine {
     /// The line repeats one already stored under the same Idempotency-Key.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     replayed: bool,
+    /// Optional subject fields that did not normalize (an impossible date of
+    /// birth, a ZIP that is not one): the referral was stored without them in
+    /// its linkage (the vault keeps them as sent), each named with why, never
+    /// quoted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dropped: Vec<FieldError>,
     #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<Problem>,
 }
 
 impl BatchResultLine {
-    fn referral(line: u64, receipt: ReferralReceipt, replayed: bool) -> Self {
+    fn referral(
+        line: u64,
+        receipt: ReferralReceipt,
+        replayed: bool,
+        dropped: Vec<FieldError>,
+    ) -> Self {
         Self {
             line: Some(line),
             referral: Some(receipt),
             replayed,
+            dropped,
             problem: None,
         }
     }
@@ -191,6 +207,7 @@ impl BatchResultLine {
             line,
             referral: None,
             replayed: false,
+            dropped: Vec::new(),
             problem: Some(problem),
         }
     }
@@ -263,8 +280,9 @@ enum Output {
 
 /// A chunk of lines: those rejected already, and those queued to the intake.
 struct Chunk {
-    /// Per line, in order: its number, and its problem if it was rejected early.
-    lines: Vec<(u64, Option<Problem>)>,
+    /// Per line, in order: its number, and the subject fields it dropped, or
+    /// its problem if it was rejected early.
+    lines: Vec<(u64, Result<Vec<FieldError>, Problem>)>,
     /// Results for the lines without a problem, in order.
     pending: Option<Pending>,
 }
@@ -374,10 +392,20 @@ impl Batch {
             let number = *line_number;
             match self.check_line(number, line) {
                 Ok(submission) => {
+                    let dropped = submission
+                        .draft
+                        .subject
+                        .dropped
+                        .iter()
+                        .map(|d| FieldError {
+                            field: d.field.clone(),
+                            problem: d.problem.clone(),
+                        })
+                        .collect();
                     submissions.push(submission);
-                    lines.push((number, None));
+                    lines.push((number, Ok(dropped)));
                 }
-                Err(problem) => lines.push((number, Some(problem))),
+                Err(problem) => lines.push((number, Err(problem))),
             }
         }
         let pending = match self.exchange.enqueue(submissions).await {
@@ -408,7 +436,7 @@ impl Batch {
         }
         let draft = self
             .exchange
-            .check_referral(&text)
+            .check_referral(&text, Tolerance::DropBadFields)
             .map_err(|e| line_problem(number, e))?;
         let claim = self.key.as_ref().map(|key| {
             self.exchange
@@ -449,16 +477,15 @@ impl Chunk {
         };
         let mut results = results.map(Vec::into_iter);
         out.reserve(self.lines.len() * 160);
-        for (number, problem) in self.lines {
-            let line = if let Some(problem) = problem {
-                BatchResultLine::problem(Some(number), problem)
-            } else {
-                match results.as_mut().and_then(Iterator::next) {
+        for (number, checked) in self.lines {
+            let line = match checked {
+                Err(problem) => BatchResultLine::problem(Some(number), problem),
+                Ok(dropped) => match results.as_mut().and_then(Iterator::next) {
                     Some(Ok(Submitted::Created(receipt))) => {
-                        BatchResultLine::referral(number, receipt, false)
+                        BatchResultLine::referral(number, receipt, false, dropped)
                     }
                     Some(Ok(Submitted::Replayed(receipt))) => {
-                        BatchResultLine::referral(number, receipt, true)
+                        BatchResultLine::referral(number, receipt, true, dropped)
                     }
                     Some(Err(SubmitError::KeyReused)) => BatchResultLine::problem(
                         Some(number),
@@ -478,7 +505,7 @@ impl Chunk {
                         Problem::new(StatusCode::SERVICE_UNAVAILABLE)
                             .with_detail("not stored; send the line again"),
                     ),
-                }
+                },
             };
             line.write_to(out);
         }

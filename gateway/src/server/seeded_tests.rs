@@ -57,7 +57,10 @@ async fn submit_one(seed: u64, dir: &Path) -> (String, Vec<u8>) {
     });
     let draft = gateway
         .exchange
-        .check_referral(body.to_string().as_bytes())
+        .check_referral(
+            body.to_string().as_bytes(),
+            crate::exchange::subject::Tolerance::RefuseRequest,
+        )
         .expect("a valid referral");
     let results = gateway
         .exchange
