@@ -66,8 +66,8 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Link two CSV files offline, one-to-one, with the engine live submissions
-    /// use; prints CSV `left_id,right_id,score`.
+    /// Link two CSV files offline, one to one, with the probabilistic linker;
+    /// prints CSV `left_id,right_id,weight,decision` (`match` or `review`).
     Link {
         left: PathBuf,
         right: PathBuf,

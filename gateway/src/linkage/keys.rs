@@ -9,6 +9,9 @@
 //! crosswalk 2026-11 linkage token {kind} v{version}    one per TokenKind, e.g.
 //!                                                      "crosswalk 2026-11 linkage token names_dob v1"
 //! crosswalk 2026-11 linkage bloom v{version}           the Bloom filter's q-gram hashing
+//! crosswalk 2026-12 linkage profile hash v{version}    the probabilistic linker's exact
+//!                                                      and blocking hashes
+//! crosswalk 2026-12 linkage profile grams v{version}   its bigram filters
 //! ```
 //!
 //! `{kind}` is [`TokenKind::name`]; `{version}` is the key version in decimal.
@@ -35,6 +38,10 @@ pub struct LinkageKeys {
     /// with BLAKE3 would cost more than everything else in a fingerprint
     /// together.
     pub(super) bloom: BloomKey,
+    /// The probabilistic linker's exact and blocking hashes.
+    profile_hash: [u8; 32],
+    /// The probabilistic linker's bigram positions.
+    profile_grams: [u8; 32],
 }
 
 impl LinkageKeys {
@@ -53,11 +60,24 @@ impl LinkageKeys {
             version: key_version,
             token_keys,
             bloom,
+            profile_hash: master.derive(&format!(
+                "crosswalk 2026-12 linkage profile hash v{key_version}"
+            )),
+            profile_grams: master.derive(&format!(
+                "crosswalk 2026-12 linkage profile grams v{key_version}"
+            )),
         }
     }
 
     pub fn key_version(&self) -> u32 {
         self.version
+    }
+
+    /// The probabilistic linker's keys (exact hashes and blocking keys; bigram
+    /// positions), derived on demand: `crosswalk link` derives them once per
+    /// run.
+    pub(super) fn profile_keys(&self) -> ([u8; 32], [u8; 32]) {
+        (self.profile_hash, self.profile_grams)
     }
 
     pub(super) fn token_key(&self, kind: TokenKind) -> &[u8; 32] {

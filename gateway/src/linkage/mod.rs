@@ -112,6 +112,7 @@ mod bloom;
 mod fingerprint;
 mod keys;
 pub mod offline;
+pub mod probabilistic;
 mod rule;
 pub mod synth;
 mod token_kind;

@@ -2,14 +2,18 @@
 //! back-filling historical data or measuring linkage on an operator's own data.
 //!
 //! Each row is read through the column mapping into an
-//! [`IdentityInput`], normalized with the same [`normalize`] as a live
-//! submission, fingerprinted and linked one-to-one by [`batch`](super::batch).
-//! The output is CSV `left_id,right_id,score`, one line per linked pair.
+//! [`IdentityInput`], normalized with the same rules as a live submission
+//! ([`normalize_tolerant`]), reduced to a keyed profile and linked one to one
+//! by the probabilistic linker ([`probabilistic`](super::probabilistic)). The
+//! output is CSV `left_id,right_id,weight,decision`, one line per pair:
+//! `match` (linked) or `review` (a person should decide), strongest first;
+//! `weight` is the match weight in bits.
 //!
 //! Bad input:
-//! - a mapped column (or the id column) missing from a header, or a row that
-//!   cannot be read, stops the run with an error naming the file, the row and
-//!   the column;
+//! - a mapped column (or the id column) missing from a header, a row that
+//!   cannot be read (ragged, not UTF-8), an empty id or an id used twice stops
+//!   the run before anything is written, with an error naming the file, the
+//!   row and the column (never a value);
 //! - a value that does not normalize (an impossible date, a ZIP that is not
 //!   one, a malformed phone) costs that value, not the row: it is left out of
 //!   the exact tokens, its digits or words are kept for the fuzzy comparison
@@ -28,9 +32,8 @@ use std::str::FromStr;
 
 use rayon::prelude::*;
 
-use super::batch::{Link, link_one_to_one};
-use super::fingerprint::{Fingerprint, fingerprint};
 use super::keys::LinkageKeys;
+use super::probabilistic::{self, Decision, Profile, ProfileKeys, Scored};
 use crate::normalize::{IdentityInput, NormalizeOptions, normalize_tolerant};
 
 /// An identifier field a CSV column can be mapped to: the referral subject's
@@ -216,7 +219,14 @@ impl fmt::Display for SideSummary {
 pub struct LinkSummary {
     pub left: SideSummary,
     pub right: SideSummary,
+    /// Pairs linked (`match`).
     pub links: usize,
+    /// Pairs written for review.
+    pub review: usize,
+    /// Candidate pairs compared (after blocking).
+    pub candidates: usize,
+    /// Where the weights' `m` came from.
+    pub weights: probabilistic::weights::Source,
 }
 
 /// `crosswalk link` as the CLI runs it: keys from the configuration, today
@@ -233,8 +243,19 @@ pub fn run_cli(config: &crate::config::Config, request: &LinkFiles<'_>) -> anyho
     let summary = link_files(request, &keys, &options, &mut out, &mut io::stderr())?;
     out.flush()?;
     eprintln!(
-        "crosswalk link: {} pairs linked; left: {}; right: {}",
-        summary.links, summary.left, summary.right
+        "crosswalk link: {} pairs linked, {} for review ({} candidate pairs compared, weights {}); left: {}; right: {}",
+        summary.links,
+        summary.review,
+        summary.candidates,
+        match summary.weights {
+            probabilistic::weights::Source::Estimated => "estimated from these files",
+            probabilistic::weights::Source::Calibrated =>
+                "calibrated (these files' estimate did not separate people from households)",
+            probabilistic::weights::Source::TooFewPairs =>
+                "calibrated (too few pairs to estimate from)",
+        },
+        summary.left,
+        summary.right
     );
     Ok(())
 }
@@ -256,7 +277,9 @@ pub fn link_files(
     // Both files' headers are checked before any row is processed.
     let left_rows = read_rows(request.left, request.id_column, request.map)?;
     let right_rows = read_rows(request.right, request.id_column, request.map)?;
-    let left = fingerprint_side(
+    let keys = ProfileKeys::new(keys);
+    let keys = &keys;
+    let left = profile_side(
         request,
         request.left,
         left_rows,
@@ -264,7 +287,7 @@ pub fn link_files(
         *options,
         diagnostics,
     );
-    let right = fingerprint_side(
+    let right = profile_side(
         request,
         request.right,
         right_rows,
@@ -272,19 +295,27 @@ pub fn link_files(
         *options,
         diagnostics,
     );
-    let links = link_one_to_one(&left.fingerprints, &right.fingerprints);
-    write_links(&links, &left.ids, &right.ids, out).map_err(LinkError::Output)?;
+    let outcome = probabilistic::link(&left.profiles, &right.profiles);
+    write_links(&outcome.pairs, &left.ids, &right.ids, out).map_err(LinkError::Output)?;
+    let links = outcome
+        .pairs
+        .iter()
+        .filter(|p| p.decision == Decision::Match)
+        .count();
     Ok(LinkSummary {
         left: left.summary,
         right: right.summary,
-        links: links.len(),
+        links,
+        review: outcome.pairs.len() - links,
+        candidates: outcome.candidates,
+        weights: outcome.weights.source,
     })
 }
 
 /// One file's linkable rows.
 struct Side {
     ids: Vec<String>,
-    fingerprints: Vec<Fingerprint>,
+    profiles: Vec<Profile>,
     summary: SideSummary,
 }
 
@@ -300,11 +331,11 @@ const EXAMPLE_ROWS: usize = 5;
 
 /// Normalizes and fingerprints one file's rows (in parallel), reporting the
 /// values it drops and the rows it skips.
-fn fingerprint_side(
+fn profile_side(
     request: &LinkFiles<'_>,
     path: &Path,
     rows: Vec<RawRow>,
-    keys: &LinkageKeys,
+    keys: &ProfileKeys,
     options: NormalizeOptions,
     diagnostics: &mut dyn Write,
 ) -> Side {
@@ -313,13 +344,14 @@ fn fingerprint_side(
         .map(|row| {
             let tolerant = normalize_tolerant(&row.input, &options);
             let dropped: Vec<&'static str> = tolerant.dropped.iter().map(|p| p.field).collect();
-            (fingerprint(&tolerant.identity, keys), dropped)
+            let profile = probabilistic::profile(&tolerant.identity, &tolerant.remnants, keys);
+            (profile, dropped)
         })
         .collect();
 
     let mut side = Side {
         ids: Vec::with_capacity(rows.len()),
-        fingerprints: Vec::with_capacity(rows.len()),
+        profiles: Vec::with_capacity(rows.len()),
         summary: SideSummary {
             rows: rows.len(),
             ..SideSummary::default()
@@ -342,9 +374,9 @@ fn fingerprint_side(
                 None => dropped.push((field, 1, vec![row.row])),
             }
         }
-        if fp.is_linkable() {
+        if is_linkable(&fp) {
             side.ids.push(row.id);
-            side.fingerprints.push(fp);
+            side.profiles.push(fp);
         } else {
             side.summary.unlinkable += 1;
         }
@@ -413,6 +445,8 @@ fn read_rows(path: &Path, id_column: &str, map: &[FieldMapping]) -> Result<Vec<R
         .collect::<Result<_, LinkError>>()?;
 
     let mut rows = Vec::new();
+    // Each id's first row: an id twice would make its links ambiguous.
+    let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     let mut record = csv::StringRecord::new();
     for row in 1u64.. {
         match reader.read_record(&mut record) {
@@ -427,6 +461,16 @@ fn read_rows(path: &Path, id_column: &str, map: &[FieldMapping]) -> Result<Vec<R
             column: Some(id_column.to_owned()),
             problem: "the id is empty".to_owned(),
         })?;
+        if let Some(first) = seen.insert(id.to_owned(), row) {
+            // The id is not quoted: it may be a record number worth keeping
+            // out of logs.
+            return Err(LinkError::BadRow {
+                file: path.to_owned(),
+                row,
+                column: Some(id_column.to_owned()),
+                problem: format!("the id is the same as row {first}'s; ids must be unique"),
+            });
+        }
         let mut input = IdentityInput::default();
         for &(field, i) in &columns {
             *field.slot(&mut input) = cell(i).map(str::to_owned);
@@ -469,19 +513,27 @@ fn bad_row(
     }
 }
 
+/// A row is linked only with a name and at least two more fields: "Jose"
+/// alone, or "Jose" with a city, is not a person to link.
+fn is_linkable(profile: &Profile) -> bool {
+    use probabilistic::CField;
+    (profile.has(CField::Given) || profile.has(CField::Surname)) && profile.present() >= 3
+}
+
 fn write_links(
-    links: &[Link],
+    links: &[Scored],
     left: &[String],
     right: &[String],
     out: &mut dyn Write,
 ) -> io::Result<()> {
     let mut writer = csv::Writer::from_writer(out);
-    writer.write_record(["left_id", "right_id", "score"])?;
+    writer.write_record(["left_id", "right_id", "weight", "decision"])?;
     for link in links {
         writer.write_record([
             left[link.left].as_str(),
             right[link.right].as_str(),
-            &format!("{:.4}", link.score),
+            &format!("{:.2}", link.weight),
+            link.decision.as_str(),
         ])?;
     }
     writer.flush()

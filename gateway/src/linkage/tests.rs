@@ -272,7 +272,7 @@ fn the_synthetic_data_set_is_labeled_and_shuffled() {
 mod offline_link {
     use std::path::Path;
 
-    use super::super::offline::{FieldMapping, LinkError, LinkFiles, link_files};
+    use super::super::offline::{Field, FieldMapping, LinkError, LinkFiles, link_files};
     use super::{KEYS, options};
 
     const MAP: &[&str] = &[
@@ -332,10 +332,11 @@ mod offline_link {
         let (out, diagnostics) = run(&left, &right, &map());
         let out = out.expect("links");
         let mut lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines.remove(0), "left_id,right_id,score");
+        assert_eq!(lines.remove(0), "left_id,right_id,weight,decision");
         lines.sort_unstable();
         let pairs: Vec<(&str, &str)> = lines
             .iter()
+            .filter(|l| l.ends_with(",match"))
             .map(|l| {
                 let mut cells = l.split(',');
                 (cells.next().expect("left"), cells.next().expect("right"))
@@ -380,7 +381,12 @@ mod offline_link {
         );
         let (out, diagnostics) = run(&left, &right, &map());
         let out = out.expect("links");
-        let mut pairs: Vec<&str> = out.lines().skip(1).map(|l| &l[..5]).collect();
+        let mut pairs: Vec<&str> = out
+            .lines()
+            .skip(1)
+            .filter(|l| l.ends_with(",match"))
+            .map(|l| &l[..5])
+            .collect();
         pairs.sort_unstable();
         assert_eq!(pairs, ["a1,b1", "a2,b2"], "{diagnostics}");
         assert!(
@@ -429,6 +435,78 @@ mod offline_link {
         let (result, _) = run(&bad_utf8, &right, &map());
         let message = result.expect_err("bad utf-8").to_string();
         assert!(message.contains("row 1, column \"first\""), "{message}");
+    }
+
+    #[test]
+    fn a_duplicate_id_is_named_by_its_rows_and_nothing_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let left = write(
+            dir.path(),
+            "left.csv",
+            "id,first,last,birth,zip,tel\nMRN-7,Ana,Lee,2001-05-05,95814,\n\
+             MRN-8,Bo,Li,2001-05-06,95814,\nMRN-7,Cy,Lo,2001-05-07,95814,\n",
+        );
+        let right = write(dir.path(), "right.csv", "id,first,last,birth,zip,tel\n");
+        let mut out = Vec::new();
+        let request = LinkFiles {
+            left: &left,
+            right: &right,
+            id_column: "id",
+            map: &map(),
+        };
+        let result = link_files(&request, &KEYS, &options(), &mut out, &mut Vec::new());
+        let message = result.expect_err("duplicate id").to_string();
+        assert!(
+            message.contains("left.csv: row 3, column \"id\": the id is the same as row 1's"),
+            "{message}"
+        );
+        assert!(!message.contains("MRN-7"), "{message}");
+        assert!(out.is_empty(), "nothing written");
+    }
+
+    #[test]
+    fn a_febrl_format_sample_links() {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data");
+        let map: Vec<FieldMapping> = [
+            "given_name=given_name",
+            "surname=surname",
+            "dob=date_of_birth",
+            "street=address_1",
+            "city=suburb",
+        ]
+        .iter()
+        .map(|m| m.parse().expect("mapping"))
+        .collect();
+        let mut out = Vec::new();
+        let mut diagnostics = Vec::new();
+        let request = LinkFiles {
+            left: &data.join("febrl_sample_a.csv"),
+            right: &data.join("febrl_sample_b.csv"),
+            id_column: "rec_id",
+            map: &map,
+        };
+        let summary =
+            link_files(&request, &KEYS, &options(), &mut out, &mut diagnostics).expect("links");
+        let out = String::from_utf8(out).expect("utf-8");
+        let diagnostics = String::from_utf8(diagnostics).expect("utf-8");
+        let mut matched: Vec<(String, String)> = out
+            .lines()
+            .skip(1)
+            .filter(|l| l.ends_with(",match"))
+            .map(|l| {
+                let cells: Vec<&str> = l.split(',').collect();
+                (cells[0].to_owned(), cells[1].to_owned())
+            })
+            .collect();
+        matched.sort();
+        let expected: Vec<(String, String)> = (1..=7)
+            .map(|n| (format!("rec-{n}-org"), format!("rec-{n}-dup-0")))
+            .collect();
+        // Every corrupted copy links to its original, and the two namesakes
+        // (rec-9-org, rec-10-org) link to nobody.
+        assert_eq!(matched, expected, "{out}\n{diagnostics}");
+        // The impossible date cost the date only.
+        assert_eq!(summary.right.dropped, [(Field::Dob, 1)], "{diagnostics}");
     }
 
     #[test]

@@ -134,7 +134,7 @@ fn two_digits(n: u8) -> [u8; 2] {
 /// the codes it has computed, up to [`PHONETIC_CACHE_MAX`] names; then it
 /// starts over. The cache holds normalized names in memory only, as the
 /// identity being fingerprinted does.
-fn phonetic(name: &str) -> Option<String> {
+pub(super) fn phonetic(name: &str) -> Option<String> {
     PHONETIC_CACHE.with_borrow_mut(|cache| {
         if let Some(code) = cache.get(name) {
             return code.clone();
@@ -170,7 +170,7 @@ fn token(keys: &LinkageKeys, kind: TokenKind, components: &[&[u8]]) -> Token {
 /// stack buffer and hashed in one call, which is more than twice as fast as
 /// feeding a `Hasher` piece by piece (the hasher's set-up dominates inputs
 /// this small); inputs too long for the buffer take the slower path.
-fn framed_hash(key: &[u8; 32], components: &[&[u8]]) -> blake3::Hash {
+pub(super) fn framed_hash(key: &[u8; 32], components: &[&[u8]]) -> blake3::Hash {
     let mut buf = [0u8; 512];
     let mut len = 0;
     for c in components {
