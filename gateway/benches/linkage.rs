@@ -112,6 +112,20 @@ fn main() {
         count(2 * n) / wall
     );
 
+    let identities = |records: &[LabeledRecord]| -> Vec<Identity> {
+        records
+            .iter()
+            .map(|r| normalize_tolerant(&r.input, &options).identity)
+            .collect()
+    };
+    rule_quality(
+        &identities(&left),
+        &identities(&right),
+        &keys,
+        |l, r| left[l].person == right[r].person,
+        true_pairs,
+    );
+
     if std::env::var("LINKAGE_FALSE_LINKS").is_ok() {
         false_links(&left, &right, &keys, options);
     }
@@ -391,7 +405,7 @@ fn blocking_recall(
     in_left: &HashSet<String>,
 ) {
     use crosswalk::linkage::probabilistic::{ProfileKeys, candidates, profile};
-    let keys = ProfileKeys::new(keys);
+    let profile_keys = ProfileKeys::new(keys);
     let read = |path: &Path| -> (Vec<String>, Vec<_>) {
         let mut r = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
@@ -428,12 +442,17 @@ fn blocking_recall(
                     .unwrap_or_default()
                     .to_owned(),
             );
-            profiles.push(profile(&tolerant.identity, &tolerant.remnants, &keys));
+            profiles.push((
+                profile(&tolerant.identity, &tolerant.remnants, &profile_keys),
+                tolerant.identity,
+            ));
         }
         (ids, profiles)
     };
-    let (left_people, left_profiles) = read(left);
-    let (right_people, right_profiles) = read(right);
+    let (left_people, left_both) = read(left);
+    let (right_people, right_both) = read(right);
+    let left_profiles: Vec<_> = left_both.iter().map(|(p, _)| p.clone()).collect();
+    let right_profiles: Vec<_> = right_both.iter().map(|(p, _)| p.clone()).collect();
     let found: HashSet<(usize, usize)> = candidates(&left_profiles, &right_profiles)
         .into_iter()
         .filter(|(l, r, _)| left_people[*l as usize] == right_people[*r as usize])
@@ -444,6 +463,46 @@ fn blocking_recall(
         "blocking recall (pair completeness): {:.4} ({} of {true_pairs} true pairs among the candidates)",
         ratio(found.len(), true_pairs),
         found.len()
+    );
+    let identities = |both: &[(_, Identity)]| -> Vec<Identity> {
+        both.iter().map(|(_, identity)| identity.clone()).collect()
+    };
+    rule_quality(
+        &identities(&left_both),
+        &identities(&right_both),
+        keys,
+        |l, r| left_people[l] == right_people[r],
+        true_pairs,
+    );
+}
+
+/// The live match rule (the subject registry's engine) on the same rows, one
+/// to one: what `crosswalk link` found before the probabilistic linker.
+fn rule_quality(
+    left: &[Identity],
+    right: &[Identity],
+    keys: &LinkageKeys,
+    truth: impl Fn(usize, usize) -> bool,
+    true_pairs: usize,
+) {
+    let fingerprints = |identities: &[Identity]| -> Vec<_> {
+        identities.iter().map(|i| fingerprint(i, keys)).collect()
+    };
+    let links =
+        crosswalk::linkage::batch::link_one_to_one(&fingerprints(left), &fingerprints(right));
+    let true_links = links.iter().filter(|l| truth(l.left, l.right)).count();
+    let (p, r) = (
+        ratio(true_links, links.len()),
+        ratio(true_links, true_pairs),
+    );
+    let f1 = if p + r > 0.0 {
+        2.0 * p * r / (p + r)
+    } else {
+        0.0
+    };
+    println!(
+        "live match rule on the same rows: precision {p:.4}  recall {r:.4}  F1 {f1:.4}  ({} links)",
+        links.len()
     );
 }
 

@@ -1,4 +1,6 @@
-//! Linking two whole lists of fingerprints one-to-one, as `crosswalk link` does.
+//! Linking two whole lists of fingerprints one-to-one with the live match rule
+//! (the linkage bench measures it beside the probabilistic linker, which
+//! `crosswalk link` runs), and the greedy one-to-one assignment both use.
 //!
 //! 1. **Blocking.** The right-hand list is indexed by every token (all kinds are
 //!    lookup keys, the same ones the subject registry indexes). A left identity's
@@ -69,23 +71,36 @@ pub fn matching_pairs(left: &[Fingerprint], right: &[Fingerprint]) -> Vec<Link> 
 /// never appear in the result.
 pub fn link_one_to_one(left: &[Fingerprint], right: &[Fingerprint]) -> Vec<Link> {
     let mut pairs = matching_pairs(left, right);
-    pairs.par_sort_unstable_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then(a.left.cmp(&b.left))
-            .then(a.right.cmp(&b.right))
-    });
-    let mut left_taken = vec![false; left.len()];
-    let mut right_taken = vec![false; right.len()];
-    pairs.retain(|p| {
-        if left_taken[p.left] || right_taken[p.right] {
-            return false;
-        }
-        left_taken[p.left] = true;
-        right_taken[p.right] = true;
-        true
+    one_to_one(&mut pairs, (left.len(), right.len()), |p| {
+        (p.left, p.right, p.score)
     });
     pairs
+}
+
+/// Keeps the pairs taken greedily by descending score (ties by left, then
+/// right index, so the result is deterministic): a pair stays when neither
+/// of its sides was taken by a stronger one. `sides` are the two lists'
+/// lengths; `key` gives a pair's (left, right, score).
+pub fn one_to_one<T: Send>(
+    pairs: &mut Vec<T>,
+    sides: (usize, usize),
+    key: impl Fn(&T) -> (usize, usize, f64) + Sync,
+) {
+    pairs.par_sort_unstable_by(|a, b| {
+        let ((al, ar, a), (bl, br, b)) = (key(a), key(b));
+        b.total_cmp(&a).then(al.cmp(&bl)).then(ar.cmp(&br))
+    });
+    let mut left_taken = vec![false; sides.0];
+    let mut right_taken = vec![false; sides.1];
+    pairs.retain(|p| {
+        let (l, r, _) = key(p);
+        if left_taken[l] || right_taken[r] {
+            return false;
+        }
+        left_taken[l] = true;
+        right_taken[r] = true;
+        true
+    });
 }
 
 fn index_tokens(fingerprints: &[Fingerprint]) -> HashMap<Token, Vec<u32>> {

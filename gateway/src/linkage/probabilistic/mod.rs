@@ -181,21 +181,8 @@ pub fn link(left: &[Profile], right: &[Profile]) -> Outcome {
             })
         })
         .collect();
-    scored.sort_unstable_by(|a, b| {
-        b.weight
-            .total_cmp(&a.weight)
-            .then(a.left.cmp(&b.left))
-            .then(a.right.cmp(&b.right))
-    });
-    let mut left_taken = vec![false; left.len()];
-    let mut right_taken = vec![false; right.len()];
-    scored.retain(|p| {
-        if left_taken[p.left] || right_taken[p.right] {
-            return false;
-        }
-        left_taken[p.left] = true;
-        right_taken[p.right] = true;
-        true
+    super::batch::one_to_one(&mut scored, (left.len(), right.len()), |p| {
+        (p.left, p.right, p.weight)
     });
     Outcome {
         pairs: scored,
