@@ -126,6 +126,8 @@ fn main() {
         true_pairs,
     );
 
+    missing_dob(&left, &right, dir.path(), &map, &keys, options);
+
     if std::env::var("LINKAGE_FALSE_LINKS").is_ok() {
         false_links(&left, &right, &keys, options);
     }
@@ -159,11 +161,7 @@ impl Quality {
     fn print(&self) {
         let precision = ratio(self.true_links, self.links);
         let recall = ratio(self.true_links, self.true_pairs);
-        let f1 = if precision + recall > 0.0 {
-            2.0 * precision * recall / (precision + recall)
-        } else {
-            0.0
-        };
+        let f1 = f1(precision, recall);
         println!(
             "precision {precision:.4}  recall {recall:.4}  F1 {f1:.4}  ({} links, {} true, {} false; {} true pairs)",
             self.links,
@@ -176,15 +174,20 @@ impl Quality {
             ratio(accepted, self.links + self.review),
             ratio(accepted, self.true_pairs),
         );
-        let f1 = if p + r > 0.0 {
-            2.0 * p * r / (p + r)
-        } else {
-            0.0
-        };
+        let f1 = f1(p, r);
         println!(
             "review: {} pairs ({} true); with the review band accepted: precision {p:.4}  recall {r:.4}  F1 {f1:.4}",
             self.review, self.true_review
         );
+    }
+}
+
+/// The harmonic mean of precision and recall.
+fn f1(precision: f64, recall: f64) -> f64 {
+    if precision + recall > 0.0 {
+        2.0 * precision * recall / (precision + recall)
+    } else {
+        0.0
     }
 }
 
@@ -341,6 +344,67 @@ fn febrl_bench(febrl: &Path, dir: &Path, keys: &LinkageKeys, options: NormalizeO
     }
 }
 
+/// The same people with the date of birth removed from a quarter of RIGHT
+/// (every fourth record): precision and recall overall and for the pairs
+/// whose RIGHT record has no date (a match needs 12 bits, not 10).
+fn missing_dob(
+    left: &[LabeledRecord],
+    right: &[LabeledRecord],
+    dir: &Path,
+    map: &[FieldMapping],
+    keys: &LinkageKeys,
+    options: NormalizeOptions,
+) {
+    let mut right = right.to_vec();
+    for record in right.iter_mut().step_by(4) {
+        record.input.dob = None;
+    }
+    let (left_path, right_path) = (dir.join("left_nodob.csv"), dir.join("right_nodob.csv"));
+    write_synthetic(&left_path, "L", left);
+    write_synthetic(&right_path, "R", &right);
+    let index = |id: &str| id[1..].parse::<usize>().expect("id");
+    let truth = |l: &str, r: &str| left[index(l)].person == right[index(r)].person;
+    let in_left: HashSet<u64> = left.iter().map(|r| r.person).collect();
+    let true_pairs = right.iter().filter(|r| in_left.contains(&r.person)).count();
+    let request = LinkFiles {
+        left: &left_path,
+        right: &right_path,
+        id_column: "id",
+        map,
+    };
+    let mut out = Vec::new();
+    link_files(&request, keys, &options, &mut out, &mut Vec::new()).expect("link");
+    let (mut links, mut true_links, mut no_dob_links, mut no_dob_true) = (0, 0, 0, 0);
+    for record in csv::Reader::from_reader(out.as_slice()).records() {
+        let record = record.expect("output row");
+        if &record[3] != "match" {
+            continue;
+        }
+        let true_pair = truth(&record[0], &record[1]);
+        links += 1;
+        true_links += usize::from(true_pair);
+        if index(&record[1]) % 4 == 0 {
+            no_dob_links += 1;
+            no_dob_true += usize::from(true_pair);
+        }
+    }
+    let no_dob_pairs = right
+        .iter()
+        .step_by(4)
+        .filter(|r| in_left.contains(&r.person))
+        .count();
+    let (p, r) = (ratio(true_links, links), ratio(true_links, true_pairs));
+    let (np, nr) = (
+        ratio(no_dob_true, no_dob_links),
+        ratio(no_dob_true, no_dob_pairs),
+    );
+    println!(
+        "\n== synthetic, 25% of RIGHT without a date of birth: precision {p:.4}  recall {r:.4}  F1 {:.4}; \
+         pairs without a date: precision {np:.4}  recall {nr:.4} ({no_dob_links} links, {no_dob_pairs} true pairs)",
+        f1(p, r)
+    );
+}
+
 /// `LINKAGE_FALSE_LINKS=1`: the weights the run estimated, and the agreement
 /// patterns of its false links, most common first (levels per field, `-` for
 /// missing): what to look at when precision drops.
@@ -495,11 +559,7 @@ fn rule_quality(
         ratio(true_links, links.len()),
         ratio(true_links, true_pairs),
     );
-    let f1 = if p + r > 0.0 {
-        2.0 * p * r / (p + r)
-    } else {
-        0.0
-    };
+    let f1 = f1(p, r);
     println!(
         "live match rule on the same rows: precision {p:.4}  recall {r:.4}  F1 {f1:.4}  ({} links)",
         links.len()

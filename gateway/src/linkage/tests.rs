@@ -466,7 +466,11 @@ mod offline_link {
 
     #[test]
     fn a_febrl_format_sample_links() {
-        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data");
+        let data = Path::new(
+            &std::env::var_os("CARGO_MANIFEST_DIR")
+                .expect("cargo sets CARGO_MANIFEST_DIR for tests"),
+        )
+        .join("../tests/data");
         let map: Vec<FieldMapping> = [
             "given_name=given_name",
             "surname=surname",

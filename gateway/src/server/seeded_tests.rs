@@ -17,7 +17,10 @@ use crate::exchange::{Submission, Submitted};
 use crate::randomness::SeededRandomness;
 
 async fn submit_one(seed: u64, dir: &Path) -> (String, Vec<u8>) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = Path::new(
+        &std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR for tests"),
+    )
+    .join("..");
     let database = format!("sqlite://{}?mode=rwc", dir.join("gateway.db").display());
     let config = Config::load(
         &root.join("keys-example/crosswalk.toml"),
