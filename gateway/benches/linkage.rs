@@ -161,9 +161,9 @@ impl Quality {
     fn print(&self) {
         let precision = ratio(self.true_links, self.links);
         let recall = ratio(self.true_links, self.true_pairs);
-        let f1 = f1(precision, recall);
+        let score = f1(precision, recall);
         println!(
-            "precision {precision:.4}  recall {recall:.4}  F1 {f1:.4}  ({} links, {} true, {} false; {} true pairs)",
+            "precision {precision:.4}  recall {recall:.4}  F1 {score:.4}  ({} links, {} true, {} false; {} true pairs)",
             self.links,
             self.true_links,
             self.links - self.true_links,
@@ -174,9 +174,9 @@ impl Quality {
             ratio(accepted, self.links + self.review),
             ratio(accepted, self.true_pairs),
         );
-        let f1 = f1(p, r);
+        let score = f1(p, r);
         println!(
-            "review: {} pairs ({} true); with the review band accepted: precision {p:.4}  recall {r:.4}  F1 {f1:.4}",
+            "review: {} pairs ({} true); with the review band accepted: precision {p:.4}  recall {r:.4}  F1 {score:.4}",
             self.review, self.true_review
         );
     }
@@ -559,9 +559,9 @@ fn rule_quality(
         ratio(true_links, links.len()),
         ratio(true_links, true_pairs),
     );
-    let f1 = f1(p, r);
+    let score = f1(p, r);
     println!(
-        "live match rule on the same rows: precision {p:.4}  recall {r:.4}  F1 {f1:.4}  ({} links)",
+        "live match rule on the same rows: precision {p:.4}  recall {r:.4}  F1 {score:.4}  ({} links)",
         links.len()
     );
 }
