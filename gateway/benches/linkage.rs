@@ -346,7 +346,7 @@ fn febrl_bench(febrl: &Path, dir: &Path, keys: &LinkageKeys, options: NormalizeO
 
 /// The same people with the date of birth removed from a quarter of RIGHT
 /// (every fourth record): precision and recall overall and for the pairs
-/// whose RIGHT record has no date (a match needs 12 bits, not 10).
+/// whose RIGHT record has no date (a match needs 14 bits, not 10).
 fn missing_dob(
     left: &[LabeledRecord],
     right: &[LabeledRecord],

@@ -71,7 +71,7 @@ pub use self::weights::Weights;
 /// A pair at or above this weight (bits) is a match.
 pub const MATCH_BITS: f64 = 10.0;
 /// When either side has no date of birth, a match needs this much.
-pub const NO_DOB_MATCH_BITS: f64 = 12.0;
+pub const NO_DOB_MATCH_BITS: f64 = 14.0;
 /// Below a match and at or above this, the pair is for review.
 pub const REVIEW_BITS: f64 = 4.0;
 /// Identities sharing one blocking key beyond which the key is ignored.

@@ -135,7 +135,7 @@ fn corrupted_synthetic_people_link_precisely() {
     assert!(recall >= 0.97, "recall {recall} ({true_pairs} true pairs)");
 }
 
-/// Without a date of birth, names and address must agree more (12 bits, not
+/// Without a date of birth, names and address must agree more (14 bits, not
 /// 10): the documented precision for such pairs is ≥ 0.99 on this set, with a
 /// quarter of RIGHT's dates removed.
 #[test]
