@@ -193,13 +193,6 @@ pub struct SideSummary {
     pub unlinkable: usize,
 }
 
-impl SideSummary {
-    /// Values dropped, all fields together.
-    pub fn dropped_values(&self) -> usize {
-        self.dropped.iter().map(|(_, n)| n).sum()
-    }
-}
-
 impl fmt::Display for SideSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} rows, {} unlinkable", self.rows, self.unlinkable)?;

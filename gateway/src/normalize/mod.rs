@@ -297,7 +297,10 @@ pub fn normalize_tolerant(input: &IdentityInput, options: &NormalizeOptions) -> 
             "state" => &mut kept.state,
             "zip" => &mut kept.zip,
             "phone" => &mut kept.phone,
-            _ => &mut kept.email,
+            "email" => &mut kept.email,
+            // Not a field of IdentityInput: the strict pass below then fails
+            // and nothing is kept (see there).
+            _ => continue,
         };
         if let Some(value) = slot.take() {
             let text = match problem.field {
