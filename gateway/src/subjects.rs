@@ -50,6 +50,7 @@ use crate::linkage::{self, Fingerprint, LinkageKeys};
 use crate::normalize::{Identity, IdentityInput, NormalizeOptions};
 use crate::randomness::RecordIds;
 use crate::secrets::MasterSecret;
+use crate::store::subjects::reviews as repo_reviews;
 use crate::store::subjects::{self as repo, Candidate, NewIdentity};
 use crate::store::{Store, StoreError, Tx};
 use crate::vault::{Sealed, Vault, VaultError};
@@ -59,12 +60,16 @@ mod backfill;
 mod cluster_tests;
 mod clusters;
 mod register_many;
+mod review;
+#[cfg(test)]
+mod review_tests;
 #[cfg(test)]
 mod tests;
 
 pub use backfill::{BackfillReport, backfill_clusters};
 pub use clusters::partner_pseudonym;
 pub use register_many::NewSubjectIdentity;
+pub use review::{FieldAgreement, ReviewDecision, ReviewError, ReviewItem, Unmerged};
 
 use clusters::{move_stored_clusters, settle_clusters};
 
@@ -187,13 +192,16 @@ impl SubjectRegistry {
         let identity_id = self.ids.internal(now);
         let fingerprint = linkage::fingerprint(item.identity, &self.keys);
         let linkable = fingerprint.is_linkable();
-        let matched = if linkable {
-            self.matching_candidates(tx, &fingerprint).await?
+        let (mut matched, near) = if linkable {
+            self.compare_candidates(tx, &fingerprint).await?
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         let subjects = matched.iter().map(|c| c.subject_id.clone()).collect();
         let (subject_id, merged) = self.settle_subject(tx, subjects, &identity_id, now).await?;
+        // A subject kept apart from the survivor was not merged: its
+        // identities are not this one's to cluster with.
+        matched.retain(|c| c.subject_id == subject_id || merged.contains(&c.subject_id));
         let (cluster_id, cbo_cluster_id) = settle_clusters(
             tx,
             &matched,
@@ -237,6 +245,8 @@ impl SubjectRegistry {
             )
             .await?;
         }
+        self.queue_near(tx, &identity_id, &subject_id, &merged, near, now)
+            .await?;
         Ok(Linked {
             identity_id,
             subject_id,
@@ -253,19 +263,37 @@ impl SubjectRegistry {
         tx: &mut Tx<'_>,
         fingerprint: &Fingerprint,
     ) -> Result<Vec<Candidate>, RegistryError> {
+        Ok(self.compare_candidates(tx, fingerprint).await?.0)
+    }
+
+    /// The stored identities `fingerprint` matches, and those in the review
+    /// band ([`linkage::MatchScore::needs_review`]) with their scores.
+    async fn compare_candidates(
+        &self,
+        tx: &mut Tx<'_>,
+        fingerprint: &Fingerprint,
+    ) -> Result<(Vec<Candidate>, Vec<review::Near>), RegistryError> {
         let candidates = repo::candidates(tx, self.key_version, &fingerprint.index_keys()).await?;
         let mut matched = Vec::new();
+        let mut near = Vec::new();
         for candidate in candidates {
             let stored = Fingerprint::from_bytes(&candidate.fingerprint).map_err(|_| {
                 RegistryError::CorruptFingerprint {
                     identity_id: candidate.holding.identity_id.clone(),
                 }
             })?;
-            if linkage::compare(fingerprint, &stored).is_match() {
+            let score = linkage::compare(fingerprint, &stored);
+            if score.is_match() {
                 matched.push(candidate);
+            } else if score.needs_review() {
+                near.push(review::Near {
+                    identity_id: candidate.holding.identity_id,
+                    subject_id: candidate.subject_id,
+                    score: score.score(),
+                });
             }
         }
-        Ok(matched)
+        Ok((matched, near))
     }
 
     /// Picks the subject for a new identity, creating or merging as the rule says.
@@ -289,12 +317,23 @@ impl SubjectRegistry {
             by_age.push((created, subject));
         }
         by_age.sort();
+        let ids: Vec<&str> = by_age.iter().map(|(_, s)| s.as_str()).collect();
+        let apart = repo_reviews::apart_subjects(tx, &ids).await?;
         let mut subjects = by_age.into_iter().map(|(_, s)| s);
         let survivor = subjects.next().unwrap_or_default();
-        let mut merged = Vec::new();
+        let mut merged: Vec<String> = Vec::new();
         for other in subjects {
+            // Never merge across a pair kept apart (a rejected review, an
+            // unmerge): the identity joins the survivor only.
+            let kept_apart = apart.iter().any(|(a, b)| {
+                let joined = |s: &String| *s == survivor || merged.contains(s);
+                (joined(a) && *b == other) || (joined(b) && *a == other)
+            });
+            if kept_apart {
+                continue;
+            }
             let merge_id = self.ids.internal(now);
-            repo::merge_subjects(tx, &merge_id, &other, &survivor, identity_id, now).await?;
+            repo::merge_subjects(tx, &merge_id, &other, &survivor, identity_id, None, now).await?;
             merged.push(other);
         }
         Ok((survivor, merged))

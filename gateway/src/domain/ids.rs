@@ -144,6 +144,10 @@ record_id!(
     /// An evaluator export's id (`/v1/exports/{id}`).
     ExportId
 );
+record_id!(
+    /// A linkage review's id (`/v1/admin/link-reviews/{id}`).
+    ReviewId
+);
 
 /// The gateway's own id of a person as linkage knows them (a linked subject):
 /// random, meaningless outside this deployment, and never released — every

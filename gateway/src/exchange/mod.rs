@@ -27,6 +27,7 @@
 //! | case status | health | 403 |
 //! | consent | a CBO on its assigned referral, a health partner on its own case | 403 for other kinds; 400 naming `referral`/`case` otherwise |
 //! | consent revocation | the partner that recorded it | 404 |
+//! | linkage review decision, unmerge | an admin | 403 |
 //!
 //! # Adding a write
 //! 1. A request struct with `#[serde(deny_unknown_fields)]`, codes and dates as
@@ -50,6 +51,7 @@ pub mod intake;
 pub mod linking;
 pub mod outcome;
 pub mod referral;
+pub mod review;
 pub mod routing;
 pub mod status;
 pub mod subject;
@@ -94,6 +96,9 @@ pub enum ExchangeError {
     /// The request conflicts with the record's state (a code-only explanation).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The requester's kind may not make this write at all (403).
+    #[error("not allowed for this partner: {0}")]
+    WrongKind(&'static str),
     /// The intake writer is not running (the gateway is stopping).
     #[error("the referral intake is not running")]
     Unavailable,
@@ -259,6 +264,52 @@ impl Exchange {
         consent_id: &ConsentId,
     ) -> Result<crate::store::consents::ConsentRow, ExchangeError> {
         consent::revoke(&self.shared, partner, purpose, consent_id).await
+    }
+
+    /// A page of the linkage review queue (admins).
+    pub async fn link_reviews(
+        &self,
+        partner: &crate::auth::AuthenticatedPartner,
+        purpose: &Purpose,
+        cursor: Option<&crate::domain::ids::ReviewId>,
+        limit: u32,
+    ) -> Result<review::ReviewPage, ExchangeError> {
+        review::list(
+            &self.shared,
+            (&partner.id, partner.kind),
+            purpose,
+            cursor,
+            limit,
+        )
+        .await
+    }
+
+    /// Accepts or rejects a linkage review (admins).
+    pub async fn decide_link_review(
+        &self,
+        partner: &crate::auth::AuthenticatedPartner,
+        purpose: &Purpose,
+        review_id: &crate::domain::ids::ReviewId,
+        body: &[u8],
+    ) -> Result<review::DecisionBody, ExchangeError> {
+        review::decide(
+            &self.shared,
+            (&partner.id, partner.kind),
+            purpose,
+            review_id,
+            body,
+        )
+        .await
+    }
+
+    /// Splits a person two records were wrongly linked as (admins).
+    pub async fn unmerge(
+        &self,
+        partner: &crate::auth::AuthenticatedPartner,
+        purpose: &Purpose,
+        body: &[u8],
+    ) -> Result<review::UnmergeBody, ExchangeError> {
+        review::unmerge(&self.shared, (&partner.id, partner.kind), purpose, body).await
     }
 
     /// Records a health partner's case status.

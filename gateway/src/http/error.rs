@@ -283,6 +283,7 @@ impl From<ExchangeError> for ApiError {
             ExchangeError::NotFound => Self::NotFoundOrRefused { refused: None },
             ExchangeError::Conflict(detail) => Self::conflict(detail),
             ExchangeError::Unavailable => Self::Unavailable,
+            ExchangeError::WrongKind(detail) => Self::WrongKind { detail },
             internal => Self::internal("an exchange write", internal),
         }
     }

@@ -23,6 +23,7 @@ mod consents;
 mod error;
 mod exchange;
 mod exports;
+mod link_reviews;
 pub mod metrics;
 mod ndjson;
 pub mod openapi;
@@ -123,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .merge(consents::router())
         .merge(aggregates::router())
         .merge(exports::router())
+        .merge(link_reviews::router())
         .layer(refusals.clone())
         .layer(metrics.clone());
     let streaming = referrals_batch::router().layer(refusals).layer(metrics);

@@ -43,6 +43,9 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
         super::exports::create_export,
         super::exports::export_file,
         super::exports::export_manifest,
+        super::link_reviews::list_reviews,
+        super::link_reviews::decide_review,
+        super::link_reviews::unmerge,
     ),
     components(schemas(
         super::problem::Problem,

@@ -101,6 +101,13 @@
 //! precision and recall (through [`batch`]) beside the probabilistic
 //! linker's, on synthetic and FEBRL data.
 //!
+//! # The review band
+//! A pair that does not match but comes close — whole filters with Dice
+//! ≥ [`REVIEW_DICE_MIN`] (0.7), or a weak token pinning the date of birth with
+//! names at least [`REVIEW_NAMES_DICE_MIN_DATED`] (0.5) alike — is
+//! [`MatchScore::needs_review`]: the live registry queues it for a person to
+//! accept or reject (`subjects/review.rs`) instead of guessing.
+//!
 //! # Changing the engine
 //! Any change to what a token hashes, to the Bloom encoding or to the key
 //! contexts changes every stored fingerprint: bump the key version (the registry's
@@ -126,7 +133,8 @@ pub use fingerprint::{Fingerprint, FingerprintError, fingerprint, is_linkable};
 pub use keys::LinkageKeys;
 pub use rule::{
     DETAILS_DICE_MIN, DETAILS_DICE_MIN_ONE_NAME, DETAILS_DICE_NAME_CHANGE, Decision, MatchScore,
-    NAMES_DICE_MIN, NAMES_DICE_MIN_WITH_CONTACT, compare,
+    NAMES_DICE_MIN, NAMES_DICE_MIN_WITH_CONTACT, REVIEW_DICE_MIN, REVIEW_NAMES_DICE_MIN_DATED,
+    compare,
 };
 pub use tokens::{Strength, TOKEN_LEN, Token, TokenKind};
 

@@ -27,6 +27,17 @@ pub const NAMES_DICE_MIN_WITH_CONTACT: f64 = 0.7;
 /// marriage, or recorded wrong.
 pub const DETAILS_DICE_NAME_CHANGE: f64 = 0.9;
 
+/// The review band: a pair the rule does not link goes to the review queue
+/// (`subjects/review.rs`) when its whole Bloom filters are at least this
+/// alike — most fields agree, but no token the rule trusts does (a date of
+/// birth garbled along with a name, a missing date of birth without a shared
+/// phone or email).
+pub const REVIEW_DICE_MIN: f64 = 0.7;
+/// ...or when a weak token pins the date of birth and the names are at least
+/// this alike: the cases the rule refuses on purpose because they look like a
+/// twin, a sibling or a namesake parent as much as a typo — a person decides.
+pub const REVIEW_NAMES_DICE_MIN_DATED: f64 = 0.5;
+
 /// How a comparison was decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -73,6 +84,19 @@ impl MatchScore {
             self.decision,
             Decision::StrongToken | Decision::Corroborated
         )
+    }
+
+    /// Not a match, but close enough that a person should look: the review
+    /// band ([`REVIEW_DICE_MIN`], [`REVIEW_NAMES_DICE_MIN_DATED`]).
+    pub fn needs_review(&self) -> bool {
+        if self.decision != Decision::NoMatch {
+            return false;
+        }
+        let dated = TokenKind::ALL.iter().any(|k| {
+            k.pins_birth_date() && k.strength() == Strength::Weak && self.agreeing & k.bit() != 0
+        });
+        self.dice >= REVIEW_DICE_MIN
+            || (dated && self.names_compared > 0 && self.names_dice >= REVIEW_NAMES_DICE_MIN_DATED)
     }
 
     /// In 0..=1: 0.75..=1 for a strong-token match, 0.5..0.75 for a corroborated

@@ -14,6 +14,7 @@ use super::{StoreError, Tx};
 
 pub mod bulk;
 pub mod clusters;
+pub mod reviews;
 
 /// An identity row as written. `sealed` and `fingerprint` are opaque bytes made by
 /// the vault and the linkage engine.
@@ -219,6 +220,7 @@ pub async fn merge_subjects(
     from: &str,
     into: &str,
     bridging_identity: &str,
+    review_id: Option<&str>,
     merged_at: i64,
 ) -> Result<(), StoreError> {
     sqlx::query("UPDATE identities SET subject_id = $1 WHERE subject_id = $2")
@@ -232,14 +234,15 @@ pub async fn merge_subjects(
         .execute(&mut **tx)
         .await?;
     sqlx::query(
-        "INSERT INTO subject_merges (id, from_subject, into_subject, identity_id, merged_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO subject_merges (id, from_subject, into_subject, identity_id, merged_at, \
+         review_id) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(merge_id)
     .bind(from)
     .bind(into)
     .bind(bridging_identity)
     .bind(merged_at)
+    .bind(review_id)
     .execute(&mut **tx)
     .await?;
     Ok(())

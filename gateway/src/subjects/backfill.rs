@@ -141,7 +141,7 @@ async fn cluster_batch(
         .collect();
     stored.retain(|c| !in_batch.contains(c.holding.identity_id.as_str()));
 
-    let resolution = resolve(&stored, &prepared, (&registry.ids, now))?;
+    let resolution = resolve(&stored, &prepared, &[], (&registry.ids, now))?;
     let clusters = &resolution.clusters;
     let cluster = |slot: usize| clusters.id(clusters.root(slot));
     let assignments: Vec<ClusterAssignment<'_>> = prepared

@@ -70,6 +70,7 @@ use crate::randomness::RecordIds;
 use crate::store::Tx;
 use crate::store::subjects::NewIdentity;
 use crate::store::subjects::bulk::{self, ChunkCandidate, IdentityTokens, NewMerge, NewSubject};
+use crate::store::subjects::reviews::{self as reviews_repo, NewReview};
 use crate::vault::ToSeal;
 
 /// One identity of a chunk, as [`SubjectRegistry::register`] takes it. `Debug`
@@ -117,6 +118,9 @@ pub(super) struct Resolution {
     /// Per identity of the chunk: its submitter's cluster and its CBO's (slots
     /// of `clusters`) at the moment it was resolved.
     pub(super) clustered: Vec<(usize, Option<usize>)>,
+    /// Pairs for the review queue: (the earlier identity's id, the index of
+    /// the chunk's identity, the score).
+    near: Vec<(String, usize, f64)>,
 }
 
 impl SubjectRegistry {
@@ -163,8 +167,18 @@ impl SubjectRegistry {
         } else {
             bulk::candidates_for_keys(tx, self.key_version, &keys).await?
         };
+        // Pairs kept apart (a rejected review, an unmerge) among the stored
+        // subjects: rare, so looked up only when any exists.
+        let apart = if stored.len() > 1 && reviews_repo::any_apart(tx).await? {
+            let mut subjects: Vec<&str> = stored.iter().map(|c| c.subject_id.as_str()).collect();
+            subjects.sort_unstable();
+            subjects.dedup();
+            reviews_repo::apart_subjects(tx, &subjects).await?
+        } else {
+            Vec::new()
+        };
         let resolution = tracing::debug_span!("subjects.resolve")
-            .in_scope(|| resolve(&stored, &prepared, (&self.ids, now)))?;
+            .in_scope(|| resolve(&stored, &prepared, &apart, (&self.ids, now)))?;
 
         let contexts: Vec<Vec<u8>> = prepared
             .iter()
@@ -294,6 +308,32 @@ impl SubjectRegistry {
                 .collect();
             bulk::insert_merges(tx, &merges).await?;
         }
+        self.write_reviews(tx, prepared, &resolution.near, now)
+            .await
+    }
+
+    /// Queues the chunk's near pairs (after its identities are written).
+    async fn write_reviews(
+        &self,
+        tx: &mut Tx<'_>,
+        prepared: &[Prepared<'_>],
+        near: &[(String, usize, f64)],
+        now: i64,
+    ) -> Result<(), RegistryError> {
+        if near.is_empty() {
+            return Ok(());
+        }
+        let reviews: Vec<NewReview> = near
+            .iter()
+            .map(|(earlier, item, score)| NewReview {
+                id: self.ids.internal(now),
+                identity_a: earlier.clone(),
+                identity_b: prepared[*item].identity_id.clone(),
+                score: *score,
+                created_at: now,
+            })
+            .collect();
+        reviews_repo::insert_reviews(tx, &reviews).await?;
         Ok(())
     }
 }
@@ -363,6 +403,41 @@ impl SubjectTable {
         slot
     }
 
+    /// Whether a pair kept apart lies between the subjects `group` (roots,
+    /// merged or about to be) and `other` (a root).
+    fn kept_apart(&self, apart: &[(usize, usize)], group: &[usize], other: usize) -> bool {
+        apart.iter().any(|&(a, b)| {
+            let (a, b) = (self.root(a), self.root(b));
+            (group.contains(&a) && b == other) || (group.contains(&b) && a == other)
+        })
+    }
+
+    /// The subject of an identity that matched the subjects `matched` (roots,
+    /// oldest first): the oldest, with the others merged into it unless a
+    /// pair kept apart lies across (`register`'s rule); `None` when it matched
+    /// none. Also returns the subjects now joined (survivor first); `merged`
+    /// hears of each merge as (merged away, survivor).
+    fn settle(
+        &mut self,
+        matched: &[usize],
+        apart: &[(usize, usize)],
+        mut merged: impl FnMut(usize, usize),
+    ) -> (Option<usize>, Vec<usize>) {
+        let Some((&survivor, others)) = matched.split_first() else {
+            return (None, Vec::new());
+        };
+        let mut group = vec![survivor];
+        for &other in others {
+            if self.kept_apart(apart, &group, other) {
+                continue;
+            }
+            self.slots[other].merged_into = Some(survivor);
+            merged(other, survivor);
+            group.push(other);
+        }
+        (Some(survivor), group)
+    }
+
     /// `register`'s order for a merge: oldest first, ties by id.
     fn age_key(&self, slot: usize) -> (i64, &str) {
         let s = &self.slots[slot];
@@ -376,6 +451,7 @@ impl SubjectTable {
 pub(super) fn resolve(
     stored: &[ChunkCandidate],
     prepared: &[Prepared<'_>],
+    apart: &[(String, String)],
     (ids, now): (&RecordIds, i64),
 ) -> Result<Resolution, RegistryError> {
     let mut subjects = SubjectTable {
@@ -389,6 +465,7 @@ pub(super) fn resolve(
     // or owned from decoding the stored bytes.
     let mut decoded: Vec<(Fingerprint, usize)> = Vec::with_capacity(stored.len());
     let mut holders: Vec<Held<'_>> = Vec::with_capacity(stored.len() + prepared.len());
+    let mut known_ids: Vec<&str> = Vec::with_capacity(stored.len() + prepared.len());
     for candidate in stored {
         let fingerprint = Fingerprint::from_bytes(&candidate.fingerprint).map_err(|_| {
             RegistryError::CorruptFingerprint {
@@ -398,7 +475,19 @@ pub(super) fn resolve(
         let slot = subjects.stored(&candidate.subject_id, candidate.subject_created_at);
         decoded.push((fingerprint, slot));
         holders.push(clusters.held(&candidate.holding, &candidate.subject_id));
+        known_ids.push(&candidate.holding.identity_id);
     }
+    // Kept-apart pairs as slots; a subject no candidate sits on cannot be
+    // merged by this chunk, so its pairs do not matter.
+    let apart: Vec<(usize, usize)> = apart
+        .iter()
+        .filter_map(|(a, b)| {
+            Some((
+                *subjects.stored_by_id.get(a)?,
+                *subjects.stored_by_id.get(b)?,
+            ))
+        })
+        .collect();
     let mut known: Vec<(&Fingerprint, usize)> = decoded.iter().map(|(f, s)| (f, *s)).collect();
     let mut index = TokenIndex::new(prepared);
     for (i, (fingerprint, _)) in decoded.iter().enumerate() {
@@ -408,46 +497,60 @@ pub(super) fn resolve(
     let mut assigned = Vec::with_capacity(prepared.len());
     let mut clustered = Vec::with_capacity(prepared.len());
     let mut merge_log = Vec::new();
+    let mut near_log = Vec::new();
     let mut candidates = Vec::new();
-    let mut matched_known: Vec<Held<'_>> = Vec::new();
+    let mut matched_known: Vec<(usize, Held<'_>)> = Vec::new();
+    let mut near: Vec<(usize, f64)> = Vec::new();
     for (item, p) in prepared.iter().enumerate() {
         let mut matched: Vec<usize> = Vec::new();
         matched_known.clear();
+        near.clear();
         if p.fingerprint.is_linkable() {
             index.candidates(&p.fingerprint, &mut candidates);
             for &c in &candidates {
                 let (fingerprint, slot) = known[c];
-                if linkage::compare(&p.fingerprint, fingerprint).is_match() {
+                let score = linkage::compare(&p.fingerprint, fingerprint);
+                if score.is_match() {
                     matched.push(subjects.root(slot));
-                    matched_known.push(holders[c]);
+                    matched_known.push((slot, holders[c]));
+                } else if score.needs_review() {
+                    near.push((c, score.score()));
                 }
             }
             matched.sort_unstable_by(|a, b| subjects.age_key(*a).cmp(&subjects.age_key(*b)));
             matched.dedup();
         }
-        let source = clusters.settle(p.source_partner, &matched_known, || ids.internal(now));
+        let (subject, group) = subjects.settle(&matched, &apart, |other, survivor| {
+            merge_log.push((other, survivor, item));
+        });
+        let subject = subject.unwrap_or_else(|| subjects.push(ids.internal(now), now, false));
+        // Only the matches now on this identity's subject settle its clusters.
+        let on_subject: Vec<Held<'_>> = matched_known
+            .iter()
+            .filter(|(slot, _)| subjects.root(*slot) == subject)
+            .map(|(_, held)| *held)
+            .collect();
+        let source = clusters.settle(p.source_partner, &on_subject, || ids.internal(now));
         let cbo = p
             .cbo
-            .map(|cbo| clusters.settle(cbo, &matched_known, || ids.internal(now)));
+            .map(|cbo| clusters.settle(cbo, &on_subject, || ids.internal(now)));
         clustered.push((source, cbo));
-        let subject = if let Some((&survivor, others)) = matched.split_first() {
-            for &other in others {
-                subjects.slots[other].merged_into = Some(survivor);
-                merge_log.push((other, survivor, item));
+        for &(c, score) in &near {
+            let theirs = subjects.root(known[c].1);
+            if theirs != subject && !subjects.kept_apart(&apart, &[subject], theirs) {
+                near_log.push((known_ids[c].to_owned(), item, score));
             }
-            survivor
-        } else {
-            subjects.push(ids.internal(now), now, false)
-        };
+        }
         if p.fingerprint.is_linkable() {
             index.add(&p.fingerprint, known.len());
             known.push((&p.fingerprint, subject));
+            known_ids.push(&p.identity_id);
             holders.push(Held {
                 source: Some((p.source_partner, source)),
                 cbo: p.cbo.zip(cbo),
             });
         }
-        assigned.push((subject, matched.get(1..).unwrap_or_default().to_vec()));
+        assigned.push((subject, group.get(1..).unwrap_or_default().to_vec()));
     }
     Ok(Resolution {
         subjects,
@@ -455,6 +558,7 @@ pub(super) fn resolve(
         merges: merge_log,
         clusters,
         clustered,
+        near: near_log,
     })
 }
 

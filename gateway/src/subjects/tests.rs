@@ -170,7 +170,7 @@ pub(super) struct Item {
     /// The CBO its referral is assigned to, which holds it too.
     pub(super) cbo: Option<String>,
     pub(super) input: IdentityInput,
-    identity: Identity,
+    pub(super) identity: Identity,
 }
 
 impl Item {
@@ -328,6 +328,8 @@ struct Outcome {
     final_class: Vec<usize>,
     /// Per holder: the identities it holds, grouped by its cluster of them.
     clusters: BTreeMap<&'static str, Vec<Vec<usize>>>,
+    /// The pairs queued for review, by position (earlier first).
+    reviews: std::collections::BTreeSet<(usize, usize)>,
 }
 
 /// Reads a run's result and its database into an [`Outcome`], asserting on the
@@ -336,7 +338,28 @@ async fn outcome(store: &Store, linked: &[Linked]) -> Outcome {
     let classes = Classes::replay(linked);
     check_database(store, linked, &classes).await;
     let holdings = holdings_by_identity(store).await;
+    let position: HashMap<&str, usize> = linked
+        .iter()
+        .enumerate()
+        .map(|(n, l)| (l.identity_id.as_str(), n))
+        .collect();
+    let mut tx = store.begin_read().await.expect("begin");
+    let queued = repo::reviews::open_reviews(&mut tx, None, i64::MAX)
+        .await
+        .expect("reviews");
+    tx.commit().await.expect("end read");
+    let reviews = queued
+        .iter()
+        .map(|r| {
+            let (a, b) = (
+                position[r.identity_a.as_str()],
+                position[r.identity_b.as_str()],
+            );
+            (a.min(b), a.max(b))
+        })
+        .collect();
     Outcome {
+        reviews,
         final_class: (0..linked.len()).map(|n| classes.find(n)).collect(),
         joined: classes.joined,
         linkable: linked.iter().map(|l| l.linkable).collect(),
@@ -644,6 +667,10 @@ async fn register_many_equals_sequential_register(backend: Backend) {
         assert!(
             expected.linkable.contains(&false),
             "seed {seed}: all linkable"
+        );
+        assert!(
+            !expected.reviews.is_empty(),
+            "seed {seed}: no pair queued for review"
         );
     }
 }

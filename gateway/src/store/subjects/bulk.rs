@@ -27,7 +27,7 @@ use crate::store::{StoreError, Tx};
 
 /// Bound values per statement, below SQLite's limit of 32,766 (and PostgreSQL's
 /// 65,535) with room to spare for the few fixed parameters.
-const MAX_PARAMS: usize = 32_000;
+pub(super) const MAX_PARAMS: usize = 32_000;
 
 /// A stored, linkable identity that shares a lookup key with some identity of a
 /// chunk, with its subject's creation time (a merge keeps the oldest subject)
@@ -377,7 +377,7 @@ pub async fn set_clusters(
 /// would be a new text nearly every time; runs of power-of-two lengths keep
 /// the texts to a dozen or so per table, each prepared once per connection,
 /// for a few more round trips per chunk.
-fn pieces<T>(mut items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+pub(super) fn pieces<T>(mut items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
     let cap = floor_power_of_two(max.max(1));
     std::iter::from_fn(move || {
         if items.is_empty() {
@@ -397,14 +397,14 @@ fn floor_power_of_two(n: usize) -> usize {
 /// The text of one statement, with placeholders in the backend's best form:
 /// `$1, $2, ...` on PostgreSQL, `?, ?, ...` on SQLite (see the module docs).
 /// Values must be bound in the order their placeholders were written.
-struct Sql {
+pub(super) struct Sql {
     text: String,
     numbered: bool,
     next: usize,
 }
 
 impl Sql {
-    fn new(tx: &Tx<'_>, head: &str) -> Self {
+    pub(super) fn new(tx: &Tx<'_>, head: &str) -> Self {
         Self {
             text: head.to_owned(),
             numbered: tx.backend_name() != "SQLite",
@@ -412,11 +412,11 @@ impl Sql {
         }
     }
 
-    fn push(&mut self, text: &str) {
+    pub(super) fn push(&mut self, text: &str) {
         self.text.push_str(text);
     }
 
-    fn param(&mut self) {
+    pub(super) fn param(&mut self) {
         let placeholder = self.param_text();
         self.text.push_str(&placeholder);
     }
@@ -424,7 +424,7 @@ impl Sql {
     /// The next placeholder, to be written into the text by the caller —
     /// before any placeholder that follows it, since on SQLite they are
     /// numbered by position.
-    fn param_text(&mut self) -> String {
+    pub(super) fn param_text(&mut self) -> String {
         self.next += 1;
         if self.numbered {
             format!("${}", self.next - 1)
@@ -434,7 +434,7 @@ impl Sql {
     }
 
     /// `count` placeholders separated by commas.
-    fn list(&mut self, count: usize) {
+    pub(super) fn list(&mut self, count: usize) {
         for i in 0..count {
             if i > 0 {
                 self.text.push_str(", ");
@@ -444,7 +444,7 @@ impl Sql {
     }
 
     /// `(…), (…), …`: `rows` rows of `width` placeholders.
-    fn rows(&mut self, rows: usize, width: usize) {
+    pub(super) fn rows(&mut self, rows: usize, width: usize) {
         for row in 0..rows {
             if row > 0 {
                 self.text.push_str(", ");
@@ -456,7 +456,7 @@ impl Sql {
     }
 
     /// Only placeholders were spliced into the text; every value is bound.
-    fn into_text(self) -> sqlx::AssertSqlSafe<String> {
+    pub(super) fn into_text(self) -> sqlx::AssertSqlSafe<String> {
         sqlx::AssertSqlSafe(self.text)
     }
 }
