@@ -41,3 +41,10 @@ CREATE INDEX link_apart_b ON link_apart (identity_b);
 
 -- A merge made by accepting a review names it (NULL: a bridging identity).
 ALTER TABLE subject_merges ADD COLUMN review_id TEXT REFERENCES link_reviews (id);
+
+-- The cluster an identity was in before a merge of partner clusters moved it
+-- (NULL: it never moved, its cluster is its own). An unmerge that splits the
+-- merged cluster gives the split-off part this id back, and so the very
+-- pseudonyms it had (subjects/review.rs). Written only when a cluster moves.
+ALTER TABLE identities ADD COLUMN home_cluster_id TEXT;
+ALTER TABLE identities ADD COLUMN home_cbo_cluster_id TEXT;

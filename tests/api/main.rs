@@ -21,6 +21,7 @@ mod exchange;
 mod export_joins;
 mod exports;
 mod inference;
+mod link_reviews;
 mod linkage;
 mod policy;
 mod pseudonyms;

@@ -44,9 +44,11 @@
 //!    audit log is not rewritten (it records what was true then).
 //! 2. **Partner clusters**: each holder's clusters among the identities are
 //!    re-derived the same way, inside the new groups; each keeps the smallest
-//!    of its identities' current cluster ids that no other cluster took, or a
-//!    new one. A cluster a wrong merge never touched keeps its id — and so
-//!    every pseudonym computed from it.
+//!    of its identities' current cluster ids that no other cluster took, else
+//!    the smallest id one of them had before a merge of clusters moved it
+//!    (`identities.home_cluster_id`, written when a cluster moves), else a new
+//!    one. So undoing a wrong merge gives both sides their old cluster ids
+//!    back — and every pseudonym computed from them.
 //!
 //! If other evidence still links the two (a third identity that matches
 //! both), the group is split only where the kept-apart pair forces it.
@@ -566,13 +568,29 @@ impl SubjectRegistry {
             });
             let mut taken: BTreeSet<String> = BTreeSet::new();
             for list in group_members(&local) {
+                // The smallest current id no other cluster took, else the
+                // smallest id one of them had before a merge moved it.
                 let mut current: Vec<&str> = list
                     .iter()
                     .filter_map(|&l| members[held[l]].holding.cluster_of(holder))
                     .collect();
                 current.sort_unstable();
+                let mut homes: Vec<&str> = list
+                    .iter()
+                    .filter_map(|&l| {
+                        let m = &members[held[l]];
+                        let (source, cbo) = &m.home_clusters;
+                        if m.holding.source_partner == holder {
+                            source.as_deref()
+                        } else {
+                            cbo.as_deref()
+                        }
+                    })
+                    .collect();
+                homes.sort_unstable();
                 let id = current
                     .into_iter()
+                    .chain(homes)
                     .find(|c| !taken.contains(*c))
                     .map_or_else(|| self.ids.internal(now), str::to_owned);
                 taken.insert(id.clone());

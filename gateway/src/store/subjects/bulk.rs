@@ -298,7 +298,9 @@ pub async fn move_clusters(tx: &mut Tx<'_>, moves: &[ClusterMove<'_>]) -> Result
             let mut sql = Sql::new(tx, "WITH moved (from_id, into_id, subject_id) AS (VALUES ");
             sql.rows(chunk.len(), 3);
             sql.push(&format!(
-                ") UPDATE identities SET {column} = moved.into_id FROM moved \
+                ") UPDATE identities SET home_{column} = \
+                 COALESCE(identities.home_{column}, identities.{column}), \
+                 {column} = moved.into_id FROM moved \
                  WHERE identities.subject_id = moved.subject_id \
                  AND identities.{column} = moved.from_id"
             ));

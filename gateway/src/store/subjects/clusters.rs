@@ -78,12 +78,15 @@ pub async fn set_cbo(
     cbo: &str,
     cluster_id: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE identities SET assigned_cbo = $1, cbo_cluster_id = $2 WHERE id = $3")
-        .bind(cbo)
-        .bind(cluster_id)
-        .bind(identity_id)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE identities SET assigned_cbo = $1, cbo_cluster_id = $2, \
+         home_cbo_cluster_id = NULL WHERE id = $3",
+    )
+    .bind(cbo)
+    .bind(cluster_id)
+    .bind(identity_id)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

@@ -204,6 +204,9 @@ pub async fn insert_apart(
 #[derive(Debug)]
 pub struct Member {
     pub holding: Holding,
+    /// The clusters it was in before a merge of clusters moved it (its
+    /// submitter's, its CBO's); `None` where it never moved.
+    pub home_clusters: (Option<String>, Option<String>),
     pub created_at: i64,
     pub linkable: bool,
     pub fingerprint: Vec<u8>,
@@ -213,7 +216,8 @@ pub struct Member {
 #[tracing::instrument(name = "db.identities.members", skip_all)]
 pub async fn members(tx: &mut Tx<'_>, subject: &str) -> Result<Vec<Member>, StoreError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {HOLDING_COLUMNS}, i.created_at, i.linkable, i.fingerprint FROM identities i \
+        "SELECT {HOLDING_COLUMNS}, i.created_at, i.linkable, i.fingerprint, \
+         i.home_cluster_id, i.home_cbo_cluster_id FROM identities i \
          WHERE i.subject_id = $1 ORDER BY i.created_at, i.id"
     )))
     .bind(subject)
@@ -226,6 +230,7 @@ pub async fn members(tx: &mut Tx<'_>, subject: &str) -> Result<Vec<Member>, Stor
                 created_at: row.try_get(5)?,
                 linkable: row.try_get::<i64, _>(6)? != 0,
                 fingerprint: row.try_get(7)?,
+                home_clusters: (row.try_get(8)?, row.try_get(9)?),
             })
         })
         .collect()
