@@ -90,9 +90,12 @@ enum Endpoint {
     CreateExport,
     ExportFile,
     ExportManifest,
+    LinkReviews,
+    LinkReviewDecision,
+    Unmerge,
 }
 
-const ENDPOINTS: [Endpoint; 20] = [
+const ENDPOINTS: [Endpoint; 23] = [
     Endpoint::WhoAmI,
     Endpoint::ListReferrals,
     Endpoint::ReadReferral,
@@ -113,6 +116,9 @@ const ENDPOINTS: [Endpoint; 20] = [
     Endpoint::CreateExport,
     Endpoint::ExportFile,
     Endpoint::ExportManifest,
+    Endpoint::LinkReviews,
+    Endpoint::LinkReviewDecision,
+    Endpoint::Unmerge,
 ];
 
 impl Endpoint {
@@ -138,6 +144,9 @@ impl Endpoint {
             Self::CreateExport => "POST /v1/exports",
             Self::ExportFile => "GET /v1/exports/{id}",
             Self::ExportManifest => "GET /v1/exports/{id}/manifest",
+            Self::LinkReviews => "GET /v1/admin/link-reviews",
+            Self::LinkReviewDecision => "POST /v1/admin/link-reviews/{id}/decision",
+            Self::Unmerge => "POST /v1/admin/unmerge",
         }
     }
 
@@ -192,6 +201,13 @@ impl Endpoint {
             Self::ExportFile => "An export id that does not exist. Status only.",
             Self::ExportManifest => {
                 "The manifest of an export id that does not exist. Status only."
+            }
+            Self::LinkReviews => {
+                "The linkage review queue (administrators; a per-field agreement pattern, no identities). Status only."
+            }
+            Self::LinkReviewDecision => "Accepting a review id that does not exist. Status only.",
+            Self::Unmerge => {
+                "Unmerging two referral ids that do not exist (a 400 naming them). Status only."
             }
         }
     }
@@ -395,6 +411,22 @@ fn asks(seeded: &Seeded) -> (Vec<Ask>, Vec<Ask>) {
                     Endpoint::ExportManifest => {
                         reads.push(ask(format!("/v1/exports/{MISSING_ID}/manifest"), None));
                     }
+                    Endpoint::LinkReviews => {
+                        reads.push(ask("/v1/admin/link-reviews".into(), None));
+                    }
+                    Endpoint::LinkReviewDecision => writes.push(ask(
+                        format!("/v1/admin/link-reviews/{MISSING_ID}/decision"),
+                        Some(("application/json", json!({"decision": "accept"}).to_string())),
+                    )),
+                    Endpoint::Unmerge => writes.push(ask(
+                        "/v1/admin/unmerge".into(),
+                        Some((
+                            "application/json",
+                            json!({"records": [{"referral": MISSING_ID},
+                                               {"referral": "01900000-0000-7000-8000-000000000000"}]})
+                            .to_string(),
+                        )),
+                    )),
                     Endpoint::CreateCase => writes.push(ask(
                         "/v1/cases".into(),
                         Some(("application/json", unknown_case(writes.len()).to_string())),

@@ -329,6 +329,10 @@ async fn review_and_unmerge_requests_are_checked(backend: Backend) {
     assert_problem(missing, 404).await;
     let malformed = decide(&app, "not-a-review", "accept").await;
     assert_problem(malformed, 404).await;
+    // Operations only: an admin asking for another purpose is refused.
+    let research = read_as(&app, "admin", "/v1/admin/link-reviews", Some("HRESCH")).await;
+    let problem = assert_problem(research, 403).await;
+    assert!(problem.to_string().contains("HOPERAT"), "{problem}");
     let cursor = read_as(&app, "admin", "/v1/admin/link-reviews?cursor=7", None).await;
     let problem = assert_problem(cursor, 400).await;
     assert!(problem.to_string().contains("cursor"), "{problem}");

@@ -5,7 +5,8 @@
 //! entry, and shapes what leaves: review ids, scores, times and one word per
 //! field — never an identity, a subject id or an identity id.
 //!
-//! Only an admin may use them (403 otherwise); later, a coordinator role
+//! Only an admin may use them, and only for operating the gateway (purpose
+//! `HOPERAT`, the admin's default; 403 otherwise); later, a coordinator role
 //! (issue 19) joins through the policy.
 
 use std::collections::BTreeMap;
@@ -105,14 +106,26 @@ pub struct UnmergeBody {
     pub identities_moved: usize,
 }
 
-fn admin_only(kind: crate::config::PartnerKind) -> Result<(), ExchangeError> {
-    if kind == crate::config::PartnerKind::Admin {
-        Ok(())
-    } else {
-        Err(ExchangeError::WrongKind(
+/// The purpose every use of the queue declares: keeping the gateway's links
+/// right is operating the gateway.
+pub const PURPOSE: &str = "HOPERAT";
+
+/// Administrators only, for operations only. (The purpose is checked here,
+/// not in the policy, because the queue is not a policy resource yet; when a
+/// coordinator role joins (issue 19), it becomes one. Stricter than the
+/// bundle, never looser: `HOPERAT` is one of the admin's purposes there.)
+fn admin_only(kind: crate::config::PartnerKind, purpose: &Purpose) -> Result<(), ExchangeError> {
+    if kind != crate::config::PartnerKind::Admin {
+        return Err(ExchangeError::WrongKind(
             "only administrators work the linkage review queue",
-        ))
+        ));
     }
+    if purpose.as_str() != PURPOSE {
+        return Err(ExchangeError::WrongKind(
+            "the linkage review queue is for operating the gateway: purpose of use HOPERAT",
+        ));
+    }
+    Ok(())
 }
 
 fn review_error(e: ReviewError) -> ExchangeError {
@@ -140,7 +153,7 @@ pub(super) async fn list(
     cursor: Option<&ReviewId>,
     limit: u32,
 ) -> Result<ReviewPage, ExchangeError> {
-    admin_only(kind)?;
+    admin_only(kind, purpose)?;
     let clock = &*shared.clock;
     let options = shared.normalize_options(clock.now());
     let limit = limit.clamp(1, MAX_LIMIT);
@@ -187,7 +200,7 @@ pub(super) async fn decide(
     review_id: &ReviewId,
     body: &[u8],
 ) -> Result<DecisionBody, ExchangeError> {
-    admin_only(kind)?;
+    admin_only(kind, purpose)?;
     let request: DecisionRequest = input::parse_json(body)?;
     let decision = match request.decision.as_str() {
         "accept" => ReviewDecision::Accept,
@@ -227,7 +240,7 @@ pub(super) async fn unmerge(
     purpose: &Purpose,
     body: &[u8],
 ) -> Result<UnmergeBody, ExchangeError> {
-    admin_only(kind)?;
+    admin_only(kind, purpose)?;
     let request: UnmergeRequest = input::parse_json(body)?;
     let mut invalid = Invalid::default();
     if request.records.len() != 2 {

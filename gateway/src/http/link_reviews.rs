@@ -36,12 +36,12 @@ pub(crate) fn router() -> Router<AppState> {
     params(
         ("cursor" = Option<String>, Query, format = "uuid", description = "The `next_cursor` of the previous page"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Reviews per page (default 50)"),
-        ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default HOPERAT"),
+        ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default HOPERAT, the only one allowed here"),
     ),
     responses(
         (status = 200, description = "A page of open reviews", body = ReviewPage),
         (status = 400, description = "A parameter or the purpose header is not valid", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, or a purpose other than HOPERAT", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn list_reviews(
     State(state): State<AppState>,
@@ -76,13 +76,13 @@ pub(crate) async fn list_reviews(
     security(("partner_token" = [])),
     params(
         ("id" = String, Path, pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The review id"),
-        ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default HOPERAT"),
+        ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default HOPERAT, the only one allowed here"),
     ),
     request_body(content = DecisionRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Decided", body = DecisionBody),
         (status = 400, description = "Invalid fields; nothing stored", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, or a purpose other than HOPERAT", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such review", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already decided, or kept apart by an earlier decision", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
@@ -112,13 +112,13 @@ pub(crate) async fn decide_review(
 #[utoipa::path(post, path = "/v1/admin/unmerge", tag = "linkage",
     security(("partner_token" = [])),
     params(
-        ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default HOPERAT"),
+        ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code; default HOPERAT, the only one allowed here"),
     ),
     request_body(content = UnmergeRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Split", body = UnmergeBody),
         (status = 400, description = "Invalid fields, or a record that does not exist; nothing changed", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator, or a purpose other than HOPERAT", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The two records are not linked", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
     ))]
