@@ -357,8 +357,12 @@ fn asks(seeded: &Seeded) -> (Vec<Ask>, Vec<Ask>) {
                     body,
                 };
                 match endpoint {
-                    Endpoint::WhoAmI => reads.push(ask("/v1/whoami".into(), None)),
-                    Endpoint::ListReferrals => reads.push(ask("/v1/referrals".into(), None)),
+                    Endpoint::WhoAmI
+                    | Endpoint::ListReferrals
+                    | Endpoint::ListOutcomes
+                    | Endpoint::LinkReviews
+                    | Endpoint::ExportFile
+                    | Endpoint::ExportManifest => reads.push(ask(fixed_path(endpoint), None)),
                     Endpoint::ReadReferral => {
                         reads.push(ask(format!("/v1/referrals/{seeded}"), None));
                     }
@@ -398,40 +402,14 @@ fn asks(seeded: &Seeded) -> (Vec<Ask>, Vec<Ask>) {
                             json!({"reason": "capacity", "assign_to": "cbo-south"}).to_string(),
                         )),
                     )),
-                    Endpoint::CreateExport => writes.push(ask(
-                        "/v1/exports".into(),
-                        Some((
-                            "application/json",
-                            json!({"study": "demo-study", "tables": ["referrals"]}).to_string(),
-                        )),
-                    )),
-                    Endpoint::ExportFile => {
-                        reads.push(ask(format!("/v1/exports/{MISSING_ID}"), None));
+                    Endpoint::CreateExport | Endpoint::LinkReviewDecision | Endpoint::Unmerge => {
+                        let (path, body) = fixed_write(endpoint);
+                        writes.push(ask(path, Some(("application/json", body))));
                     }
-                    Endpoint::ExportManifest => {
-                        reads.push(ask(format!("/v1/exports/{MISSING_ID}/manifest"), None));
-                    }
-                    Endpoint::LinkReviews => {
-                        reads.push(ask("/v1/admin/link-reviews".into(), None));
-                    }
-                    Endpoint::LinkReviewDecision => writes.push(ask(
-                        format!("/v1/admin/link-reviews/{MISSING_ID}/decision"),
-                        Some(("application/json", json!({"decision": "accept"}).to_string())),
-                    )),
-                    Endpoint::Unmerge => writes.push(ask(
-                        "/v1/admin/unmerge".into(),
-                        Some((
-                            "application/json",
-                            json!({"records": [{"referral": MISSING_ID},
-                                               {"referral": "01900000-0000-7000-8000-000000000000"}]})
-                            .to_string(),
-                        )),
-                    )),
                     Endpoint::CreateCase => writes.push(ask(
                         "/v1/cases".into(),
                         Some(("application/json", unknown_case(writes.len()).to_string())),
                     )),
-                    Endpoint::ListOutcomes => reads.push(ask("/v1/outcomes".into(), None)),
                     Endpoint::ReadConsent => {
                         reads.push(ask(format!("/v1/consents/{consent}"), None));
                     }
@@ -456,6 +434,37 @@ fn asks(seeded: &Seeded) -> (Vec<Ask>, Vec<Ask>) {
         }
     }
     (reads, writes)
+}
+
+/// The path of a read that addresses no seeded record.
+fn fixed_path(endpoint: Endpoint) -> String {
+    match endpoint {
+        Endpoint::WhoAmI => "/v1/whoami".into(),
+        Endpoint::ListReferrals => "/v1/referrals".into(),
+        Endpoint::ListOutcomes => "/v1/outcomes".into(),
+        Endpoint::LinkReviews => "/v1/admin/link-reviews".into(),
+        Endpoint::ExportFile => format!("/v1/exports/{MISSING_ID}"),
+        _ => format!("/v1/exports/{MISSING_ID}/manifest"),
+    }
+}
+
+/// The path and body of a write that addresses no seeded record: an export,
+/// a decision on a review that does not exist, an unmerge of two referrals
+/// that do not exist.
+fn fixed_write(endpoint: Endpoint) -> (String, String) {
+    if endpoint == Endpoint::CreateExport {
+        let body = json!({"study": "demo-study", "tables": ["referrals"]});
+        ("/v1/exports".into(), body.to_string())
+    } else if endpoint == Endpoint::Unmerge {
+        let records = json!({"records": [{"referral": MISSING_ID},
+                                         {"referral": "01900000-0000-7000-8000-000000000000"}]});
+        ("/v1/admin/unmerge".into(), records.to_string())
+    } else {
+        (
+            format!("/v1/admin/link-reviews/{MISSING_ID}/decision"),
+            json!({"decision": "accept"}).to_string(),
+        )
+    }
 }
 
 /// Points each outcome and assignment at a fresh referral of its own (from `pd`,
