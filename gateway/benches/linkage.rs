@@ -17,6 +17,11 @@
 //! - `LINKAGE_SEED` (default 2026), `LINKAGE_CORRUPTED` (default 0.1).
 //! - `LINKAGE_THREADS` (default 2): threads for the link.
 //! - `FEBRL_DIR`: see above.
+//! - `LINKAGE_SCALE_N` (e.g. 1000000): instead of all the above, the scale
+//!   run only: `N × N` synthetic records at `LINKAGE_CORRUPTED`, written once
+//!   to `~/.cache/crosswalk/scale-N-SEED/` and reused; prints the link's wall
+//!   time, its peak resident memory (the process's high-water mark, reset
+//!   after the data is written and dropped) and precision, recall and F1.
 //!
 //! Targets: precision ≥ 0.995 and recall ≥ 0.98 at 10% corruption;
 //! ≥ 200,000 identities/s fingerprinted on one core; 100k × 100k in < 30 s on
@@ -55,6 +60,13 @@ fn main() {
     let master = MasterSecret::from_bytes([7; 32]);
     let keys = LinkageKeys::derive(&master, 1);
     let options = normalize_options();
+    if let Some(scale_n) = std::env::var("LINKAGE_SCALE_N")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        scale(scale_n, seed, corrupted, &keys, options);
+        return;
+    }
     let dir = tempfile::tempdir().expect("temporary directory");
 
     println!(
@@ -72,21 +84,7 @@ fn main() {
     let right_path = dir.path().join("right.csv");
     write_synthetic(&left_path, "L", &left);
     write_synthetic(&right_path, "R", &right);
-    let map: Vec<FieldMapping> = [
-        "given_name=given_name",
-        "surname=surname",
-        "dob=dob",
-        "sex=sex",
-        "street=street",
-        "city=city",
-        "state=state",
-        "zip=zip",
-        "phone=phone",
-        "email=email",
-    ]
-    .iter()
-    .map(|m| m.parse().expect("mapping"))
-    .collect();
+    let map = synthetic_map();
     let truth = |l: &str, r: &str| {
         let person = |id: &str| id[1..].parse::<usize>().expect("id");
         left[person(l)].person == right[person(r)].person
@@ -141,6 +139,102 @@ fn main() {
     }
 
     throughput(&left, &keys, options);
+}
+
+/// The synthetic files' columns, mapped one to one.
+fn synthetic_map() -> Vec<FieldMapping> {
+    [
+        "given_name=given_name",
+        "surname=surname",
+        "dob=dob",
+        "sex=sex",
+        "street=street",
+        "city=city",
+        "state=state",
+        "zip=zip",
+        "phone=phone",
+        "email=email",
+    ]
+    .iter()
+    .map(|m| m.parse().expect("mapping"))
+    .collect()
+}
+
+/// The scale run (`LINKAGE_SCALE_N`): see the module docs.
+fn scale(n: usize, seed: u64, corrupted: f64, keys: &LinkageKeys, options: NormalizeOptions) {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".to_owned());
+    let dir = Path::new(&home)
+        .join(".cache/crosswalk")
+        .join(format!("scale-{n}-{seed}-{corrupted}"));
+    let (left_path, right_path) = (dir.join("left.csv"), dir.join("right.csv"));
+    let persons_path = dir.join("persons");
+    if !persons_path.exists() {
+        std::fs::create_dir_all(&dir).expect("cache directory");
+        let started = Instant::now();
+        let config = DatasetConfig {
+            seed,
+            size: n,
+            corrupted,
+            ..DatasetConfig::default()
+        };
+        let (left, right) = synth::dataset(&config);
+        write_synthetic(&left_path, "L", &left);
+        write_synthetic(&right_path, "R", &right);
+        let persons: Vec<u8> = left
+            .iter()
+            .chain(&right)
+            .flat_map(|r| r.person.to_le_bytes())
+            .collect();
+        std::fs::write(&persons_path, persons).expect("persons");
+        println!(
+            "generated {n} x {n} in {:.1} s into {}",
+            started.elapsed().as_secs_f64(),
+            dir.display()
+        );
+    }
+    let persons: Vec<u64> = std::fs::read(&persons_path)
+        .expect("persons")
+        .chunks_exact(8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect();
+    let (left_persons, right_persons) = persons.split_at(persons.len() / 2);
+    let n_left = left_persons.len();
+    let true_pairs = right_persons
+        .iter()
+        .filter(|p| usize::try_from(**p).is_ok_and(|p| p < n_left))
+        .count();
+    let truth = |l: &str, r: &str| {
+        let index = |id: &str| id[1..].parse::<usize>().expect("id");
+        left_persons[index(l)] == right_persons[index(r)]
+    };
+    println!(
+        "== scale: {n} x {n}, {:.0}% of RIGHT corrupted, seed {seed}",
+        corrupted * 100.0
+    );
+    // The high-water mark from here on is the link's (and the persons').
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let (quality, wall, summary) = run_link(
+        &left_path,
+        &right_path,
+        "id",
+        &synthetic_map(),
+        keys,
+        options,
+        truth,
+        true_pairs,
+    );
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.trim_start_matches("VmHWM:").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    quality.print();
+    print_summary(&summary);
+    println!("link wall time: {wall:.1} s; peak resident memory {peak}");
 }
 
 fn normalize_options() -> NormalizeOptions {

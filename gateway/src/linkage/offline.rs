@@ -253,8 +253,19 @@ pub fn run_cli(config: &crate::config::Config, request: &LinkFiles<'_>) -> anyho
     Ok(())
 }
 
-/// Runs `crosswalk link`: writes `left_id,right_id,score` lines to `out`, and a
-/// line per skipped row to `diagnostics`.
+/// Left rows profiled and scored at a time after the first chunk (which is
+/// [`probabilistic::SAMPLE_ROWS`] long and sets the weights).
+const CHUNK_ROWS: usize = 50_000;
+
+/// Runs `crosswalk link`: writes `left_id,right_id,weight,decision` lines to
+/// `out`, and the values dropped and rows skipped to `diagnostics`.
+///
+/// Both files' headers are checked first. The right file is read in chunks
+/// into profiles and a block index; the left file is then streamed in chunks,
+/// each profiled, scored against the index and dropped, so memory is the
+/// right side (about 0.5 KB a row), its index and one chunk, however long
+/// the left file is. Nothing is written until both files have been read
+/// without error (a bad row anywhere stops the run with no output).
 pub fn link_files(
     request: &LinkFiles<'_>,
     keys: &LinkageKeys,
@@ -267,28 +278,41 @@ pub fn link_files(
             return Err(LinkError::DuplicateField { field: m.field });
         }
     }
-    // Both files' headers are checked before any row is processed.
-    let left_rows = read_rows(request.left, request.id_column, request.map)?;
-    let right_rows = read_rows(request.right, request.id_column, request.map)?;
+    let mut left_rows = RowReader::open(request.left, request.id_column, request.map)?;
+    let mut right_rows = RowReader::open(request.right, request.id_column, request.map)?;
     let keys = ProfileKeys::new(keys);
-    let keys = &keys;
-    let left = profile_side(
-        request,
-        request.left,
-        left_rows,
-        keys,
-        *options,
-        diagnostics,
-    );
-    let right = profile_side(
-        request,
-        request.right,
-        right_rows,
-        keys,
-        *options,
-        diagnostics,
-    );
-    let outcome = probabilistic::link(&left.profiles, &right.profiles);
+
+    let mut right = Side::default();
+    let mut right_profiles = Vec::new();
+    loop {
+        let chunk = right_rows.next_chunk(CHUNK_ROWS)?;
+        if chunk.is_empty() {
+            break;
+        }
+        right_profiles.extend(right.add(chunk, &keys, *options));
+    }
+    drop(right_rows);
+    let index = probabilistic::BlockIndex::build(&right_profiles);
+    for profile in &mut right_profiles {
+        profile.drop_blocks();
+    }
+    let mut linker = probabilistic::StreamLinker::new(&right_profiles, index);
+    let mut left = Side::default();
+    let mut size = probabilistic::SAMPLE_ROWS;
+    loop {
+        let chunk = left_rows.next_chunk(size)?;
+        if chunk.is_empty() {
+            break;
+        }
+        let profiles = left.add(chunk, &keys, *options);
+        linker.add(&profiles);
+        size = CHUNK_ROWS;
+    }
+    drop(left_rows);
+    left.report(request, request.left, diagnostics);
+    right.report(request, request.right, diagnostics);
+
+    let outcome = linker.finish();
     write_links(&outcome.pairs, &left.ids, &right.ids, out).map_err(LinkError::Output)?;
     let links = outcome
         .pairs
@@ -305,11 +329,14 @@ pub fn link_files(
     })
 }
 
-/// One file's linkable rows.
+/// One file's rows as they are profiled: the ids of the linkable ones, and
+/// the counts (with the first rows) of the values dropped per field.
+#[derive(Default)]
 struct Side {
     ids: Vec<String>,
-    profiles: Vec<Profile>,
     summary: SideSummary,
+    /// Per field: how many values were dropped, and the first rows.
+    dropped: Vec<(Field, usize, Vec<u64>)>,
 }
 
 /// A row as read: its 1-based number, its id, and its identity as typed.
@@ -322,159 +349,184 @@ struct RawRow {
 /// Rows named per field in the diagnostics before "and N more".
 const EXAMPLE_ROWS: usize = 5;
 
-/// Normalizes and fingerprints one file's rows (in parallel), reporting the
-/// values it drops and the rows it skips.
-fn profile_side(
-    request: &LinkFiles<'_>,
-    path: &Path,
-    rows: Vec<RawRow>,
-    keys: &ProfileKeys,
-    options: NormalizeOptions,
-    diagnostics: &mut dyn Write,
-) -> Side {
-    let results: Vec<_> = rows
-        .par_iter()
-        .map(|row| {
-            let tolerant = normalize_tolerant(&row.input, &options);
-            let dropped: Vec<&'static str> = tolerant.dropped.iter().map(|p| p.field).collect();
-            let profile = probabilistic::profile(&tolerant.identity, &tolerant.remnants, keys);
-            (profile, dropped)
-        })
-        .collect();
-
-    let mut side = Side {
-        ids: Vec::with_capacity(rows.len()),
-        profiles: Vec::with_capacity(rows.len()),
-        summary: SideSummary {
-            rows: rows.len(),
-            ..SideSummary::default()
-        },
-    };
-    // Per field: how many values were dropped, and the first rows.
-    let mut dropped: Vec<(Field, usize, Vec<u64>)> = Vec::new();
-    for (row, (fp, fields)) in rows.into_iter().zip(results) {
-        for name in fields {
-            let Some(field) = Field::ALL.into_iter().find(|f| f.name() == name) else {
-                continue;
-            };
-            match dropped.iter_mut().find(|(f, ..)| *f == field) {
-                Some((_, n, examples)) => {
-                    *n += 1;
-                    if examples.len() < EXAMPLE_ROWS {
-                        examples.push(row.row);
+impl Side {
+    /// Normalizes and profiles a chunk of rows (in parallel); returns the
+    /// profiles of the linkable ones, whose ids it keeps, and counts the
+    /// values dropped and the rows skipped.
+    fn add(
+        &mut self,
+        rows: Vec<RawRow>,
+        keys: &ProfileKeys,
+        options: NormalizeOptions,
+    ) -> Vec<Profile> {
+        let results: Vec<_> = rows
+            .par_iter()
+            .map(|row| {
+                let tolerant = normalize_tolerant(&row.input, &options);
+                let dropped: Vec<&'static str> = tolerant.dropped.iter().map(|p| p.field).collect();
+                let profile = probabilistic::profile(&tolerant.identity, &tolerant.remnants, keys);
+                (profile, dropped)
+            })
+            .collect();
+        self.summary.rows += rows.len();
+        let mut profiles = Vec::with_capacity(rows.len());
+        for (row, (profile, fields)) in rows.into_iter().zip(results) {
+            for name in fields {
+                let Some(field) = Field::ALL.into_iter().find(|f| f.name() == name) else {
+                    continue;
+                };
+                match self.dropped.iter_mut().find(|(f, ..)| *f == field) {
+                    Some((_, n, examples)) => {
+                        *n += 1;
+                        if examples.len() < EXAMPLE_ROWS {
+                            examples.push(row.row);
+                        }
                     }
+                    None => self.dropped.push((field, 1, vec![row.row])),
                 }
-                None => dropped.push((field, 1, vec![row.row])),
+            }
+            if is_linkable(&profile) {
+                self.ids.push(row.id);
+                profiles.push(profile);
+            } else {
+                self.summary.unlinkable += 1;
             }
         }
-        if is_linkable(&fp) {
-            side.ids.push(row.id);
-            side.profiles.push(fp);
-        } else {
-            side.summary.unlinkable += 1;
+        profiles
+    }
+
+    /// Writes what was dropped and skipped (row numbers and counts, never a
+    /// value) and fills the summary's per-field counts.
+    fn report(&mut self, request: &LinkFiles<'_>, path: &Path, diagnostics: &mut dyn Write) {
+        self.dropped
+            .sort_by_key(|(field, ..)| Field::ALL.iter().position(|f| f == field));
+        for (field, n, examples) in &self.dropped {
+            let column = request
+                .map
+                .iter()
+                .find(|m| m.field == *field)
+                .map_or("-", |m| m.column.as_str());
+            let rows: Vec<String> = examples.iter().map(u64::to_string).collect();
+            let more = n.saturating_sub(examples.len());
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                diagnostics,
+                "crosswalk link: {}: column {column:?} ({field}): {n} values do not normalize and were \
+                 dropped, the rows kept (rows {}{more})",
+                path.display(),
+                rows.join(", "),
+            );
+        }
+        self.summary.dropped = self.dropped.iter().map(|(f, n, _)| (*f, *n)).collect();
+        if self.summary.unlinkable > 0 {
+            let _ = writeln!(
+                diagnostics,
+                "crosswalk link: {}: {} rows skipped as unlinkable (too few usable fields)",
+                path.display(),
+                self.summary.unlinkable
+            );
         }
     }
-    dropped.sort_by_key(|(field, ..)| Field::ALL.iter().position(|f| f == field));
-    for (field, n, examples) in &dropped {
-        let column = request
-            .map
-            .iter()
-            .find(|m| m.field == *field)
-            .map_or("-", |m| m.column.as_str());
-        let rows: Vec<String> = examples.iter().map(u64::to_string).collect();
-        let more = n.saturating_sub(examples.len());
-        let more = if more > 0 {
-            format!(" and {more} more")
-        } else {
-            String::new()
-        };
-        // Row numbers and counts only: never a value.
-        let _ = writeln!(
-            diagnostics,
-            "crosswalk link: {}: column {column:?} ({field}): {n} values do not normalize and were \
-             dropped, the rows kept (rows {}{more})",
-            path.display(),
-            rows.join(", "),
-        );
-    }
-    side.summary.dropped = dropped.into_iter().map(|(f, n, _)| (f, n)).collect();
-    if side.summary.unlinkable > 0 {
-        let _ = writeln!(
-            diagnostics,
-            "crosswalk link: {}: {} rows skipped as unlinkable (too few usable fields)",
-            path.display(),
-            side.summary.unlinkable
-        );
-    }
-    side
 }
 
-fn read_rows(path: &Path, id_column: &str, map: &[FieldMapping]) -> Result<Vec<RawRow>, LinkError> {
-    let file = File::open(path).map_err(|source| LinkError::Open {
-        file: path.to_owned(),
-        source,
-    })?;
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(BufReader::new(file));
-    let headers = reader
-        .headers()
-        .map_err(|e| bad_row(path, 0, None, &e))?
-        .clone();
-    let find = |column: &str, what: String| {
-        headers
-            .iter()
-            .position(|h| h == column)
-            .ok_or_else(|| LinkError::MissingColumn {
-                file: path.to_owned(),
-                column: column.to_owned(),
-                what,
-            })
-    };
-    let id_index = find(id_column, "--id-column".to_owned())?;
-    let columns: Vec<(Field, usize)> = map
-        .iter()
-        .map(|m| Ok((m.field, find(&m.column, m.field.name().to_owned())?)))
-        .collect::<Result<_, LinkError>>()?;
+/// A CSV file read a chunk of rows at a time, its header checked on opening.
+struct RowReader<'a> {
+    path: &'a Path,
+    id_column: &'a str,
+    reader: csv::Reader<BufReader<File>>,
+    headers: csv::StringRecord,
+    id_index: usize,
+    columns: Vec<(Field, usize)>,
+    /// Each id's first row: an id twice would make its links ambiguous.
+    seen: std::collections::HashMap<String, u64>,
+    row: u64,
+}
 
-    let mut rows = Vec::new();
-    // Each id's first row: an id twice would make its links ambiguous.
-    let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
-    let mut record = csv::StringRecord::new();
-    for row in 1u64.. {
-        match reader.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => return Err(bad_row(path, row, Some(&headers), &e)),
-        }
-        let cell = |i: usize| record.get(i).filter(|v| !v.is_empty());
-        let id = cell(id_index).ok_or_else(|| LinkError::BadRow {
+impl<'a> RowReader<'a> {
+    fn open(path: &'a Path, id_column: &'a str, map: &[FieldMapping]) -> Result<Self, LinkError> {
+        let file = File::open(path).map_err(|source| LinkError::Open {
             file: path.to_owned(),
-            row,
-            column: Some(id_column.to_owned()),
-            problem: "the id is empty".to_owned(),
+            source,
         })?;
-        if let Some(first) = seen.insert(id.to_owned(), row) {
-            // The id is not quoted: it may be a record number worth keeping
-            // out of logs.
-            return Err(LinkError::BadRow {
-                file: path.to_owned(),
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(BufReader::new(file));
+        let headers = reader
+            .headers()
+            .map_err(|e| bad_row(path, 0, None, &e))?
+            .clone();
+        let find = |column: &str, what: String| {
+            headers
+                .iter()
+                .position(|h| h == column)
+                .ok_or_else(|| LinkError::MissingColumn {
+                    file: path.to_owned(),
+                    column: column.to_owned(),
+                    what,
+                })
+        };
+        let id_index = find(id_column, "--id-column".to_owned())?;
+        let columns: Vec<(Field, usize)> = map
+            .iter()
+            .map(|m| Ok((m.field, find(&m.column, m.field.name().to_owned())?)))
+            .collect::<Result<_, LinkError>>()?;
+        Ok(Self {
+            path,
+            id_column,
+            reader,
+            headers,
+            id_index,
+            columns,
+            seen: std::collections::HashMap::new(),
+            row: 0,
+        })
+    }
+
+    /// Up to `max` more rows; none at the end of the file.
+    fn next_chunk(&mut self, max: usize) -> Result<Vec<RawRow>, LinkError> {
+        let mut rows = Vec::with_capacity(max.min(4096));
+        let mut record = csv::StringRecord::new();
+        while rows.len() < max {
+            let row = self.row + 1;
+            match self.reader.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => return Err(bad_row(self.path, row, Some(&self.headers), &e)),
+            }
+            self.row = row;
+            let cell = |i: usize| record.get(i).filter(|v| !v.is_empty());
+            let id = cell(self.id_index).ok_or_else(|| LinkError::BadRow {
+                file: self.path.to_owned(),
                 row,
-                column: Some(id_column.to_owned()),
-                problem: format!("the id is the same as row {first}'s; ids must be unique"),
+                column: Some(self.id_column.to_owned()),
+                problem: "the id is empty".to_owned(),
+            })?;
+            if let Some(first) = self.seen.insert(id.to_owned(), row) {
+                // The id is not quoted: it may be a record number worth
+                // keeping out of logs.
+                return Err(LinkError::BadRow {
+                    file: self.path.to_owned(),
+                    row,
+                    column: Some(self.id_column.to_owned()),
+                    problem: format!("the id is the same as row {first}'s; ids must be unique"),
+                });
+            }
+            let mut input = IdentityInput::default();
+            for &(field, i) in &self.columns {
+                *field.slot(&mut input) = cell(i).map(str::to_owned);
+            }
+            rows.push(RawRow {
+                row,
+                id: id.to_owned(),
+                input,
             });
         }
-        let mut input = IdentityInput::default();
-        for &(field, i) in &columns {
-            *field.slot(&mut input) = cell(i).map(str::to_owned);
-        }
-        rows.push(RawRow {
-            row,
-            id: id.to_owned(),
-            input,
-        });
+        Ok(rows)
     }
-    Ok(rows)
 }
 
 /// Describes a CSV error without quoting the data.

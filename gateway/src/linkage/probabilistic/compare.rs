@@ -29,7 +29,7 @@ fn band(dice: f64, bands: &[f64], first: u8) -> u8 {
     level
 }
 
-fn same(a: Option<[u8; 16]>, b: Option<[u8; 16]>) -> bool {
+fn same(a: Option<super::encode::Hash>, b: Option<super::encode::Hash>) -> bool {
     matches!((a, b), (Some(x), Some(y)) if x == y)
 }
 

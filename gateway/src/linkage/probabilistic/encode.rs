@@ -10,7 +10,10 @@ use super::super::tokens::{framed_hash, phonetic};
 use crate::normalize::{Identity, Remnant, canonical_given_name};
 
 /// A keyed hash, truncated to 128 bits.
-pub(crate) type Hash16 = [u8; 16];
+/// A keyed hash, 64 bits: collisions between different values are about one
+/// in 2^64 per pair, and a profile of 16 of them takes 128 bytes, not 272,
+/// which is what lets a million profiles fit beside their block index.
+pub(crate) type Hash = std::num::NonZeroU64;
 
 /// The fields a profile compares, in the order of [`Levels`](super::compare::Levels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,14 +127,14 @@ impl ProfileKeys {
         Self { hash_key, grams }
     }
 
-    fn hash(&self, label: &[u8], components: &[&[u8]]) -> Hash16 {
+    fn hash(&self, label: &[u8], components: &[&[u8]]) -> Hash {
         let mut framed: Vec<&[u8]> = Vec::with_capacity(components.len() + 1);
         framed.push(label);
         framed.extend_from_slice(components);
         let hash = framed_hash(&self.hash_key, &framed);
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&hash.as_bytes()[..16]);
-        out
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&hash.as_bytes()[..8]);
+        Hash::new(u64::from_le_bytes(out)).unwrap_or(Hash::MIN)
     }
 
     fn add_bigrams(&self, field: CField, text: &str, bits: &mut Bits) {
@@ -154,23 +157,23 @@ impl ProfileKeys {
 /// which fields are present.
 #[derive(Clone, Default)]
 pub struct Profile {
-    pub(super) exact: [Option<Hash16>; FIELDS],
+    pub(super) exact: [Option<Hash>; FIELDS],
     /// The given name's canonical form (a nickname folded), when it differs.
-    pub(super) given_alias: Option<Hash16>,
+    pub(super) given_alias: Option<Hash>,
     /// The date with month and day swapped.
-    pub(super) dob_swapped: Option<Hash16>,
-    pub(super) dob_year: Option<Hash16>,
-    pub(super) dob_year_month: Option<Hash16>,
+    pub(super) dob_swapped: Option<Hash>,
+    pub(super) dob_year: Option<Hash>,
+    pub(super) dob_year_month: Option<Hash>,
     /// The street without its leading house number.
-    pub(super) street_rest: Option<Hash16>,
-    pub(super) zip3: Option<Hash16>,
+    pub(super) street_rest: Option<Hash>,
+    pub(super) zip3: Option<Hash>,
     /// Name hashes in the other name's namespace, for swapped names: given
     /// name hashed as a surname, surname as a given name.
-    pub(super) given_as_surname: Option<Hash16>,
-    pub(super) surname_as_given: Option<Hash16>,
+    pub(super) given_as_surname: Option<Hash>,
+    pub(super) surname_as_given: Option<Hash>,
     pub(super) bits: [Bits; FIELDS],
     pub(super) ones: [u16; FIELDS],
-    pub(super) blocks: Vec<Hash16>,
+    pub(super) blocks: Vec<Hash>,
 }
 
 impl fmt::Debug for Profile {
@@ -197,6 +200,11 @@ impl Profile {
 
     pub fn has_dob(&self) -> bool {
         self.has(CField::Dob)
+    }
+
+    /// Frees the blocking keys, once a [`super::BlockIndex`] holds them.
+    pub fn drop_blocks(&mut self) {
+        self.blocks = Vec::new();
     }
 
     pub(super) fn dice(&self, other: &Self, a: CField, b: CField) -> f64 {
@@ -350,15 +358,15 @@ pub fn profile(identity: &Identity, remnants: &[Remnant], keys: &ProfileKeys) ->
 struct BlockParts<'a> {
     given: Option<&'a str>,
     surname: Option<&'a str>,
-    dob: Option<Hash16>,
+    dob: Option<Hash>,
     year: Option<&'a str>,
     street: Option<&'a str>,
     number: Option<&'a str>,
     rest: &'a str,
     city: Option<&'a str>,
     zip: Option<&'a str>,
-    phone: Option<Hash16>,
-    email: Option<Hash16>,
+    phone: Option<Hash>,
+    email: Option<Hash>,
 }
 
 /// The blocking keys: two identities are compared only if they share one.
@@ -366,7 +374,7 @@ struct BlockParts<'a> {
 /// second field, so that one typo rarely breaks every key; the name keys are
 /// made for each name in the same namespace, so swapped names still share.
 /// See the module docs for the list and its measured recall.
-fn blocks(parts: &BlockParts<'_>, keys: &ProfileKeys) -> Vec<Hash16> {
+fn blocks(parts: &BlockParts<'_>, keys: &ProfileKeys) -> Vec<Hash> {
     let mut out = Vec::with_capacity(20);
     let names: Vec<&str> = [parts.given, parts.surname].into_iter().flatten().collect();
     let sx = |text: &str| soundex(text);
@@ -392,7 +400,7 @@ fn blocks(parts: &BlockParts<'_>, keys: &ProfileKeys) -> Vec<Hash16> {
         }
     }
     if let Some(dob) = parts.dob {
-        out.push(keys.hash(b"b dob", &[&dob]));
+        out.push(keys.hash(b"b dob", &[&dob.get().to_le_bytes()]));
     }
     if let (Some(given), Some(surname)) = (parts.given, parts.surname) {
         let (a, b) = (phonetic(given), phonetic(surname));
@@ -416,10 +424,10 @@ fn blocks(parts: &BlockParts<'_>, keys: &ProfileKeys) -> Vec<Hash16> {
         out.push(keys.hash(b"b street", &[street.as_bytes()]));
     }
     if let Some(phone) = parts.phone {
-        out.push(keys.hash(b"b phone", &[&phone]));
+        out.push(keys.hash(b"b phone", &[&phone.get().to_le_bytes()]));
     }
     if let Some(email) = parts.email {
-        out.push(keys.hash(b"b email", &[&email]));
+        out.push(keys.hash(b"b email", &[&email.get().to_le_bytes()]));
     }
     out.sort_unstable();
     out.dedup();

@@ -64,7 +64,7 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 
 pub use self::compare::{Levels, MISSING};
-use self::encode::Hash16;
+use self::encode::Hash;
 pub use self::encode::{CField, Profile, ProfileKeys, profile};
 pub use self::weights::Weights;
 
@@ -122,28 +122,83 @@ pub fn match_threshold(a: &Profile, b: &Profile) -> f64 {
     }
 }
 
-/// Every candidate pair (sharing a blocking key) with its levels.
-pub fn candidates(left: &[Profile], right: &[Profile]) -> Vec<(u32, u32, Levels)> {
-    let mut index: HashMap<Hash16, Vec<u32>> = HashMap::with_capacity(right.len() * 12);
-    for (i, p) in right.iter().enumerate() {
-        let i = u32::try_from(i).unwrap_or(u32::MAX);
-        for key in &p.blocks {
-            index.entry(*key).or_default().push(i);
+/// The right side's blocking keys, for the left side's to look up: every
+/// key once, sorted, with the right-side profiles that have it (a compressed
+/// sparse row layout: 4 bytes per key of every profile, 12 per distinct key,
+/// where a map of vectors would take several times that at a million rows).
+#[derive(Debug, Default)]
+pub struct BlockIndex {
+    keys: Vec<u64>,
+    /// `members[starts[i]..starts[i + 1]]` have `keys[i]`.
+    starts: Vec<u32>,
+    members: Vec<u32>,
+}
+
+impl BlockIndex {
+    /// Indexes the blocking keys of `right`.
+    pub fn build(right: &[Profile]) -> Self {
+        let mut entries: Vec<(u64, u32)> = right
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| {
+                let i = u32::try_from(i).unwrap_or(u32::MAX);
+                p.blocks.iter().map(move |key| (key.get(), i))
+            })
+            .collect();
+        entries.par_sort_unstable();
+        let mut index = Self {
+            keys: Vec::new(),
+            starts: Vec::new(),
+            members: Vec::with_capacity(entries.len()),
+        };
+        for (key, member) in entries {
+            if index.keys.last() != Some(&key) {
+                index.keys.push(key);
+                index
+                    .starts
+                    .push(u32::try_from(index.members.len()).unwrap_or(u32::MAX));
+            }
+            index.members.push(member);
+        }
+        index
+            .starts
+            .push(u32::try_from(index.members.len()).unwrap_or(u32::MAX));
+        index.keys.shrink_to_fit();
+        index.starts.shrink_to_fit();
+        index
+    }
+
+    /// The right-side profiles sharing `key`.
+    fn bucket(&self, key: Hash) -> &[u32] {
+        match self.keys.binary_search(&key.get()) {
+            Ok(i) => &self.members[self.starts[i] as usize..self.starts[i + 1] as usize],
+            Err(_) => &[],
         }
     }
+
+    /// The right-side profiles sharing a blocking key with `profile`, each
+    /// once, skipping keys shared by more than [`MAX_BUCKET`].
+    fn candidates_of(&self, profile: &Profile, found: &mut Vec<u32>) {
+        found.clear();
+        for key in &profile.blocks {
+            let bucket = self.bucket(*key);
+            if bucket.len() <= MAX_BUCKET {
+                found.extend_from_slice(bucket);
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+    }
+}
+
+/// Every candidate pair (sharing a blocking key) with its levels.
+pub fn candidates(left: &[Profile], right: &[Profile]) -> Vec<(u32, u32, Levels)> {
+    let index = BlockIndex::build(right);
     left.par_iter()
         .enumerate()
         .flat_map_iter(|(l, a)| {
-            let mut found: Vec<u32> = Vec::new();
-            for key in &a.blocks {
-                if let Some(bucket) = index.get(key)
-                    && bucket.len() <= MAX_BUCKET
-                {
-                    found.extend_from_slice(bucket);
-                }
-            }
-            found.sort_unstable();
-            found.dedup();
+            let mut found = Vec::new();
+            index.candidates_of(a, &mut found);
             let l = u32::try_from(l).unwrap_or(u32::MAX);
             found
                 .into_iter()
@@ -152,43 +207,144 @@ pub fn candidates(left: &[Profile], right: &[Profile]) -> Vec<(u32, u32, Levels)
         .collect()
 }
 
+/// The agreement patterns of `left`'s candidate pairs, counted: what the
+/// weights are estimated from. Nothing per pair is kept.
+pub fn patterns(index: &BlockIndex, left: &[Profile], right: &[Profile]) -> HashMap<Levels, u32> {
+    left.par_iter()
+        .fold(
+            || (HashMap::new(), Vec::new()),
+            |(mut counts, mut found): (HashMap<Levels, u32>, Vec<u32>), a| {
+                index.candidates_of(a, &mut found);
+                for &r in &found {
+                    *counts
+                        .entry(compare::compare(a, &right[r as usize]))
+                        .or_default() += 1;
+                }
+                (counts, found)
+            },
+        )
+        .map(|(counts, _)| counts)
+        .reduce(HashMap::new, |mut a, b| {
+            for (levels, n) in b {
+                *a.entry(levels).or_default() += n;
+            }
+            a
+        })
+}
+
+/// The pairs of `left` (numbered from `offset`) at or above review weight,
+/// and how many candidate pairs were compared. Only those pairs are kept.
+pub fn score(
+    index: &BlockIndex,
+    (left, offset): (&[Profile], usize),
+    right: &[Profile],
+    weights: &Weights,
+) -> (Vec<Scored>, usize) {
+    left.par_iter()
+        .enumerate()
+        .fold(
+            || (Vec::new(), 0, Vec::new()),
+            |(mut kept, mut compared, mut found): (Vec<Scored>, usize, Vec<u32>), (l, a)| {
+                index.candidates_of(a, &mut found);
+                compared += found.len();
+                for &r in &found {
+                    let b = &right[r as usize];
+                    let levels = compare::compare(a, b);
+                    let weight = weights.score(&levels);
+                    if weight >= REVIEW_BITS {
+                        let decision = if weight >= match_threshold(a, b) {
+                            Decision::Match
+                        } else {
+                            Decision::Review
+                        };
+                        kept.push(Scored {
+                            left: offset + l,
+                            right: r as usize,
+                            weight,
+                            levels,
+                            decision,
+                        });
+                    }
+                }
+                (kept, compared, found)
+            },
+        )
+        .map(|(kept, compared, _)| (kept, compared))
+        .reduce(
+            || (Vec::new(), 0),
+            |(mut a, n), (b, m)| {
+                a.extend(b);
+                (a, n + m)
+            },
+        )
+}
+
+/// Links a left side that arrives in chunks against a right side held in
+/// memory: the first chunk (the sample: all of the left side when it is no
+/// longer than [`SAMPLE_ROWS`]) decides the weights, every chunk is scored
+/// as it comes and dropped, and [`StreamLinker::finish`] takes the pairs
+/// one to one. Memory is the right side, its index and one chunk.
+#[derive(Debug)]
+pub struct StreamLinker<'r> {
+    right: &'r [Profile],
+    index: BlockIndex,
+    weights: Option<Weights>,
+    pairs: Vec<Scored>,
+    candidates: usize,
+    left_rows: usize,
+}
+
+/// Left rows the weights are estimated on (the first chunk). The estimate
+/// needs thousands of candidate pairs, not millions: on 100,000 rows it is
+/// as good as on all of them, at a fraction of the second pass it costs.
+pub const SAMPLE_ROWS: usize = 100_000;
+
+impl<'r> StreamLinker<'r> {
+    pub fn new(right: &'r [Profile], index: BlockIndex) -> Self {
+        Self {
+            right,
+            index,
+            weights: None,
+            pairs: Vec::new(),
+            candidates: 0,
+            left_rows: 0,
+        }
+    }
+
+    /// Scores the next chunk of left profiles (the first one also sets the
+    /// weights).
+    pub fn add(&mut self, left: &[Profile]) {
+        let weights = self.weights.get_or_insert_with(|| {
+            let counts = patterns(&self.index, left, self.right);
+            Weights::estimate(&counts, left, self.right)
+        });
+        let (kept, compared) = score(&self.index, (left, self.left_rows), self.right, weights);
+        self.pairs.extend(kept);
+        self.candidates += compared;
+        self.left_rows += left.len();
+    }
+
+    /// The matches and pairs for review, one to one, strongest first.
+    pub fn finish(mut self) -> Outcome {
+        let weights = self
+            .weights
+            .unwrap_or_else(|| Weights::estimate(&HashMap::new(), &[], self.right));
+        super::batch::one_to_one(&mut self.pairs, (self.left_rows, self.right.len()), |p| {
+            (p.left, p.right, p.weight)
+        });
+        Outcome {
+            pairs: self.pairs,
+            candidates: self.candidates,
+            weights,
+        }
+    }
+}
+
 /// Links two lists one to one (see the module docs).
 pub fn link(left: &[Profile], right: &[Profile]) -> Outcome {
-    let compared = candidates(left, right);
-    let mut patterns: HashMap<Levels, u32> = HashMap::new();
-    for (_, _, levels) in &compared {
-        *patterns.entry(*levels).or_default() += 1;
-    }
-    let weights = Weights::estimate(&patterns, left, right);
-    let mut scored: Vec<Scored> = compared
-        .iter()
-        .filter_map(|&(l, r, levels)| {
-            let weight = weights.score(&levels);
-            (weight >= REVIEW_BITS).then(|| {
-                let (l, r) = (l as usize, r as usize);
-                let decision = if weight >= match_threshold(&left[l], &right[r]) {
-                    Decision::Match
-                } else {
-                    Decision::Review
-                };
-                Scored {
-                    left: l,
-                    right: r,
-                    weight,
-                    levels,
-                    decision,
-                }
-            })
-        })
-        .collect();
-    super::batch::one_to_one(&mut scored, (left.len(), right.len()), |p| {
-        (p.left, p.right, p.weight)
-    });
-    Outcome {
-        pairs: scored,
-        candidates: compared.len(),
-        weights,
-    }
+    let mut linker = StreamLinker::new(right, BlockIndex::build(right));
+    linker.add(left);
+    linker.finish()
 }
 
 #[cfg(test)]
