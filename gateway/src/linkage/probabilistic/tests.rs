@@ -168,3 +168,72 @@ fn people_without_a_date_of_birth_still_link_at_the_documented_precision() {
         "no-DOB recall {recall} ({true_pairs} true pairs)"
     );
 }
+
+/// Fed in chunks, the linker numbers each chunk's rows after the ones before
+/// (a pair names the right left row), estimates its weights on the first
+/// chunk only, and links the later chunks as well as the first.
+#[test]
+fn a_left_side_in_chunks_links_as_well_as_whole() {
+    let (left, right) = synth::dataset(&DatasetConfig {
+        seed: 13,
+        size: 3_000,
+        ..DatasetConfig::default()
+    });
+    let lp: Vec<_> = left.iter().map(|r| profile_of(&r.input)).collect();
+    let rp: Vec<_> = right.iter().map(|r| profile_of(&r.input)).collect();
+    let whole = link(&lp, &rp);
+    let mut linker = super::StreamLinker::new(&rp, super::BlockIndex::build(&rp));
+    let (first, rest) = lp.split_at(1_800);
+    linker.add(first);
+    for chunk in rest.chunks(500) {
+        linker.add(chunk);
+    }
+    let chunked = linker.finish();
+    let truth = |pairs: &[super::Scored], from: usize| {
+        let matches: Vec<_> = pairs
+            .iter()
+            .filter(|p| p.decision == Decision::Match && p.left >= from)
+            .collect();
+        let right_ones = matches
+            .iter()
+            .filter(|p| left[p.left].person == right[p.right].person)
+            .count();
+        (matches.len(), right_ones)
+    };
+    let (links, true_links) = truth(&chunked.pairs, 1_800);
+    assert!(links > 900, "the later chunks link: {links}");
+    assert!(
+        ratio(true_links, links) >= 0.99,
+        "and to the right rows: {true_links} of {links}"
+    );
+    let (whole_links, _) = truth(&whole.pairs, 0);
+    let (chunked_links, _) = truth(&chunked.pairs, 0);
+    assert!(
+        whole_links.abs_diff(chunked_links) * 100 <= whole_links,
+        "within 1% of linking it whole: {chunked_links} against {whole_links}"
+    );
+}
+
+/// The household cap is lifted only when the candidates show no households:
+/// enough pairs with the same surname and street, almost none of them two
+/// people (another given name and another date of birth).
+#[test]
+fn the_household_cap_is_lifted_only_without_households() {
+    use std::collections::HashMap;
+    let same_home = |given: u8, dob: u8| [given, 0, dob, 0, 0, MISSING, MISSING, MISSING];
+    let patterns = |people: u32, two: u32| -> HashMap<super::Levels, u32> {
+        HashMap::from([(same_home(0, 0), people), (same_home(5, 6), two)])
+    };
+    assert!(super::weights::shows_no_households(&patterns(1_000, 10)));
+    assert!(
+        !super::weights::shows_no_households(&patterns(1_000, 100)),
+        "siblings at one address"
+    );
+    assert!(
+        !super::weights::shows_no_households(&patterns(150, 0)),
+        "too few pairs to tell"
+    );
+    // A given name garbled but close is not another person.
+    let close = HashMap::from([(same_home(0, 0), 900), (same_home(3, 6), 100)]);
+    assert!(super::weights::shows_no_households(&close));
+}
