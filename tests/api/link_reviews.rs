@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::backend_tests;
 use crate::consents::post_as;
 use crate::helpers::{Backend, TestApp, assert_problem, rfc3339_from_now, spawn_app};
+use crate::pseudonyms::record_case;
 use crate::reads::{ok_json, read_as};
 
 backend_tests!(
@@ -93,20 +94,6 @@ async fn refer(app: &TestApp, subject: &Value) -> Value {
     response.json().await.expect("JSON")
 }
 
-async fn record_case(app: &TestApp, subject: &Value, case_ref: &str) -> String {
-    let body = json!({
-        "subject": subject,
-        "case_ref": case_ref,
-        "program": "mental_health",
-        "status": "enrolled",
-        "effective_at": rfc3339_from_now(-600),
-    });
-    let response = post_as(app, "county-health", "/v1/cases", &body).await;
-    assert_eq!(response.status(), 201, "{:?}", response.text().await);
-    let body: Value = response.json().await.expect("JSON");
-    body["id"].as_str().expect("id").to_owned()
-}
-
 fn id(body: &Value) -> String {
     body["id"].as_str().expect("id").to_owned()
 }
@@ -147,7 +134,7 @@ async fn a_review_is_accepted_or_rejected_once(backend: Backend) {
     let mut referrals = Vec::new();
     for n in 0..3 {
         let person = Person::new(n);
-        record_case(&app, &person.first(), &format!("MRN-{n}")).await;
+        record_case(&app, person.first(), &format!("MRN-{n}")).await;
         referrals.push(id(&refer(&app, &person.second()).await));
     }
     let reviews = queue(&app).await;
@@ -242,7 +229,7 @@ async fn an_unmerge_restores_every_pseudonym(backend: Backend) {
     // about the second.
     let a = id(&refer(&app, &person.first()).await);
     let b = id(&refer(&app, &person.second()).await);
-    record_case(&app, &person.second(), "MRN-7").await;
+    record_case(&app, person.second(), "MRN-7").await;
     let partners = ["pd", "cbo-north", "admin"];
     let mut before = Vec::new();
     for partner in partners {

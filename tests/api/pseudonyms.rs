@@ -122,7 +122,7 @@ async fn refer_batch(app: &TestApp, bodies: &[Value]) -> Vec<Value> {
 }
 
 /// `POST /v1/cases` as `county-health`: the case's id.
-async fn record_case(app: &TestApp, subject: Value, case_ref: &str) -> String {
+pub async fn record_case(app: &TestApp, subject: Value, case_ref: &str) -> String {
     let body = json!({
         "subject": subject,
         "case_ref": case_ref,
