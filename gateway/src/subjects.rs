@@ -13,7 +13,12 @@
 //! 4. No match: a new subject (a random id). Matches all on one subject: that
 //!    subject. Matches on several subjects: the identity *bridges* them, so they
 //!    are merged into the oldest (ties broken by id), and each merge is recorded
-//!    in `subject_merges` with the identity that caused it.
+//!    in `subject_merges` with the identity that caused it — except a subject
+//!    kept apart from those merged (a pair in `link_apart`, from a rejected
+//!    review or an unmerge), which is left as it is.
+//! 5. Candidates that do not match but fall in the rule's review band, on
+//!    another subject not kept apart, are queued for a person to decide
+//!    (`subjects/review.rs`, which also explains accept, reject and unmerge).
 //!
 //! The raw identity is sealed by the vault before it is stored; only its sealed
 //! bytes, its keyed fingerprint and its lookup tokens reach the database.
