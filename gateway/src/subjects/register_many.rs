@@ -167,18 +167,23 @@ impl SubjectRegistry {
         } else {
             bulk::candidates_for_keys(tx, self.key_version, &keys).await?
         };
-        // Pairs kept apart (a rejected review, an unmerge) among the stored
-        // subjects: rare, so looked up only when any exists.
-        let apart = if stored.len() > 1 && reviews_repo::any_apart(tx).await? {
+        // Pairs kept apart (a rejected review, an unmerge) matter only where
+        // the chunk merges stored subjects or queues a pair across two: most
+        // chunks do neither, and pay no lookup. When one does, the stored
+        // subjects' pairs are read and, if there are any, the chunk is
+        // resolved again with them (in memory: nothing was written yet).
+        let mut resolution = tracing::debug_span!("subjects.resolve")
+            .in_scope(|| resolve(&stored, &prepared, &[], (&self.ids, now)))?;
+        if stored.len() > 1 && (!resolution.merges.is_empty() || !resolution.near.is_empty()) {
             let mut subjects: Vec<&str> = stored.iter().map(|c| c.subject_id.as_str()).collect();
             subjects.sort_unstable();
             subjects.dedup();
-            reviews_repo::apart_subjects(tx, &subjects).await?
-        } else {
-            Vec::new()
-        };
-        let resolution = tracing::debug_span!("subjects.resolve")
-            .in_scope(|| resolve(&stored, &prepared, &apart, (&self.ids, now)))?;
+            let apart = reviews_repo::apart_subjects(tx, &subjects).await?;
+            if !apart.is_empty() {
+                resolution = tracing::debug_span!("subjects.resolve")
+                    .in_scope(|| resolve(&stored, &prepared, &apart, (&self.ids, now)))?;
+            }
+        }
 
         let contexts: Vec<Vec<u8>> = prepared
             .iter()

@@ -85,17 +85,6 @@ pub async fn apart_subjects(
     Ok(found)
 }
 
-/// Whether the store keeps any pair apart at all: the batch path skips the
-/// lookup of [`apart_subjects`] when it does not.
-pub async fn any_apart(tx: &mut Tx<'_>) -> Result<bool, StoreError> {
-    let row = sqlx::query("SELECT EXISTS (SELECT 1 FROM link_apart)")
-        .fetch_one(&mut **tx)
-        .await?;
-    Ok(row
-        .try_get::<bool, _>(0)
-        .or_else(|_| row.try_get::<i64, _>(0).map(|v| v != 0))?)
-}
-
 /// A queued pair, with the subjects its identities sit on now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReviewRow {
