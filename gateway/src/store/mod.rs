@@ -92,9 +92,10 @@ const SQLITE_AUTOCHECKPOINT_PRAGMA: &str = "PRAGMA wal_autocheckpoint = 4096";
 /// are shared with the OS cache, so this is address space, not memory the
 /// process takes. Measured (`cargo bench --bench registry`, chunks of 500):
 /// the candidate lookup per identity went from 48 to 41 µs at 100,000
-/// identities and from 127 to 114 µs at 1,000,000 — better, not flat: most
-/// of the growth is the lookup finding more candidates as more people share
-/// the weak keys, which no cache changes.
+/// identities and from 127 to 114 µs at 1,000,000 — better, not flat. The
+/// rest of the growth is not explained yet; the likely part is the lookup
+/// finding more candidates as more people share the weak keys, which no
+/// cache would change.
 const SQLITE_MMAP_PRAGMA: &str = "PRAGMA mmap_size = 2147418112";
 
 /// A transaction on either backend: writes and their audit entries share one.
