@@ -60,6 +60,33 @@ use crate::store::subjects::{self as repo, Candidate, NewIdentity};
 use crate::store::{Store, StoreError, Tx};
 use crate::vault::{Sealed, Vault, VaultError};
 
+#[cfg(test)]
+/// Runs an `async fn(Backend)` test on SQLite and, if configured, on
+/// PostgreSQL: for the test modules below (`tests.rs` has `Backend` and
+/// `postgres_available`).
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if super::postgres_available(stringify!($name)) {
+                        super::$name(super::Backend::Postgres).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
 mod backfill;
 #[cfg(test)]
 mod cluster_tests;
@@ -127,6 +154,9 @@ pub struct SubjectRegistry {
     /// Internal ids (identities, subjects, merges, clusters): see
     /// [`RecordIds::internal`] for why they are time-ordered.
     ids: RecordIds,
+    /// The review queue's keyed profiles (`subjects/review.rs`): made on
+    /// first use, since deriving them hashes every bigram of every field.
+    profile_keys: std::sync::OnceLock<crate::linkage::probabilistic::ProfileKeys>,
 }
 
 impl std::fmt::Debug for SubjectRegistry {
@@ -158,6 +188,7 @@ impl SubjectRegistry {
             keys: LinkageKeys::derive(master, key_version_u32(key_version)),
             key_version,
             ids: RecordIds::new(vault.randomness()),
+            profile_keys: std::sync::OnceLock::new(),
             vault,
         })
     }

@@ -17,30 +17,6 @@ use super::tests::{
 use super::*;
 use crate::linkage::synth;
 
-/// Runs an `async fn(Backend)` test on SQLite and, if configured, on PostgreSQL.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if super::postgres_available(stringify!($name)) {
-                        super::$name(super::Backend::Postgres).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
     a_referral_handed_to_another_cbo_joins_only_that_cbos_clusters,
     the_backfill_gives_old_rows_the_clusters_registration_would_have,

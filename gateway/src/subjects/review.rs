@@ -64,11 +64,19 @@ use crate::store::subjects::reviews::{self as repo, Member, NewReview, RecordHom
 use crate::store::subjects::{self as subjects_repo};
 
 /// A stored candidate in the review band of a new identity.
-#[derive(Debug)]
 pub(super) struct Near {
     pub(super) identity_id: String,
     pub(super) subject_id: String,
     pub(super) score: f64,
+}
+
+/// Internal subject and identity ids stay out of `Debug` (and so out of logs).
+impl std::fmt::Debug for Near {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Near")
+            .field("score", &self.score)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How two identities compare on one field.
@@ -134,13 +142,20 @@ impl From<crate::store::StoreError> for ReviewError {
 }
 
 /// What a decision did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Decided {
     /// The subject of the pair after the decision (the survivor on accept;
     /// the first identity's on reject), for the audit entry.
     pub subject_id: String,
     /// The subject merged away by an accept, if any.
     pub merged: Option<String>,
+}
+
+/// Internal subject and identity ids stay out of `Debug` (and so out of logs).
+impl std::fmt::Debug for Decided {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decided").finish_non_exhaustive()
+    }
 }
 
 /// Where an unmerge puts a subject's identities and records.
@@ -154,7 +169,7 @@ struct Placement {
 }
 
 /// What an unmerge did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Unmerged {
     /// The subject that was split.
     pub subject_id: String,
@@ -163,6 +178,15 @@ pub struct Unmerged {
     pub subjects: Vec<String>,
     /// Identities whose subject or cluster changed.
     pub identities_moved: usize,
+}
+
+/// Internal subject and identity ids stay out of `Debug` (and so out of logs).
+impl std::fmt::Debug for Unmerged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unmerged")
+            .field("identities_moved", &self.identities_moved)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SubjectRegistry {
@@ -218,11 +242,13 @@ impl SubjectRegistry {
         limit: i64,
     ) -> Result<Vec<ReviewItem>, RegistryError> {
         let rows = repo::open_reviews(tx, after, limit).await?;
-        let keys = ProfileKeys::new(&self.keys);
+        let keys = self
+            .profile_keys
+            .get_or_init(|| ProfileKeys::new(&self.keys));
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
-            let a = self.profile_of(tx, &row.identity_a, options, &keys).await?;
-            let b = self.profile_of(tx, &row.identity_b, options, &keys).await?;
+            let a = self.profile_of(tx, &row.identity_a, options, keys).await?;
+            let b = self.profile_of(tx, &row.identity_b, options, keys).await?;
             let levels = probabilistic::compare::compare(&a, &b);
             let fields = CField::ALL
                 .iter()

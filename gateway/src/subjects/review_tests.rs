@@ -11,30 +11,6 @@ use super::*;
 use crate::linkage::LinkageKeys;
 use crate::store::subjects::reviews as reviews_repo;
 
-/// Runs an `async fn(Backend)` test on SQLite and, if configured, on PostgreSQL.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if super::postgres_available(stringify!($name)) {
-                        super::$name(super::Backend::Postgres).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
     a_near_pair_is_queued_alike_by_both_paths,
     a_rejected_pair_is_never_merged_by_a_bridge,

@@ -20,30 +20,6 @@ use crate::linkage::synth;
 use crate::normalize::normalize;
 use crate::vault::RotationPolicy;
 
-/// Runs an `async fn(Backend)` test on SQLite and, if configured, on PostgreSQL.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if super::postgres_available(stringify!($name)) {
-                        super::$name(super::Backend::Postgres).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
     register_many_equals_sequential_register,
     partner_clusters_are_the_components_of_its_own_matches,

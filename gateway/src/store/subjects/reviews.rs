@@ -16,13 +16,23 @@ pub fn ordered<'a>(a: &'a str, b: &'a str) -> (&'a str, &'a str) {
 }
 
 /// A pair to queue. Ids are internal; nothing here identifies a person.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewReview {
     pub id: String,
     pub identity_a: String,
     pub identity_b: String,
     pub score: f64,
     pub created_at: i64,
+}
+
+/// Internal subject and identity ids stay out of `Debug` (and so out of logs).
+impl std::fmt::Debug for NewReview {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewReview")
+            .field("score", &self.score)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Queues pairs for review; a pair already queued (open or decided) is left
@@ -86,7 +96,7 @@ pub async fn apart_subjects(
 }
 
 /// A queued pair, with the subjects its identities sit on now.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct ReviewRow {
     pub id: String,
     pub identity_a: String,
@@ -96,6 +106,17 @@ pub struct ReviewRow {
     pub decision: Option<String>,
     pub subject_a: String,
     pub subject_b: String,
+}
+
+/// Internal subject and identity ids stay out of `Debug` (and so out of logs).
+impl std::fmt::Debug for ReviewRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReviewRow")
+            .field("score", &self.score)
+            .field("created_at", &self.created_at)
+            .field("decision", &self.decision)
+            .finish_non_exhaustive()
+    }
 }
 
 const REVIEW_COLUMNS: &str = "r.id, r.identity_a, r.identity_b, r.score, r.created_at, \
@@ -190,7 +211,6 @@ pub async fn insert_apart(
 }
 
 /// An identity of a subject being re-derived, with what the replay needs.
-#[derive(Debug)]
 pub struct Member {
     pub holding: Holding,
     /// The clusters it was in before a merge of clusters moved it (its
@@ -199,6 +219,17 @@ pub struct Member {
     pub created_at: i64,
     pub linkable: bool,
     pub fingerprint: Vec<u8>,
+}
+
+/// Internal subject and identity ids stay out of `Debug` (and so out of logs).
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("holding", &self.holding)
+            .field("created_at", &self.created_at)
+            .field("linkable", &self.linkable)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The identities on `subject`, oldest first (the order they were resolved in).
@@ -245,13 +276,22 @@ pub async fn home_subjects(
 }
 
 /// A record (referral or case status) and the subject it was written under.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RecordHome {
     /// `referrals` or `cases`.
     pub table: &'static str,
     pub id: String,
     pub identity_id: String,
     pub subject_id: String,
+}
+
+/// Internal subject and identity ids stay out of `Debug` (and so out of logs).
+impl std::fmt::Debug for RecordHome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordHome")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The referrals and case statuses written under any of `homes`.
